@@ -1,0 +1,57 @@
+//! `Plugin.status`: what the operator observed, written only by the operator.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The observed state of a Plugin. Conditions follow the Kubernetes conventions
+/// (kstatus): `Ready`, `Progressing` and `Degraded`, each with the generation it was
+/// computed from, so `kubectl wait --for=condition=Ready` and GitOps health checks work.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Progressing and Degraded, keyed on type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Plugin pods that exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Plugin pods whose plugin and broker are both ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Where the chat system invokes the plugin (through its broker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// Condition types.
+pub mod condition {
+    /// Every pod is up to date and ready.
+    pub const READY: &str = "Ready";
+    /// A rollout is under way.
+    pub const PROGRESSING: &str = "Progressing";
+    /// Something is wrong that will not fix itself; the reason says what.
+    pub const DEGRADED: &str = "Degraded";
+}
+
+/// Condition reasons, one per situation a user must tell apart.
+pub mod reason {
+    pub const AVAILABLE: &str = "Available";
+    pub const ROLLING_OUT: &str = "RollingOut";
+    pub const PAUSED: &str = "Paused";
+    pub const AS_EXPECTED: &str = "AsExpected";
+    pub const IMAGE_PULL_BACK_OFF: &str = "ImagePullBackOff";
+    pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
+    pub const OOM_KILLED: &str = "OOMKilled";
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
+    pub const POD_SECURITY_REJECTED: &str = "PodSecurityRejected";
+    pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
+    pub const POD_CREATE_FAILED: &str = "PodCreateFailed";
+    pub const ROLLOUT_STALLED: &str = "RolloutStalled";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+}
