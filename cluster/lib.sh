@@ -1,0 +1,199 @@
+# shellcheck shell=bash
+# Shared settings and helpers for cluster/up.sh, cluster/down.sh and cluster/image.sh.
+# Sourced, never executed.
+
+set -euo pipefail
+
+CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$CLUSTER_DIR/.." && pwd)"
+B="$REPO_DIR/build/cluster"          # everything the cluster writes lives here
+PKI="$B/pki"
+CONF="$B/conf"
+LOGS="$B/logs"
+PIDS="$B/pids"
+KUBECONFIG_PATH="$B/kubeconfig"
+
+# Versions. Kubernetes and etcd are pinned by cluster/tools/k8s/go.mod.
+K8S_VERSION="v1.35.4"
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/plugin-operator"
+K8S_BIN="$CACHE_ROOT/k8s-$K8S_VERSION/bin"
+
+# Network layout (all private to this machine; see docs/local-cluster.md).
+APISERVER_PORT=6443
+SERVICE_CIDR="10.96.0.0/16"
+KUBERNETES_SVC_IP="10.96.0.1"
+DNS_SVC_IP="10.96.0.10"
+CLUSTER_CIDR="10.244.0.0/16"
+POD_CIDR="10.244.0.0/24"
+NODE_NETNS="po-node"
+HOST_LINK="po-host"              # host end of the veth pair to the node namespace
+HOST_LINK_IP="10.201.0.1"        # the apiserver is reached from the node through this
+NODE_IP="10.201.0.2"             # the node's InternalIP, inside $NODE_NETNS
+LINK_PREFIX=30
+NODE_NAME="po-node"
+CGROUP_ROOT="/plugin-operator"   # kubelet cgroupRoot (cgroupfs driver, cgroup v1)
+CLUSTER_DOMAIN="cluster.local"
+SA_ISSUER="https://kubernetes.default.svc.${CLUSTER_DOMAIN}"
+
+export PATH="$K8S_BIN:$PATH"
+
+say() { printf '%s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Step bookkeeping: a failure names the step and the log to read.
+STEP_NO=0
+STEP_TOTAL=0
+STEP_NAME=""
+STEP_LOG=""
+step() { # step "<description>" [log file]
+  STEP_NO=$((STEP_NO + 1))
+  STEP_NAME="$1"
+  STEP_LOG="${2:-}"
+  printf '[%d/%d] %s ...\n' "$STEP_NO" "$STEP_TOTAL" "$STEP_NAME"
+}
+on_step_failure() {
+  local rc=$?
+  trap - ERR
+  {
+    printf '\nFAILED at step [%d/%d] %s (exit %d)\n' "$STEP_NO" "$STEP_TOTAL" "$STEP_NAME" "$rc"
+    if [[ -n "$STEP_LOG" ]]; then
+      printf 'Read the log: %s\n' "$STEP_LOG"
+      if [[ -f "$STEP_LOG" ]]; then
+        printf -- '--- last lines of %s ---\n' "$STEP_LOG"
+        tail -n 25 "$STEP_LOG" || true
+        printf -- '---\n'
+      fi
+    fi
+    printf 'Logs of every component: %s/\n' "$LOGS"
+    printf 'Clean up with: make cluster-down\n'
+  } >&2
+  exit "$rc"
+}
+
+need_root() { [[ $(id -u) -eq 0 ]] || die "the local cluster needs root (network namespaces, mounts, cgroups)"; }
+
+# apt_install pkg... — installs the Debian packages whose command is missing.
+apt_install() {
+  local missing=("$@")
+  ((${#missing[@]})) || return 0
+  say "    installing Debian packages: ${missing[*]}"
+  if [[ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ]]; then
+    apt-get update -qq
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+}
+
+# ensure_cmds "cmd:package" ...
+ensure_cmds() {
+  local spec cmd pkg missing=()
+  for spec in "$@"; do
+    cmd="${spec%%:*}"; pkg="${spec#*:}"
+    if [[ "$cmd" == /* ]]; then [[ -e "$cmd" ]] || missing+=("$pkg")
+    else command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg"); fi
+  done
+  apt_install "${missing[@]}"
+}
+
+# --- processes -------------------------------------------------------------
+
+pid_alive() { # pid_alive name
+  local f="$PIDS/$1.pid" pid
+  [[ -f "$f" ]] || return 1
+  pid="$(cat "$f")"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# start_proc name cmd... — starts a long-running server in its own session,
+# output to $LOGS/name.log, PID to $PIDS/name.pid.
+start_proc() {
+  local name="$1"; shift
+  mkdir -p "$LOGS" "$PIDS"
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$PIDS/$name.pid"
+}
+
+# start_in_node name cmd... — same, inside the node's network namespace only
+# (the mount namespace stays the host's, so kubelet and containerd see the same mounts).
+start_in_node() {
+  local name="$1"; shift
+  start_proc "$name" nsenter --net="/run/netns/$NODE_NETNS" -- "$@"
+}
+
+stop_proc() { # stop_proc name [timeout seconds]
+  local name="$1" timeout="${2:-10}" f="$PIDS/$1.pid" pid i
+  [[ -f "$f" ]] || return 0
+  pid="$(cat "$f")"
+  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < timeout * 10; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      warn "$name (pid $pid) did not stop after ${timeout}s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.2
+    fi
+  fi
+  rm -f "$f"
+}
+
+# wait_for "what" seconds cmd... — polls cmd every 0.2 s.
+wait_for() {
+  local what="$1" secs="$2"; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      printf 'timed out after %ss waiting for %s\n' "$secs" "$what" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+kc() { kubectl --kubeconfig="$KUBECONFIG_PATH" "$@"; }
+
+apiserver_ready() {
+  curl -sf --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    "https://127.0.0.1:$APISERVER_PORT/readyz" >/dev/null
+}
+
+# --- cached Go builds -------------------------------------------------------
+
+# go_build_cached <cache dir> <log> <module dir> <go build args...>
+# Builds into a temp dir next to the cache and renames it into place with a stamp,
+# so an interrupted build never looks complete. A lock keeps two builds apart.
+go_build_cached() {
+  local dest="$1" log="$2" moddir="$3"; shift 3
+  [[ -f "$dest/.complete" ]] && return 0
+  command -v go >/dev/null 2>&1 || die "Go is needed to build the cluster tools (go not found on PATH)"
+  mkdir -p "$(dirname "$dest")" "$(dirname "$log")"
+  exec 9>"$dest.lock"
+  flock 9
+  if [[ ! -f "$dest/.complete" ]]; then
+    local tmp
+    tmp="$(mktemp -d "$dest.tmp.XXXXXX")"
+    say "    building into $dest (log: $log); a cold build takes a long time"
+    if ! (cd "$moddir" && go build -o "$tmp/" "$@") >"$log" 2>&1; then
+      rm -rf "$tmp"
+      flock -u 9
+      return 1
+    fi
+    printf 'built %s from %s\n' "$(date -u +%FT%TZ)" "$moddir" >"$tmp/.complete"
+    rm -rf "$dest"
+    mv "$tmp" "$dest"
+  fi
+  flock -u 9
+}
+
+K8S_LDFLAGS="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=35 -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=35"
+
+ensure_k8s_bins() {
+  go_build_cached "$K8S_BIN" "$CACHE_ROOT/build-k8s-$K8S_VERSION.log" "$CLUSTER_DIR/tools/k8s" \
+    -trimpath -ldflags="$K8S_LDFLAGS" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl ./cmd/etcd
+}
