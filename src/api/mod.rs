@@ -9,13 +9,21 @@ pub use status::PluginStatus;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+/// Plugin names become `plugin-<name>` Service names, which must be DNS labels.
+pub const MAX_NAME_LENGTH: usize = 56;
+
 /// The Plugin CRD. Optional fields are plain optional properties: `nullable` is left
 /// out so that an explicit `null` is dropped by the API server instead of reaching the
-/// CEL rules.
+/// CEL rules. A root rule keeps names usable for every child.
 pub fn crd() -> CustomResourceDefinition {
     let mut value = serde_json::to_value(Plugin::crd()).expect("a CRD always serializes");
     strip_nullable(&mut value);
-    serde_json::from_value(value).expect("stripping `nullable` keeps a valid CRD")
+    let root = &mut value["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    root["x-kubernetes-validations"] = serde_json::json!([{
+        "rule": format!("self.metadata.name.size() <= {MAX_NAME_LENGTH} && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')"),
+        "message": format!("a Plugin name must be a DNS label of at most {MAX_NAME_LENGTH} characters (lower-case letters, digits and '-', starting with a letter), because its Service is named plugin-<name>"),
+    }]);
+    serde_json::from_value(value).expect("the amended CRD is still a CRD")
 }
 
 fn strip_nullable(value: &mut serde_json::Value) {

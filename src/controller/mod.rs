@@ -1,4 +1,11 @@
-//! The reconcile pipeline (being built).
+//! The operator: reconciles each Plugin into its children and reports their state.
+//!
+//! The pipeline is validate -> build -> apply -> status. `build` and `status` are pure
+//! and hold most of the logic; `apply` and `reconcile` are the thin layer that talks to
+//! the API server.
+
+pub mod build;
+pub mod config;
 
 #[derive(clap::Args, Debug)]
 pub struct ControllerArgs {}

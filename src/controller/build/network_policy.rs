@@ -1,0 +1,178 @@
+//! The pod's NetworkPolicy: deny by default; ingress only to the broker's inbound port
+//! from the chat system; egress only to the chat API, cluster DNS and declared CIDRs.
+//!
+//! A NetworkPolicy applies to the whole pod, so the plugin shares these egress rules
+//! with its broker. The chat API stays safe because only the broker holds its credential.
+
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+
+use super::ChildNames;
+use crate::api::Plugin;
+use crate::controller::config::{OperatorConfig, PodPeer};
+use crate::policy::ports;
+
+pub fn network_policy(
+    plugin: &Plugin,
+    names: &ChildNames,
+    config: &OperatorConfig,
+) -> NetworkPolicy {
+    let mut egress = vec![NetworkPolicyEgressRule {
+        to: Some(vec![peer(&config.chat_api_peer)]),
+        ports: None,
+    }];
+    if let Some(dns) = &config.dns_peer {
+        egress.push(NetworkPolicyEgressRule {
+            to: Some(vec![peer(dns)]),
+            ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
+        });
+    }
+    let declared = plugin
+        .spec
+        .permissions
+        .as_ref()
+        .and_then(|p| p.network.as_ref());
+    for rule in declared.map(|n| n.egress.as_slice()).unwrap_or_default() {
+        egress.push(NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: rule.cidr.clone(),
+                    except: None,
+                }),
+                ..Default::default()
+            }]),
+            ports: (!rule.ports.is_empty())
+                .then(|| rule.ports.iter().map(|p| port("TCP", *p)).collect()),
+        });
+    }
+    NetworkPolicy {
+        metadata: names.metadata(names.workload()),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(names.selector()),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![peer(&config.invoker_peer)]),
+                ports: Some(vec![port("TCP", ports::INBOUND.into())]),
+            }]),
+            egress: Some(egress),
+        }),
+    }
+}
+
+fn peer(pods: &PodPeer) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_string(),
+                pods.namespace.clone(),
+            )])),
+            ..Default::default()
+        }),
+        pod_selector: Some(LabelSelector {
+            match_labels: (!pods.labels.is_empty()).then(|| pods.labels.clone()),
+            ..Default::default()
+        }),
+        ip_block: None,
+    }
+}
+
+fn port(protocol: &str, number: i32) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        protocol: Some(protocol.into()),
+        port: Some(IntOrString::Int(number)),
+        end_port: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::build::fixtures::{MINIMAL, plugin};
+
+    fn build(extra: &str) -> NetworkPolicySpec {
+        let p = plugin(&format!("{MINIMAL}{extra}"));
+        network_policy(&p, &ChildNames::of(&p).unwrap(), &OperatorConfig::example())
+            .spec
+            .unwrap()
+    }
+
+    #[test]
+    fn policy_denies_both_directions_by_default() {
+        let spec = build("");
+        assert_eq!(spec.policy_types.unwrap(), vec!["Ingress", "Egress"]);
+        assert_eq!(
+            spec.pod_selector.unwrap().match_labels.unwrap()["plugins.chat.dev/plugin"],
+            "weather"
+        );
+    }
+
+    #[test]
+    fn ingress_reaches_only_the_brokers_inbound_port_from_the_chat_system() {
+        let ingress = build("").ingress.unwrap();
+        assert_eq!(ingress.len(), 1);
+        assert_eq!(ingress[0].ports.as_ref().unwrap(), &vec![port("TCP", 9080)]);
+        let from = &ingress[0].from.as_ref().unwrap()[0];
+        let namespace = from
+            .namespace_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap();
+        assert_eq!(namespace["kubernetes.io/metadata.name"], "chat-system");
+        let pods = from
+            .pod_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap();
+        assert_eq!(pods["app.kubernetes.io/name"], "chat-api");
+    }
+
+    #[test]
+    fn plugin_without_network_permissions_reaches_only_the_chat_api_and_dns() {
+        let egress = build("").egress.unwrap();
+        assert_eq!(egress.len(), 2);
+        assert!(
+            egress
+                .iter()
+                .all(|rule| rule.to.as_ref().unwrap()[0].ip_block.is_none())
+        );
+        assert_eq!(
+            egress[1].ports.as_ref().unwrap(),
+            &vec![port("UDP", 53), port("TCP", 53)]
+        );
+    }
+
+    #[test]
+    fn declared_cidrs_are_allowed_on_their_ports_only() {
+        let egress = build(
+            "permissions:\n  network:\n    egress:\n    - {cidr: 203.0.113.0/24, ports: [443]}\n    - {cidr: 198.51.100.7/32}\n",
+        )
+        .egress
+        .unwrap();
+        assert_eq!(egress.len(), 4);
+        assert_eq!(
+            egress[2].to.as_ref().unwrap()[0]
+                .ip_block
+                .as_ref()
+                .unwrap()
+                .cidr,
+            "203.0.113.0/24"
+        );
+        assert_eq!(egress[2].ports.as_ref().unwrap(), &vec![port("TCP", 443)]);
+        assert_eq!(
+            egress[3].ports, None,
+            "no ports listed means every port of that network"
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! Requests and limits of the plugin container, with defaults that never put a request
+//! above its limit.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use std::collections::BTreeMap;
+
+use super::quantity::milli_units;
+use crate::api::{PluginSpec, ResourceAmounts};
+
+pub const DEFAULT_CPU_REQUEST: &str = "50m";
+pub const DEFAULT_MEMORY_REQUEST: &str = "64Mi";
+pub const DEFAULT_CPU_LIMIT: &str = "500m";
+pub const DEFAULT_MEMORY_LIMIT: &str = "128Mi";
+
+/// The plugin container's four amounts after defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginResourceAmounts {
+    pub cpu_request: String,
+    pub cpu_limit: String,
+    pub memory_request: String,
+    pub memory_limit: String,
+}
+
+/// Defaults fill what the spec leaves out: a missing request is the default capped at
+/// the limit, a missing limit is the default raised to the request.
+pub fn plugin_resources(spec: &PluginSpec) -> PluginResourceAmounts {
+    let resources = spec.resources.clone().unwrap_or_default();
+    let requests = resources.requests.unwrap_or_default();
+    let limits = resources.limits.unwrap_or_default();
+    let (cpu_request, cpu_limit) = pair(
+        amount(&requests, |a| &a.cpu),
+        amount(&limits, |a| &a.cpu),
+        DEFAULT_CPU_REQUEST,
+        DEFAULT_CPU_LIMIT,
+    );
+    let (memory_request, memory_limit) = pair(
+        amount(&requests, |a| &a.memory),
+        amount(&limits, |a| &a.memory),
+        DEFAULT_MEMORY_REQUEST,
+        DEFAULT_MEMORY_LIMIT,
+    );
+    PluginResourceAmounts {
+        cpu_request,
+        cpu_limit,
+        memory_request,
+        memory_limit,
+    }
+}
+
+fn amount(
+    amounts: &ResourceAmounts,
+    field: fn(&ResourceAmounts) -> &Option<Quantity>,
+) -> Option<String> {
+    field(amounts).as_ref().map(|q| q.0.clone())
+}
+
+fn pair(
+    request: Option<String>,
+    limit: Option<String>,
+    default_request: &str,
+    default_limit: &str,
+) -> (String, String) {
+    match (request, limit) {
+        (Some(request), Some(limit)) => (request, limit),
+        (Some(request), None) => {
+            let limit = larger(&request, default_limit);
+            (request, limit)
+        }
+        (None, Some(limit)) => (smaller(&limit, default_request), limit),
+        (None, None) => (default_request.to_string(), default_limit.to_string()),
+    }
+}
+
+fn larger(a: &str, b: &str) -> String {
+    if milli_units(a) >= milli_units(b) {
+        a.to_string()
+    } else {
+        b.to_string()
+    }
+}
+
+fn smaller(a: &str, b: &str) -> String {
+    if milli_units(a) <= milli_units(b) {
+        a.to_string()
+    } else {
+        b.to_string()
+    }
+}
+
+impl PluginResourceAmounts {
+    pub fn requirements(&self) -> ResourceRequirements {
+        ResourceRequirements {
+            requests: Some(amounts(&self.cpu_request, &self.memory_request)),
+            limits: Some(amounts(&self.cpu_limit, &self.memory_limit)),
+            ..ResourceRequirements::default()
+        }
+    }
+}
+
+/// A cpu + memory map as a container's requests or limits.
+pub fn amounts(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
+    BTreeMap::from([
+        ("cpu".to_string(), Quantity(cpu.to_string())),
+        ("memory".to_string(), Quantity(memory.to_string())),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::build::fixtures::{MINIMAL, plugin};
+
+    fn with_resources(yaml: &str) -> PluginResourceAmounts {
+        plugin_resources(&plugin(&format!("{MINIMAL}resources:\n{yaml}")).spec)
+    }
+
+    #[test]
+    fn plugin_without_resources_gets_the_documented_defaults() {
+        let amounts = plugin_resources(&plugin(MINIMAL).spec);
+        assert_eq!(amounts.cpu_request, "50m");
+        assert_eq!(amounts.cpu_limit, "500m");
+        assert_eq!(amounts.memory_request, "64Mi");
+        assert_eq!(amounts.memory_limit, "128Mi");
+    }
+
+    #[test]
+    fn small_limit_without_request_caps_the_default_request() {
+        let amounts = with_resources("  limits: {cpu: 20m, memory: 32Mi}\n");
+        assert_eq!(
+            (amounts.cpu_request.as_str(), amounts.cpu_limit.as_str()),
+            ("20m", "20m")
+        );
+        assert_eq!(
+            (
+                amounts.memory_request.as_str(),
+                amounts.memory_limit.as_str()
+            ),
+            ("32Mi", "32Mi")
+        );
+    }
+
+    #[test]
+    fn large_request_without_limit_raises_the_default_limit() {
+        let amounts = with_resources("  requests: {cpu: 2, memory: 1Gi}\n");
+        assert_eq!(
+            (amounts.cpu_request.as_str(), amounts.cpu_limit.as_str()),
+            ("2", "2")
+        );
+        assert_eq!(
+            (
+                amounts.memory_request.as_str(),
+                amounts.memory_limit.as_str()
+            ),
+            ("1Gi", "1Gi")
+        );
+    }
+
+    #[test]
+    fn declared_requests_and_limits_are_kept_as_written() {
+        let amounts = with_resources(
+            "  requests: {cpu: 100m, memory: 96Mi}\n  limits: {cpu: 1, memory: 256Mi}\n",
+        );
+        assert_eq!(
+            amounts,
+            PluginResourceAmounts {
+                cpu_request: "100m".into(),
+                cpu_limit: "1".into(),
+                memory_request: "96Mi".into(),
+                memory_limit: "256Mi".into(),
+            }
+        );
+    }
+}

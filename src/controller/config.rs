@@ -1,0 +1,70 @@
+//! The operator's configuration: what every Plugin's children have in common.
+
+use std::collections::BTreeMap;
+
+use crate::policy::CatalogRoute;
+
+/// Cluster-wide settings the build step needs, parsed once from flags.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OperatorConfig {
+    /// Base URL the broker forwards chat-API calls to.
+    pub chat_api_url: String,
+    /// Audience of the projected ServiceAccount token the broker presents.
+    pub token_audience: String,
+    /// Lifetime of that token; the kubelet rotates it before it expires.
+    pub token_expiration_seconds: i64,
+    /// Image of the broker sidecar.
+    pub broker_image: String,
+    /// Where the chat API's pods run, for the egress rule.
+    pub chat_api_peer: PodPeer,
+    /// Who may invoke plugins, for the ingress rule.
+    pub invoker_peer: PodPeer,
+    /// The cluster DNS pods, for the egress rule (None: no DNS egress).
+    pub dns_peer: Option<PodPeer>,
+    /// Maps chat-API routes to scopes.
+    pub catalog: Vec<CatalogRoute>,
+}
+
+/// Pods in one namespace with some labels (no labels: every pod of the namespace).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodPeer {
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl PodPeer {
+    /// Parses `namespace` and a selector like `app=chat,tier=api`.
+    pub fn parse(namespace: &str, selector: &str) -> Result<Self, String> {
+        let mut labels = BTreeMap::new();
+        for pair in selector.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("selector term {pair:?} is not key=value"))?;
+            labels.insert(key.trim().to_string(), value.trim().to_string());
+        }
+        if namespace.trim().is_empty() {
+            return Err("a peer needs a namespace".into());
+        }
+        Ok(Self {
+            namespace: namespace.trim().to_string(),
+            labels,
+        })
+    }
+}
+
+impl OperatorConfig {
+    /// A configuration for tests and examples: the sample chat API in `chat-system`.
+    pub fn example() -> Self {
+        let chat = PodPeer::parse("chat-system", "app.kubernetes.io/name=chat-api").expect("valid");
+        Self {
+            chat_api_url: "http://chat-api.chat-system.svc:8080".into(),
+            token_audience: "chat-api".into(),
+            token_expiration_seconds: 3600,
+            broker_image: "localhost/plugin-operator:dev".into(),
+            chat_api_peer: chat.clone(),
+            invoker_peer: chat,
+            dns_peer: Some(PodPeer::parse("kube-system", "k8s-app=kube-dns").expect("valid")),
+            catalog: crate::policy::default_catalog(),
+        }
+    }
+}
