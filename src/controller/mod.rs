@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod config;
+pub mod status;
 
 #[derive(clap::Args, Debug)]
 pub struct ControllerArgs {}
