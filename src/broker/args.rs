@@ -1,0 +1,100 @@
+//! The broker's flags; each can also be set by its environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::policy::ports;
+use crate::telemetry::LogFormat;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct BrokerArgs {
+    /// The policy file the operator writes into the broker's ConfigMap; re-read when it changes.
+    #[arg(long, env = "BROKER_POLICY_FILE", default_value = "/etc/plugin-broker/policy.json")]
+    pub policy_file: PathBuf,
+
+    /// Base URL of the chat API (http:// or https://, optionally with a path prefix).
+    #[arg(long, env = "BROKER_CHAT_API_URL")]
+    pub chat_api_url: String,
+
+    /// The broker's token for the chat API (a projected ServiceAccount token); re-read when it rotates.
+    #[arg(long, env = "BROKER_TOKEN_FILE", default_value = "/var/run/secrets/plugin-broker/token")]
+    pub token_file: PathBuf,
+
+    /// PEM file of the CAs trusted for an https chat API; default: the system's trust store.
+    #[arg(long, env = "BROKER_CHAT_API_CA_FILE")]
+    pub chat_api_ca_file: Option<PathBuf>,
+
+    /// The port the plugin serves HTTP on, inside the pod (on 127.0.0.1).
+    #[arg(long, env = "BROKER_PLUGIN_PORT")]
+    pub plugin_port: u16,
+
+    /// Where invocations arrive (the Service's target).
+    #[arg(long, env = "BROKER_INBOUND_BIND", default_value_t = SocketAddr::from(([0, 0, 0, 0], ports::INBOUND)))]
+    pub inbound_bind: SocketAddr,
+
+    /// Where the plugin calls the chat API; must be a loopback address.
+    #[arg(long, env = "BROKER_OUTBOUND_BIND", default_value_t = SocketAddr::from(([127, 0, 0, 1], ports::OUTBOUND)))]
+    pub outbound_bind: SocketAddr,
+
+    /// Where /healthz, /readyz and /metrics are served.
+    #[arg(long, env = "BROKER_ADMIN_BIND", default_value_t = SocketAddr::from(([0, 0, 0, 0], ports::ADMIN)))]
+    pub admin_bind: SocketAddr,
+
+    /// Longest wait for the chat API's response head (e.g. 10s, 500ms).
+    #[arg(long, env = "BROKER_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// Longest time a client may take to send a request's head; also closes idle connections.
+    #[arg(long, env = "BROKER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// How often the policy file is checked for changes.
+    #[arg(long, env = "BROKER_POLICY_POLL_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    pub policy_poll_interval: Duration,
+
+    /// How often the token file is checked for a rotated token.
+    #[arg(long, env = "BROKER_TOKEN_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub token_poll_interval: Duration,
+
+    /// How long requests in flight may take to finish after SIGTERM.
+    #[arg(long, env = "BROKER_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    #[arg(long, env = "BROKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+/// `250ms`, `10s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 10s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_and_without_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! The broker's Prometheus metrics, served as text on the admin port.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::audit::Outcome;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// The scope the call needed; empty when no route matched.
+    pub scope: Arc<String>,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabels {
+    pub scope: Arc<String>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~26 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+}
+
+/// Every metric of one broker process.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    decision_seconds: HistogramFamily<ScopeLabels>,
+    invocations: Family<OutcomeLabels, Counter>,
+    invocation_seconds: Histogram,
+    invocations_in_flight: Gauge,
+    policy_reloads: Family<ReloadLabels, Counter>,
+    credential_reloads: Family<ReloadLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("broker");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Outbound calls of the plugin, by the scope they needed and their outcome",
+            decisions.clone(),
+        );
+        let decision_seconds: HistogramFamily<ScopeLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "decision_duration_seconds",
+            "Time from receiving an outbound call to answering it (response head)",
+            decision_seconds.clone(),
+        );
+        let invocations = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "invocations",
+            "Inbound invocations of the plugin, by outcome",
+            invocations.clone(),
+        );
+        let invocation_seconds = latency_histogram();
+        registry.register(
+            "invocation_duration_seconds",
+            "Time from receiving an invocation to answering it (response head)",
+            invocation_seconds.clone(),
+        );
+        let invocations_in_flight = Gauge::default();
+        registry.register(
+            "invocations_in_flight",
+            "Invocations of the plugin being handled now",
+            invocations_in_flight.clone(),
+        );
+        let policy_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy files read, by result (applied or rejected)",
+            policy_reloads.clone(),
+        );
+        let credential_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "credential_reloads",
+            "Credential files read, by result (applied or rejected)",
+            credential_reloads.clone(),
+        );
+        Self {
+            registry,
+            decisions,
+            decision_seconds,
+            invocations,
+            invocation_seconds,
+            invocations_in_flight,
+            policy_reloads,
+            credential_reloads,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn record_decision(&self, scope: &Arc<String>, outcome: Outcome, latency: Duration) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                scope: scope.clone(),
+                outcome,
+            })
+            .inc();
+        self.decision_seconds
+            .get_or_create(&ScopeLabels {
+                scope: scope.clone(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    pub fn record_invocation(&self, outcome: Outcome, latency: Duration) {
+        self.invocations
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        self.invocation_seconds.observe(latency.as_secs_f64());
+    }
+
+    pub fn invocations_in_flight(&self) -> &Gauge {
+        &self.invocations_in_flight
+    }
+
+    pub fn record_policy_reload(&self, applied: bool) {
+        self.policy_reloads
+            .get_or_create(&reload_labels(applied))
+            .inc();
+    }
+
+    pub fn record_credential_reload(&self, applied: bool) {
+        self.credential_reloads
+            .get_or_create(&reload_labels(applied))
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+fn reload_labels(applied: bool) -> ReloadLabels {
+    ReloadLabels {
+        result: if applied { "applied" } else { "rejected" },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_are_counted_per_scope_and_outcome() {
+        let metrics = Metrics::default();
+        let scope = Arc::new("messages:write".to_owned());
+        metrics.record_decision(&scope, Outcome::Denied, Duration::from_micros(300));
+        metrics.record_decision(&scope, Outcome::Denied, Duration::from_micros(300));
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"broker_decisions_total{scope="messages:write",outcome="denied"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains("broker_decision_duration_seconds_bucket"));
+    }
+}

@@ -1,0 +1,222 @@
+//! The outbound listener (127.0.0.1 only): the plugin's door to the chat API.
+//!
+//! Each call is decided against the policy, rate-limited, size-checked, stripped of
+//! the plugin's credentials, given the broker's, forwarded, and audited.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, header};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::audit::{AuditRecord, DecisionId, DecisionIds, Outcome};
+use super::body::{BodyRefusal, incoming, ProxyBody, declared_length, limit_request_body};
+use super::compiled::CompiledPolicy;
+use super::credential::Credential;
+use super::decide::{Call, Decision, Verdict, decide};
+use super::denial::Denial;
+use super::headers::{DECISION_ID, strip_for_chat_api, strip_hop_by_hop};
+use super::metrics::Metrics;
+use super::policy_store::PolicyStore;
+use super::rate_limit::retry_after_seconds;
+use super::upstream::{ForwardError, Forwarder, Target};
+
+/// Everything the outbound listener needs, shared by all its connections.
+#[derive(Debug)]
+pub struct Outbound {
+    pub policy: PolicyStore,
+    pub credential: Arc<Credential>,
+    pub target: Target,
+    pub forwarder: Forwarder,
+    pub timeout: Duration,
+    pub metrics: Arc<Metrics>,
+    pub ids: DecisionIds,
+    /// The metrics label of calls that matched no scope.
+    pub no_scope: Arc<String>,
+}
+
+impl Outbound {
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let id = self.ids.next();
+        let (parts, body) = request.into_parts();
+        let Some(policy) = self.policy.current() else {
+            let denial = Denial::PolicyNotLoaded;
+            self.audit(id, "", None, &parts, Err(&denial), None, started);
+            return to_proxy_response(denial.to_response(id));
+        };
+        let call = Call {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+        };
+        let decision = decide(&call, &policy);
+        let scope = decision.scope.map(|s| &s.name);
+        let audited = match decision.verdict {
+            Verdict::AllowedByAudit(denial) => Some(denial.reason()),
+            _ => None,
+        };
+        match self.forward(id, &decision, &policy, &parts, body).await {
+            Ok(response) => {
+                self.audit(
+                    id,
+                    policy.plugin_id(),
+                    scope,
+                    &parts,
+                    Ok(&response),
+                    audited,
+                    started,
+                );
+                response
+            }
+            Err(denial) => {
+                self.audit(
+                    id,
+                    policy.plugin_id(),
+                    scope,
+                    &parts,
+                    Err(&denial),
+                    audited,
+                    started,
+                );
+                to_proxy_response(denial.to_response(id))
+            }
+        }
+    }
+
+    async fn forward<'a>(
+        &self,
+        id: DecisionId,
+        decision: &Decision<'a>,
+        policy: &'a CompiledPolicy,
+        parts: &Parts,
+        body: Incoming,
+    ) -> Result<Response<ProxyBody>, Denial<'a>> {
+        if let Verdict::Deny(denial) = decision.verdict {
+            return Err(denial);
+        }
+        let scope_name = decision.scope.map(|s| s.name.as_str());
+        let limit = decision
+            .scope
+            .map_or(policy.max_request_bytes(), |s| s.max_body_bytes);
+        let too_large = Denial::BodyTooLarge {
+            scope: scope_name,
+            limit,
+        };
+        if declared_length(&parts.headers).is_some_and(|length| length > limit) {
+            return Err(too_large);
+        }
+        if let Some(scope) = decision.scope
+            && let Some(bucket) = &scope.rate_limit
+        {
+            bucket
+                .try_take(std::time::Instant::now())
+                .map_err(|wait| Denial::RateLimited {
+                    scope: scope.name.as_str(),
+                    retry_after_seconds: retry_after_seconds(wait),
+                })?;
+        }
+        let authorization = self
+            .credential
+            .authorization()
+            .ok_or(Denial::CredentialUnavailable)?;
+
+        let deadline = Instant::now() + self.timeout;
+        let body = match tokio::time::timeout_at(
+            deadline,
+            limit_request_body(body, &parts.headers, limit),
+        )
+        .await
+        {
+            Ok(Ok(body)) => body,
+            Ok(Err(BodyRefusal::TooLarge)) => return Err(too_large),
+            Ok(Err(BodyRefusal::Unreadable(error))) => {
+                tracing::debug!(decision_id = %id, %error, "the plugin's request body broke off");
+                return Err(Denial::BodyUnreadable);
+            }
+            Err(_) => return Err(Denial::BodyUnreadable),
+        };
+
+        let uri = self
+            .target
+            .uri_for(parts.uri.path_and_query())
+            .map_err(|_| Denial::UnforwardableTarget)?;
+        let mut request = Request::new(body);
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = parts.headers.clone();
+        let headers = request.headers_mut();
+        strip_for_chat_api(headers);
+        headers.insert(header::AUTHORIZATION, authorization);
+        if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+            headers.insert(DECISION_ID, value);
+        }
+
+        let response = match self.forwarder.send(request, deadline).await {
+            Ok(response) => response,
+            Err(ForwardError::TimedOut) => return Err(Denial::UpstreamTimedOut),
+            Err(ForwardError::Unreachable(error)) => {
+                tracing::warn!(decision_id = %id, error = %error_chain(&error), "chat API unreachable");
+                return Err(Denial::UpstreamUnavailable);
+            }
+        };
+        let (mut head, body) = response.into_parts();
+        strip_hop_by_hop(&mut head.headers);
+        Ok(Response::from_parts(head, incoming(body)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn audit(
+        &self,
+        id: DecisionId,
+        plugin: &str,
+        scope: Option<&Arc<String>>,
+        parts: &Parts,
+        result: Result<&Response<ProxyBody>, &Denial<'_>>,
+        audited: Option<&'static str>,
+        started: Instant,
+    ) {
+        let latency = started.elapsed();
+        let (outcome, reason, status) = match result {
+            Ok(response) if audited.is_some() => (Outcome::Audited, audited, response.status()),
+            Ok(response) => (Outcome::Allowed, None, response.status()),
+            Err(denial) => (denial.outcome(), Some(denial.reason()), denial.status()),
+        };
+        let scope_name = match (scope, result) {
+            (Some(scope), _) => Some(scope.as_str()),
+            (None, Err(denial)) => denial.scope(),
+            (None, Ok(_)) => None,
+        };
+        AuditRecord {
+            id,
+            plugin,
+            scope: scope_name,
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            outcome,
+            reason,
+            status: status.as_u16(),
+            latency,
+        }
+        .log();
+        self.metrics
+            .record_decision(scope.unwrap_or(&self.no_scope), outcome, latency);
+    }
+}
+
+pub fn to_proxy_response(response: Response<bytes::Bytes>) -> Response<ProxyBody> {
+    response.map(super::body::full)
+}
+
+/// The error and its causes on one line; hyper-util's own message alone says little.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
