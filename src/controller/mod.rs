@@ -2,15 +2,20 @@
 //!
 //! The pipeline is validate -> build -> apply -> status. `build` and `status` are pure
 //! and hold most of the logic; `apply` and `reconcile` are the thin layer that talks to
-//! the API server.
+//! the API server; `run` wires watches, leader election, metrics and shutdown.
 
+mod admin;
+pub mod apply;
+mod args;
 pub mod build;
 pub mod config;
+mod context;
+pub mod error;
+pub mod leader;
+mod metrics;
+mod reconcile;
+mod run;
 pub mod status;
 
-#[derive(clap::Args, Debug)]
-pub struct ControllerArgs {}
-
-pub async fn run(_args: ControllerArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    Err("not built yet".into())
-}
+pub use args::ControllerArgs;
+pub use run::run;

@@ -32,21 +32,39 @@ pub fn plugin_status(
     previous: Option<&PluginStatus>,
     now: &Time,
 ) -> PluginStatus {
-    let Desired { generation, paused, replicas: desired_replicas, endpoint } = desired.clone();
-    let observed = deployment.and_then(|d| d.status.clone()).unwrap_or_default();
+    let Desired {
+        generation,
+        paused,
+        replicas: desired_replicas,
+        endpoint,
+    } = desired.clone();
+    let observed = deployment
+        .and_then(|d| d.status.clone())
+        .unwrap_or_default();
     let deployment_current = deployment.is_some_and(|d| {
         d.status.as_ref().and_then(|s| s.observed_generation) >= d.metadata.generation
     });
     let replicas = observed.replicas.unwrap_or(0);
     let ready = observed.ready_replicas.unwrap_or(0);
     let updated = observed.updated_replicas.unwrap_or(0);
-    let rolled_out = deployment_current && updated == desired_replicas && ready == desired_replicas && replicas == desired_replicas;
+    let rolled_out = deployment_current
+        && updated == desired_replicas
+        && ready == desired_replicas
+        && replicas == desired_replicas;
     let problem = pod_problem(pods).or_else(|| deployment.and_then(deployment_problem));
 
     let (ready_status, ready_reason, ready_message) = match (&problem, rolled_out) {
         (Some(problem), _) => ("False", problem.reason, problem.message.clone()),
-        (None, true) if paused => ("True", reason::PAUSED, "the plugin is paused and scaled to zero".to_string()),
-        (None, true) => ("True", reason::AVAILABLE, format!("{ready} of {desired_replicas} pods are ready")),
+        (None, true) if paused => (
+            "True",
+            reason::PAUSED,
+            "the plugin is paused and scaled to zero".to_string(),
+        ),
+        (None, true) => (
+            "True",
+            reason::AVAILABLE,
+            format!("{ready} of {desired_replicas} pods are ready"),
+        ),
         (None, false) => (
             "False",
             reason::ROLLING_OUT,
@@ -55,17 +73,43 @@ pub fn plugin_status(
     };
     let progressing = problem.is_none() && !rolled_out;
     let conditions = vec![
-        condition(condition::READY, ready_status, ready_reason, ready_message, generation),
+        condition(
+            condition::READY,
+            ready_status,
+            ready_reason,
+            ready_message,
+            generation,
+        ),
         condition(
             condition::PROGRESSING,
             if progressing { "True" } else { "False" },
-            if progressing { reason::ROLLING_OUT } else { reason::AS_EXPECTED },
-            if progressing { "the plugin's pods are being rolled out".into() } else { "no rollout is under way".into() },
+            if progressing {
+                reason::ROLLING_OUT
+            } else {
+                reason::AS_EXPECTED
+            },
+            if progressing {
+                "the plugin's pods are being rolled out".into()
+            } else {
+                "no rollout is under way".into()
+            },
             generation,
         ),
         match &problem {
-            Some(problem) => condition(condition::DEGRADED, "True", problem.reason, problem.message.clone(), generation),
-            None => condition(condition::DEGRADED, "False", reason::AS_EXPECTED, "no problem found".into(), generation),
+            Some(problem) => condition(
+                condition::DEGRADED,
+                "True",
+                problem.reason,
+                problem.message.clone(),
+                generation,
+            ),
+            None => condition(
+                condition::DEGRADED,
+                "False",
+                reason::AS_EXPECTED,
+                "no problem found".into(),
+                generation,
+            ),
         },
     ];
     PluginStatus {
@@ -77,7 +121,13 @@ pub fn plugin_status(
     }
 }
 
-fn condition(type_: &str, status: &str, reason: &str, message: String, generation: i64) -> Condition {
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: i64,
+) -> Condition {
     Condition {
         type_: type_.into(),
         status: status.into(),
@@ -88,11 +138,18 @@ fn condition(type_: &str, status: &str, reason: &str, message: String, generatio
     }
 }
 
-fn keep_transition_times(mut conditions: Vec<Condition>, previous: Option<&PluginStatus>, now: &Time) -> Vec<Condition> {
+fn keep_transition_times(
+    mut conditions: Vec<Condition>,
+    previous: Option<&PluginStatus>,
+    now: &Time,
+) -> Vec<Condition> {
     for condition in &mut conditions {
-        let before = previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == condition.type_));
+        let before =
+            previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == condition.type_));
         condition.last_transition_time = match before {
-            Some(before) if before.status == condition.status => before.last_transition_time.clone(),
+            Some(before) if before.status == condition.status => {
+                before.last_transition_time.clone()
+            }
             _ => now.clone(),
         };
     }
@@ -102,27 +159,46 @@ fn keep_transition_times(mut conditions: Vec<Condition>, previous: Option<&Plugi
 /// The most telling problem among the pods' containers and scheduling.
 pub fn pod_problem(pods: &[Pod]) -> Option<Problem> {
     let mut found: Option<Problem> = None;
-    for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+    for pod in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let Some(status) = &pod.status else { continue };
-        let statuses = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+        let statuses = status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(status.container_statuses.iter().flatten());
         for container in statuses {
-            let last_terminated = container.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+            let last_terminated = container
+                .last_state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref());
             if let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) {
                 let waiting_reason = waiting.reason.as_deref().unwrap_or_default();
                 let detail = waiting.message.clone().unwrap_or_default();
                 let problem = match waiting_reason {
-                    "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" | "ErrImageNeverPull" => Some(Problem {
+                    "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName"
+                    | "ErrImageNeverPull" => Some(Problem {
                         reason: reason::IMAGE_PULL_BACK_OFF,
-                        message: format!("pod {name}: container {} cannot pull its image ({waiting_reason}): {detail}", container.name),
-                    }),
-                    "CrashLoopBackOff" if last_terminated.and_then(|t| t.reason.as_deref()) == Some("OOMKilled") => Some(Problem {
-                        reason: reason::OOM_KILLED,
                         message: format!(
-                            "pod {name}: container {} was killed for exceeding its memory limit and is restarting ({} restarts); raise resources.limits.memory",
-                            container.name, container.restart_count
+                            "pod {name}: container {} cannot pull its image ({waiting_reason}): {detail}",
+                            container.name
                         ),
                     }),
+                    "CrashLoopBackOff"
+                        if last_terminated.and_then(|t| t.reason.as_deref())
+                            == Some("OOMKilled") =>
+                    {
+                        Some(Problem {
+                            reason: reason::OOM_KILLED,
+                            message: format!(
+                                "pod {name}: container {} was killed for exceeding its memory limit and is restarting ({} restarts); raise resources.limits.memory",
+                                container.name, container.restart_count
+                            ),
+                        })
+                    }
                     "CrashLoopBackOff" => Some(Problem {
                         reason: reason::CRASH_LOOP_BACK_OFF,
                         message: format!(
@@ -130,14 +206,23 @@ pub fn pod_problem(pods: &[Pod]) -> Option<Problem> {
                             container.name,
                             container.restart_count,
                             last_terminated
-                                .map(|t| format!(", last exit code {} ({})", t.exit_code, t.reason.clone().unwrap_or_default()))
+                                .map(|t| format!(
+                                    ", last exit code {} ({})",
+                                    t.exit_code,
+                                    t.reason.clone().unwrap_or_default()
+                                ))
                                 .unwrap_or_default()
                         ),
                     }),
-                    "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => Some(Problem {
-                        reason: reason::POD_CREATE_FAILED,
-                        message: format!("pod {name}: container {} cannot start ({waiting_reason}): {detail}", container.name),
-                    }),
+                    "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
+                        Some(Problem {
+                            reason: reason::POD_CREATE_FAILED,
+                            message: format!(
+                                "pod {name}: container {} cannot start ({waiting_reason}): {detail}",
+                                container.name
+                            ),
+                        })
+                    }
                     _ => None,
                 };
                 found = worse(found, problem);
@@ -147,23 +232,34 @@ pub fn pod_problem(pods: &[Pod]) -> Option<Problem> {
                 .and_then(|s| s.terminated.as_ref())
                 .is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"))
             {
-                found = worse(found, Some(Problem {
-                    reason: reason::OOM_KILLED,
-                    message: format!(
-                        "pod {name}: container {} was killed for exceeding its memory limit ({} restarts); raise resources.limits.memory",
-                        container.name, container.restart_count
-                    ),
-                }));
+                found = worse(
+                    found,
+                    Some(Problem {
+                        reason: reason::OOM_KILLED,
+                        message: format!(
+                            "pod {name}: container {} was killed for exceeding its memory limit ({} restarts); raise resources.limits.memory",
+                            container.name, container.restart_count
+                        ),
+                    }),
+                );
             }
         }
         let unschedulable = status.conditions.iter().flatten().find(|c| {
-            c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
         });
         if let Some(unschedulable) = unschedulable {
-            found = worse(found, Some(Problem {
-                reason: reason::UNSCHEDULABLE,
-                message: format!("pod {name} cannot be scheduled: {}", unschedulable.message.clone().unwrap_or_default()),
-            }));
+            found = worse(
+                found,
+                Some(Problem {
+                    reason: reason::UNSCHEDULABLE,
+                    message: format!(
+                        "pod {name} cannot be scheduled: {}",
+                        unschedulable.message.clone().unwrap_or_default()
+                    ),
+                }),
+            );
         }
     }
     found
@@ -172,7 +268,10 @@ pub fn pod_problem(pods: &[Pod]) -> Option<Problem> {
 /// Problems the Deployment reports: pods refused at creation, or a stalled rollout.
 pub fn deployment_problem(deployment: &Deployment) -> Option<Problem> {
     let conditions = deployment.status.as_ref()?.conditions.as_ref()?;
-    if let Some(failure) = conditions.iter().find(|c| c.type_ == "ReplicaFailure" && c.status == "True") {
+    if let Some(failure) = conditions
+        .iter()
+        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+    {
         let message = failure.message.clone().unwrap_or_default();
         let reason = if message.contains("violates PodSecurity") {
             reason::POD_SECURITY_REJECTED
@@ -181,14 +280,22 @@ pub fn deployment_problem(deployment: &Deployment) -> Option<Problem> {
         } else {
             reason::POD_CREATE_FAILED
         };
-        return Some(Problem { reason, message: format!("pods cannot be created: {message}") });
+        return Some(Problem {
+            reason,
+            message: format!("pods cannot be created: {message}"),
+        });
     }
     let stalled = conditions.iter().find(|c| {
-        c.type_ == "Progressing" && c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        c.type_ == "Progressing"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
     })?;
     Some(Problem {
         reason: reason::ROLLOUT_STALLED,
-        message: stalled.message.clone().unwrap_or_else(|| "the rollout made no progress".into()),
+        message: stalled
+            .message
+            .clone()
+            .unwrap_or_else(|| "the rollout made no progress".into()),
     })
 }
 

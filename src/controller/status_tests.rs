@@ -7,7 +7,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 fn desired() -> Desired {
-    Desired { generation: 3, paused: false, replicas: 1, endpoint: "http://plugin-weather.team-a.svc:80".into() }
+    Desired {
+        generation: 3,
+        paused: false,
+        replicas: 1,
+        endpoint: "http://plugin-weather.team-a.svc:80".into(),
+    }
 }
 
 fn now() -> Time {
@@ -16,7 +21,10 @@ fn now() -> Time {
 
 fn deployment(replicas: i32, ready: i32, updated: i32, current: bool) -> Deployment {
     Deployment {
-        metadata: ObjectMeta { generation: Some(2), ..Default::default() },
+        metadata: ObjectMeta {
+            generation: Some(2),
+            ..Default::default()
+        },
         status: Some(DeploymentStatus {
             observed_generation: Some(if current { 2 } else { 1 }),
             replicas: Some(replicas),
@@ -30,8 +38,14 @@ fn deployment(replicas: i32, ready: i32, updated: i32, current: bool) -> Deploym
 
 fn pod_with(container: ContainerStatus) -> Pod {
     Pod {
-        metadata: ObjectMeta { name: Some("plugin-weather-abc".into()), ..Default::default() },
-        status: Some(PodStatus { container_statuses: Some(vec![container]), ..Default::default() }),
+        metadata: ObjectMeta {
+            name: Some("plugin-weather-abc".into()),
+            ..Default::default()
+        },
+        status: Some(PodStatus {
+            container_statuses: Some(vec![container]),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -41,11 +55,18 @@ fn waiting(reason: &str, last_reason: Option<&str>) -> ContainerStatus {
         name: "plugin".into(),
         restart_count: 4,
         state: Some(ContainerState {
-            waiting: Some(ContainerStateWaiting { reason: Some(reason.into()), message: Some("detail".into()) }),
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.into()),
+                message: Some("detail".into()),
+            }),
             ..Default::default()
         }),
         last_state: last_reason.map(|r| ContainerState {
-            terminated: Some(ContainerStateTerminated { reason: Some(r.into()), exit_code: 137, ..Default::default() }),
+            terminated: Some(ContainerStateTerminated {
+                reason: Some(r.into()),
+                exit_code: 137,
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -58,20 +79,40 @@ fn find<'a>(status: &'a PluginStatus, type_: &str) -> &'a Condition {
 
 #[test]
 fn plugin_with_all_pods_ready_and_current_is_ready() {
-    let status = plugin_status(&desired(), Some(&deployment(1, 1, 1, true)), &[], None, &now());
+    let status = plugin_status(
+        &desired(),
+        Some(&deployment(1, 1, 1, true)),
+        &[],
+        None,
+        &now(),
+    );
     assert_eq!(find(&status, "Ready").status, "True");
     assert_eq!(find(&status, "Ready").reason, "Available");
     assert_eq!(find(&status, "Progressing").status, "False");
     assert_eq!(find(&status, "Degraded").status, "False");
     assert_eq!(status.observed_generation, Some(3));
-    assert!(status.conditions.iter().all(|c| c.observed_generation == Some(3)));
-    assert_eq!(status.endpoint.as_deref(), Some("http://plugin-weather.team-a.svc:80"));
+    assert!(
+        status
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(3))
+    );
+    assert_eq!(
+        status.endpoint.as_deref(),
+        Some("http://plugin-weather.team-a.svc:80")
+    );
     assert_eq!((status.replicas, status.ready_replicas), (Some(1), Some(1)));
 }
 
 #[test]
 fn plugin_whose_deployment_has_not_caught_up_is_progressing() {
-    let status = plugin_status(&desired(), Some(&deployment(1, 1, 1, false)), &[], None, &now());
+    let status = plugin_status(
+        &desired(),
+        Some(&deployment(1, 1, 1, false)),
+        &[],
+        None,
+        &now(),
+    );
     assert_eq!(find(&status, "Ready").status, "False");
     assert_eq!(find(&status, "Ready").reason, "RollingOut");
     assert_eq!(find(&status, "Progressing").status, "True");
@@ -86,7 +127,11 @@ fn plugin_without_a_deployment_yet_is_progressing() {
 
 #[test]
 fn paused_plugin_scaled_to_zero_is_ready_with_reason_paused() {
-    let paused = Desired { paused: true, replicas: 0, ..desired() };
+    let paused = Desired {
+        paused: true,
+        replicas: 0,
+        ..desired()
+    };
     let status = plugin_status(&paused, Some(&deployment(0, 0, 0, true)), &[], None, &now());
     assert_eq!(find(&status, "Ready").status, "True");
     assert_eq!(find(&status, "Ready").reason, "Paused");
@@ -95,10 +140,23 @@ fn paused_plugin_scaled_to_zero_is_ready_with_reason_paused() {
 #[test]
 fn image_pull_failure_is_degraded_with_the_pull_reason() {
     let pods = [pod_with(waiting("ImagePullBackOff", None))];
-    let status = plugin_status(&desired(), Some(&deployment(1, 0, 1, true)), &pods, None, &now());
+    let status = plugin_status(
+        &desired(),
+        Some(&deployment(1, 0, 1, true)),
+        &pods,
+        None,
+        &now(),
+    );
     let degraded = find(&status, "Degraded");
-    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "ImagePullBackOff"));
-    assert!(degraded.message.contains("plugin-weather-abc"), "{}", degraded.message);
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ImagePullBackOff")
+    );
+    assert!(
+        degraded.message.contains("plugin-weather-abc"),
+        "{}",
+        degraded.message
+    );
     assert_eq!(find(&status, "Ready").reason, "ImagePullBackOff");
     assert_eq!(find(&status, "Progressing").status, "False");
 }
@@ -106,7 +164,13 @@ fn image_pull_failure_is_degraded_with_the_pull_reason() {
 #[test]
 fn crash_looping_plugin_is_degraded_with_crash_loop_back_off() {
     let pods = [pod_with(waiting("CrashLoopBackOff", Some("Error")))];
-    let status = plugin_status(&desired(), Some(&deployment(1, 0, 1, true)), &pods, None, &now());
+    let status = plugin_status(
+        &desired(),
+        Some(&deployment(1, 0, 1, true)),
+        &pods,
+        None,
+        &now(),
+    );
     assert_eq!(find(&status, "Degraded").reason, "CrashLoopBackOff");
     assert!(find(&status, "Degraded").message.contains("4 restarts"));
 }
@@ -114,7 +178,13 @@ fn crash_looping_plugin_is_degraded_with_crash_loop_back_off() {
 #[test]
 fn crash_loop_after_an_oom_kill_is_reported_as_oom_killed() {
     let pods = [pod_with(waiting("CrashLoopBackOff", Some("OOMKilled")))];
-    let status = plugin_status(&desired(), Some(&deployment(1, 0, 1, true)), &pods, None, &now());
+    let status = plugin_status(
+        &desired(),
+        Some(&deployment(1, 0, 1, true)),
+        &pods,
+        None,
+        &now(),
+    );
     assert_eq!(find(&status, "Degraded").reason, "OOMKilled");
     assert!(find(&status, "Degraded").message.contains("memory limit"));
 }
@@ -122,8 +192,17 @@ fn crash_loop_after_an_oom_kill_is_reported_as_oom_killed() {
 #[test]
 fn running_container_that_recovered_from_an_old_oom_kill_is_not_degraded() {
     let mut container = waiting("CrashLoopBackOff", Some("OOMKilled"));
-    container.state = Some(ContainerState { running: Some(ContainerStateRunning::default()), ..Default::default() });
-    let status = plugin_status(&desired(), Some(&deployment(1, 1, 1, true)), &[pod_with(container)], None, &now());
+    container.state = Some(ContainerState {
+        running: Some(ContainerStateRunning::default()),
+        ..Default::default()
+    });
+    let status = plugin_status(
+        &desired(),
+        Some(&deployment(1, 1, 1, true)),
+        &[pod_with(container)],
+        None,
+        &now(),
+    );
     assert_eq!(find(&status, "Degraded").status, "False");
     assert_eq!(find(&status, "Ready").status, "True");
 }
@@ -131,7 +210,10 @@ fn running_container_that_recovered_from_an_old_oom_kill_is_not_degraded() {
 #[test]
 fn unschedulable_pod_is_reported_with_the_schedulers_message() {
     let pod = Pod {
-        metadata: ObjectMeta { name: Some("p".into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some("p".into()),
+            ..Default::default()
+        },
         status: Some(PodStatus {
             conditions: Some(vec![PodCondition {
                 type_: "PodScheduled".into(),
@@ -144,9 +226,19 @@ fn unschedulable_pod_is_reported_with_the_schedulers_message() {
         }),
         ..Default::default()
     };
-    let status = plugin_status(&desired(), Some(&deployment(1, 0, 1, true)), &[pod], None, &now());
+    let status = plugin_status(
+        &desired(),
+        Some(&deployment(1, 0, 1, true)),
+        &[pod],
+        None,
+        &now(),
+    );
     assert_eq!(find(&status, "Degraded").reason, "Unschedulable");
-    assert!(find(&status, "Degraded").message.contains("Insufficient memory"));
+    assert!(
+        find(&status, "Degraded")
+            .message
+            .contains("Insufficient memory")
+    );
 }
 
 fn replica_failure(message: &str) -> Deployment {
@@ -163,7 +255,9 @@ fn replica_failure(message: &str) -> Deployment {
 
 #[test]
 fn pod_refused_by_pod_security_admission_is_reported_as_such() {
-    let d = replica_failure("pods \"plugin-weather-x\" is forbidden: violates PodSecurity \"restricted:latest\": runAsNonRoot != true");
+    let d = replica_failure(
+        "pods \"plugin-weather-x\" is forbidden: violates PodSecurity \"restricted:latest\": runAsNonRoot != true",
+    );
     let status = plugin_status(&desired(), Some(&d), &[], None, &now());
     assert_eq!(find(&status, "Degraded").reason, "PodSecurityRejected");
     assert!(find(&status, "Degraded").message.contains("runAsNonRoot"));
@@ -171,7 +265,9 @@ fn pod_refused_by_pod_security_admission_is_reported_as_such() {
 
 #[test]
 fn pod_refused_by_a_quota_is_reported_as_quota_exceeded() {
-    let d = replica_failure("pods \"x\" is forbidden: exceeded quota: small, requested: memory=128Mi, used: memory=0, limited: memory=64Mi");
+    let d = replica_failure(
+        "pods \"x\" is forbidden: exceeded quota: small, requested: memory=128Mi, used: memory=0, limited: memory=64Mi",
+    );
     let status = plugin_status(&desired(), Some(&d), &[], None, &now());
     assert_eq!(find(&status, "Degraded").reason, "QuotaExceeded");
 }
@@ -179,20 +275,57 @@ fn pod_refused_by_a_quota_is_reported_as_quota_exceeded() {
 #[test]
 fn unchanged_condition_keeps_its_transition_time_and_a_changed_one_gets_now() {
     let earlier = Time("2025-01-01T00:00:00Z".parse().unwrap());
-    let mut previous = plugin_status(&desired(), Some(&deployment(1, 1, 1, true)), &[], None, &earlier);
-    previous.conditions.iter_mut().for_each(|c| c.last_transition_time = earlier.clone());
-    let same = plugin_status(&desired(), Some(&deployment(1, 1, 1, true)), &[], Some(&previous), &now());
-    assert!(same.conditions.iter().all(|c| c.last_transition_time == earlier));
+    let mut previous = plugin_status(
+        &desired(),
+        Some(&deployment(1, 1, 1, true)),
+        &[],
+        None,
+        &earlier,
+    );
+    previous
+        .conditions
+        .iter_mut()
+        .for_each(|c| c.last_transition_time = earlier.clone());
+    let same = plugin_status(
+        &desired(),
+        Some(&deployment(1, 1, 1, true)),
+        &[],
+        Some(&previous),
+        &now(),
+    );
+    assert!(
+        same.conditions
+            .iter()
+            .all(|c| c.last_transition_time == earlier)
+    );
     let pods = [pod_with(waiting("CrashLoopBackOff", Some("Error")))];
-    let changed = plugin_status(&desired(), Some(&deployment(1, 0, 1, true)), &pods, Some(&previous), &now());
+    let changed = plugin_status(
+        &desired(),
+        Some(&deployment(1, 0, 1, true)),
+        &pods,
+        Some(&previous),
+        &now(),
+    );
     assert_eq!(find(&changed, "Ready").last_transition_time, now());
     assert_eq!(find(&changed, "Degraded").last_transition_time, now());
 }
 
 #[test]
 fn same_inputs_give_an_identical_status_so_nothing_is_rewritten() {
-    let first = plugin_status(&desired(), Some(&deployment(1, 1, 1, true)), &[], None, &now());
+    let first = plugin_status(
+        &desired(),
+        Some(&deployment(1, 1, 1, true)),
+        &[],
+        None,
+        &now(),
+    );
     let later = Time("2027-01-01T00:00:00Z".parse().unwrap());
-    let second = plugin_status(&desired(), Some(&deployment(1, 1, 1, true)), &[], Some(&first), &later);
+    let second = plugin_status(
+        &desired(),
+        Some(&deployment(1, 1, 1, true)),
+        &[],
+        Some(&first),
+        &later,
+    );
     assert_eq!(first, second);
 }

@@ -1,0 +1,132 @@
+//! The apply step: server-side apply of each child under one field manager, skipped
+//! when the cached child already carries the hash of what would be applied, so a
+//! steady state makes no writes.
+
+use std::fmt::Debug;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use serde::{Serialize, de::DeserializeOwned};
+use sha2::{Digest, Sha256};
+
+use super::build::{Children, FIELD_MANAGER};
+use super::context::Context;
+use super::error::Error;
+
+/// Annotation holding the hash of the applied configuration of a child.
+pub const APPLIED_HASH_ANNOTATION: &str = "plugins.chat.dev/applied-hash";
+
+/// Applies every child that differs from the cache. Returns how many were written.
+pub async fn apply_children(
+    ctx: &Context,
+    namespace: &str,
+    children: Children,
+) -> Result<usize, Error> {
+    let client = &ctx.client;
+    let stores = &ctx.stores;
+    let mut written = 0;
+    written += apply(
+        ctx,
+        Api::namespaced(client.clone(), namespace),
+        &stores.service_accounts,
+        children.service_account,
+    )
+    .await?;
+    written += apply(
+        ctx,
+        Api::namespaced(client.clone(), namespace),
+        &stores.config_maps,
+        children.config_map,
+    )
+    .await?;
+    written += apply(
+        ctx,
+        Api::namespaced(client.clone(), namespace),
+        &stores.deployments,
+        children.deployment,
+    )
+    .await?;
+    written += apply(
+        ctx,
+        Api::namespaced(client.clone(), namespace),
+        &stores.services,
+        children.service,
+    )
+    .await?;
+    written += apply(
+        ctx,
+        Api::namespaced(client.clone(), namespace),
+        &stores.network_policies,
+        children.network_policy,
+    )
+    .await?;
+    Ok(written)
+}
+
+async fn apply<K>(
+    ctx: &Context,
+    api: Api<K>,
+    cache: &Store<K>,
+    mut desired: K,
+) -> Result<usize, Error>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let hash = applied_hash(&desired);
+    let name = desired.name_any();
+    let reference =
+        ObjectRef::<K>::new(&name).within(desired.namespace().as_deref().unwrap_or_default());
+    let unchanged = cache
+        .get(&reference)
+        .is_some_and(|current| current.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&hash));
+    if unchanged {
+        return Ok(0);
+    }
+    desired
+        .annotations_mut()
+        .insert(APPLIED_HASH_ANNOTATION.into(), hash);
+    let kind = K::kind(&());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    ctx.metrics.count_write(&kind);
+    api.patch(&name, &params, &Patch::Apply(&desired))
+        .await
+        .map_err(|source| Error::ApplyFailed {
+            kind: kind.to_string(),
+            name: name.clone(),
+            source,
+        })?;
+    Ok(1)
+}
+
+/// A short, stable hash of the configuration the operator applies for a child.
+pub fn applied_hash<K: Serialize>(desired: &K) -> String {
+    let bytes = serde_json::to_vec(desired).expect("children always serialize");
+    let digest = Sha256::digest(&bytes);
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::build::{build_children, fixtures};
+    use crate::controller::config::OperatorConfig;
+
+    #[test]
+    fn same_plugin_gives_the_same_hash_and_a_changed_spec_a_new_one() {
+        let config = OperatorConfig::example();
+        let a = build_children(&fixtures::plugin(fixtures::MINIMAL), &config).unwrap();
+        let b = build_children(&fixtures::plugin(fixtures::MINIMAL), &config).unwrap();
+        assert_eq!(applied_hash(&a.deployment), applied_hash(&b.deployment));
+        let changed = build_children(
+            &fixtures::plugin(&format!("{}replicas: 2\n", fixtures::MINIMAL)),
+            &config,
+        )
+        .unwrap();
+        assert_ne!(
+            applied_hash(&a.deployment),
+            applied_hash(&changed.deployment)
+        );
+        assert_eq!(applied_hash(&a.service), applied_hash(&changed.service));
+    }
+}

@@ -1,0 +1,206 @@
+//! Flags (and their environment variables) of `plugin-operator controller`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::config::{OperatorConfig, PodPeer};
+use super::leader::LeaderElection;
+use crate::policy::{BrokerPolicy, CatalogRoute, EnforcementMode, InboundLimits, default_catalog};
+use crate::telemetry::LogFormat;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ControllerArgs {
+    /// Base URL of the chat API, as the broker reaches it.
+    #[arg(
+        long,
+        env = "PLUGIN_OPERATOR_CHAT_API_URL",
+        default_value = "http://chat-api.chat-system.svc:8080"
+    )]
+    pub chat_api_url: String,
+    /// Audience of the token the broker presents to the chat API.
+    #[arg(
+        long,
+        env = "PLUGIN_OPERATOR_TOKEN_AUDIENCE",
+        default_value = "chat-api"
+    )]
+    pub token_audience: String,
+    /// Lifetime of that token in seconds (at least 600); the kubelet rotates it.
+    #[arg(long, env = "PLUGIN_OPERATOR_TOKEN_EXPIRATION_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(i64).range(600..))]
+    pub token_expiration_seconds: i64,
+    /// Image of the broker sidecar.
+    #[arg(
+        long,
+        env = "PLUGIN_OPERATOR_BROKER_IMAGE",
+        default_value = "localhost/plugin-operator:dev"
+    )]
+    pub broker_image: String,
+    /// Namespace of the chat API's pods (egress is allowed to them).
+    #[arg(
+        long,
+        env = "PLUGIN_OPERATOR_CHAT_API_NAMESPACE",
+        default_value = "chat-system"
+    )]
+    pub chat_api_namespace: String,
+    /// Labels of the chat API's pods, `key=value,...`.
+    #[arg(
+        long,
+        env = "PLUGIN_OPERATOR_CHAT_API_SELECTOR",
+        default_value = "app.kubernetes.io/name=chat-api"
+    )]
+    pub chat_api_selector: String,
+    /// Namespace of the pods that invoke plugins (ingress is allowed from them).
+    /// Defaults to the chat API's namespace.
+    #[arg(long, env = "PLUGIN_OPERATOR_INVOKER_NAMESPACE")]
+    pub invoker_namespace: Option<String>,
+    /// Labels of the pods that invoke plugins. Defaults to the chat API's selector.
+    #[arg(long, env = "PLUGIN_OPERATOR_INVOKER_SELECTOR")]
+    pub invoker_selector: Option<String>,
+    /// Namespace of the cluster DNS pods (egress on port 53 is allowed to them).
+    #[arg(
+        long,
+        env = "PLUGIN_OPERATOR_DNS_NAMESPACE",
+        default_value = "kube-system"
+    )]
+    pub dns_namespace: String,
+    /// Labels of the cluster DNS pods.
+    #[arg(
+        long,
+        env = "PLUGIN_OPERATOR_DNS_SELECTOR",
+        default_value = "k8s-app=kube-dns"
+    )]
+    pub dns_selector: String,
+    /// Do not allow DNS egress (when the chat API URL is an IP address).
+    #[arg(long, env = "PLUGIN_OPERATOR_NO_DNS_EGRESS")]
+    pub no_dns_egress: bool,
+    /// A scope catalog (JSON or YAML list of {method, path, scope}) replacing the default.
+    #[arg(long, env = "PLUGIN_OPERATOR_SCOPE_CATALOG")]
+    pub scope_catalog: Option<PathBuf>,
+    /// Namespaces to watch; repeat the flag or separate with commas. All when empty.
+    #[arg(
+        long = "namespace",
+        env = "PLUGIN_OPERATOR_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(
+        long,
+        env = "PLUGIN_OPERATOR_ADMIN_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub admin_address: SocketAddr,
+    /// Plugins reconciled at the same time, at most.
+    #[arg(
+        long,
+        env = "PLUGIN_OPERATOR_MAX_CONCURRENT_RECONCILES",
+        default_value_t = 8
+    )]
+    pub max_concurrent_reconciles: u16,
+    /// Run as one of several replicas: only the holder of the Lease reconciles.
+    #[arg(long, env = "PLUGIN_OPERATOR_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "PLUGIN_OPERATOR_LEASE_NAME",
+        default_value = "plugin-operator"
+    )]
+    pub lease_name: String,
+    /// Namespace of the Lease; defaults to the pod's namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease; defaults to the pod's name.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds a Lease lasts without renewal before a standby takes over.
+    #[arg(long, env = "PLUGIN_OPERATOR_LEASE_SECONDS", default_value_t = 10)]
+    pub lease_seconds: u64,
+    /// Log format.
+    #[arg(long, env = "PLUGIN_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+impl ControllerArgs {
+    /// The build step's configuration; a bad flag or catalog is reported by name.
+    pub fn operator_config(&self) -> Result<OperatorConfig, String> {
+        let chat_api_peer = PodPeer::parse(&self.chat_api_namespace, &self.chat_api_selector)
+            .map_err(|e| format!("--chat-api-selector: {e}"))?;
+        let invoker_peer = PodPeer::parse(
+            self.invoker_namespace
+                .as_deref()
+                .unwrap_or(&self.chat_api_namespace),
+            self.invoker_selector
+                .as_deref()
+                .unwrap_or(&self.chat_api_selector),
+        )
+        .map_err(|e| format!("--invoker-selector: {e}"))?;
+        let dns_peer = if self.no_dns_egress {
+            None
+        } else {
+            Some(
+                PodPeer::parse(&self.dns_namespace, &self.dns_selector)
+                    .map_err(|e| format!("--dns-selector: {e}"))?,
+            )
+        };
+        let catalog = match &self.scope_catalog {
+            Some(path) => load_catalog(path)?,
+            None => default_catalog(),
+        };
+        Ok(OperatorConfig {
+            chat_api_url: self.chat_api_url.clone(),
+            token_audience: self.token_audience.clone(),
+            token_expiration_seconds: self.token_expiration_seconds,
+            broker_image: self.broker_image.clone(),
+            chat_api_peer,
+            invoker_peer,
+            dns_peer,
+            catalog,
+        })
+    }
+
+    pub fn leader_election(&self) -> Option<LeaderElection> {
+        self.leader_elect.then(|| {
+            let lease_duration = Duration::from_secs(self.lease_seconds.max(3));
+            LeaderElection {
+                lease_name: self.lease_name.clone(),
+                namespace: self.lease_namespace.clone(),
+                identity: self.identity.clone().unwrap_or_else(default_identity),
+                renew_every: lease_duration / 5,
+                lease_duration,
+            }
+        })
+    }
+}
+
+fn default_identity() -> String {
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "operator".into());
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
+/// Reads a catalog file and checks that the broker will accept it.
+pub fn load_catalog(path: &std::path::Path) -> Result<Vec<CatalogRoute>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--scope-catalog {}: {e}", path.display()))?;
+    let catalog: Vec<CatalogRoute> = serde_yaml::from_str(&text)
+        .map_err(|e| format!("--scope-catalog {}: {e}", path.display()))?;
+    let probe = BrokerPolicy {
+        plugin_id: "catalog/check".into(),
+        mode: EnforcementMode::Enforce,
+        grants: vec![],
+        rate_limits: vec![],
+        max_request_bytes: 1,
+        kv_max_value_bytes: None,
+        inbound: InboundLimits {
+            request_timeout_seconds: 1,
+            max_in_flight: 1,
+            max_body_bytes: 1,
+        },
+        catalog: catalog.clone(),
+    };
+    probe
+        .validate()
+        .map_err(|e| format!("--scope-catalog {}: {e}", path.display()))?;
+    Ok(catalog)
+}

@@ -1,0 +1,56 @@
+//! What every reconcile shares: the client, the configuration, the caches of the
+//! children, metrics and the Event recorder.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{ConfigMap, Pod, Service, ServiceAccount},
+    networking::v1::NetworkPolicy,
+};
+use kube::Client;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use super::config::OperatorConfig;
+use super::metrics::Metrics;
+use crate::api::Plugin;
+
+/// Read-only caches of everything the operator manages, kept by watches.
+#[derive(Clone)]
+pub struct ChildStores {
+    pub service_accounts: Store<ServiceAccount>,
+    pub config_maps: Store<ConfigMap>,
+    pub deployments: Store<Deployment>,
+    pub services: Store<Service>,
+    pub network_policies: Store<NetworkPolicy>,
+    pub pods: Store<Pod>,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub config: OperatorConfig,
+    pub stores: ChildStores,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// Consecutive failures per Plugin, for exponential backoff.
+    pub failures: Mutex<HashMap<ObjectRef<Plugin>, u32>>,
+}
+
+impl Context {
+    /// Counts one more failure of `plugin` and returns how many in a row.
+    pub fn record_failure(&self, plugin: ObjectRef<Plugin>) -> u32 {
+        let mut failures = self.failures.lock().expect("failure map poisoned");
+        let count = failures.entry(plugin).or_insert(0);
+        *count += 1;
+        *count
+    }
+
+    pub fn record_success(&self, plugin: &ObjectRef<Plugin>) {
+        self.failures
+            .lock()
+            .expect("failure map poisoned")
+            .remove(plugin);
+    }
+}

@@ -1,0 +1,70 @@
+//! One error type for the reconcile pipeline. Each variant's name is its metric label
+//! and its Event reason.
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The object in the cluster does not parse as a Plugin (it predates a schema change,
+    /// or was written around the schema). Waits for the object to change.
+    #[error("the Plugin object cannot be read: {0}")]
+    MalformedPlugin(String),
+    /// The spec passed the API server but cannot be built. Waits for the spec to change.
+    #[error("the Plugin cannot be built: {0}")]
+    InvalidSpec(String),
+    /// Writing a child failed; retried with backoff.
+    #[error("applying {kind} {name} failed: {source}")]
+    ApplyFailed {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Writing the Plugin's status failed; retried with backoff.
+    #[error("updating the status failed: {0}")]
+    StatusUpdateFailed(#[source] kube::Error),
+}
+
+impl Error {
+    /// The variant's name: metric label and Event reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MalformedPlugin(_) => "MalformedPlugin",
+            Self::InvalidSpec(_) => "InvalidSpec",
+            Self::ApplyFailed { .. } => "ApplyFailed",
+            Self::StatusUpdateFailed(_) => "StatusUpdateFailed",
+        }
+    }
+
+    /// Permanent errors wait for the object to change; retrying cannot help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::MalformedPlugin(_) | Self::InvalidSpec(_))
+    }
+}
+
+/// Per-object exponential backoff: 1 s, 2 s, 4 s ... capped at 5 minutes.
+pub fn backoff_delay(consecutive_failures: u32) -> Duration {
+    let seconds = 1u64 << consecutive_failures.saturating_sub(1).min(9);
+    Duration::from_secs(seconds.min(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_failure_and_stops_at_five_minutes() {
+        assert_eq!(backoff_delay(1), Duration::from_secs(1));
+        assert_eq!(backoff_delay(2), Duration::from_secs(2));
+        assert_eq!(backoff_delay(5), Duration::from_secs(16));
+        assert_eq!(backoff_delay(40), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn spec_errors_are_permanent_and_api_errors_are_not() {
+        assert!(Error::InvalidSpec("x".into()).is_permanent());
+        assert!(Error::MalformedPlugin("x".into()).is_permanent());
+        let api = kube::Error::Service("connection refused".into());
+        assert!(!Error::StatusUpdateFailed(api).is_permanent());
+    }
+}

@@ -1,0 +1,271 @@
+//! `plugin-operator controller`: wires the watches, the reconcile loop, leader election,
+//! the admin port and graceful shutdown.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    coordination::v1::Lease,
+    core::v1::{ConfigMap, Pod, Service, ServiceAccount},
+    networking::v1::NetworkPolicy,
+};
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use super::admin::{self, AdminState};
+use super::args::ControllerArgs;
+use super::build::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PLUGIN_LABEL};
+use super::config::OperatorConfig;
+use super::context::{ChildStores, Context};
+use super::metrics::{ConditionLabels, Metrics};
+use super::reconcile::{error_policy, reconcile};
+use crate::api::Plugin;
+use crate::api::status::condition;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub async fn run(args: ControllerArgs) -> Result<(), BoxError> {
+    crate::telemetry::init(args.log_format);
+    let config = args.operator_config()?;
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let plugin_stores: Arc<Mutex<Vec<Store<DeserializeGuard<Plugin>>>>> = Arc::default();
+    let state = Arc::new(AdminState {
+        metrics: metrics.clone(),
+        ready: Default::default(),
+        before_scrape: Box::new({
+            let (metrics, stores) = (metrics.clone(), plugin_stores.clone());
+            move || {
+                count_plugins_by_condition(&metrics, &stores.lock().expect("store list poisoned"))
+            }
+        }),
+    });
+    let admin_address = admin::serve(args.admin_address, state.clone()).await?;
+    info!(%admin_address, "admin endpoints listening");
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(signal_shutdown(shutdown_tx.clone()));
+
+    let election = args.leader_election();
+    let leases: Option<Api<Lease>> = election
+        .as_ref()
+        .map(|e| Api::namespaced(client.clone(), &e.namespace));
+    if let (Some(election), Some(leases)) = (&election, &leases) {
+        state.ready.store(true, Ordering::Relaxed);
+        tokio::select! {
+            _ = election.acquire(leases) => {}
+            _ = wait_for(shutdown_rx.clone()) => return Ok(()),
+        }
+        let (election, leases, shutdown_tx) =
+            (election.clone(), leases.clone(), shutdown_tx.clone());
+        tokio::spawn(async move {
+            election.hold(&leases).await;
+            error!("leadership lost; stopping so that only one replica reconciles");
+            let _ = shutdown_tx.send(true);
+        });
+    }
+
+    let namespaces: Vec<Option<String>> = if args.namespaces.is_empty() {
+        vec![None]
+    } else {
+        args.namespaces.iter().map(|n| Some(n.clone())).collect()
+    };
+    let reporter = Reporter {
+        controller: "plugin-operator".into(),
+        instance: election.as_ref().map(|e| e.identity.clone()),
+    };
+    let shared = Shared {
+        client: client.clone(),
+        config,
+        metrics,
+        recorder: Recorder::new(client.clone(), reporter),
+        plugin_stores,
+        admin: state.clone(),
+        max_concurrent_reconciles: args.max_concurrent_reconciles,
+    };
+    let controllers = namespaces
+        .into_iter()
+        .map(|namespace| controller_for(namespace, &shared, shutdown_rx.clone()));
+    futures::future::join_all(controllers).await;
+    if let (Some(election), Some(leases)) = (&election, &leases) {
+        election.release(leases).await;
+        info!("released the Lease");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A cache of the objects the operator manages (by label), without managedFields.
+fn reflect<K>(
+    api: Api<K>,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+    let stream = watcher(
+        api,
+        watcher::Config::default().labels(&selector).any_semantic(),
+    )
+    .modify(|object| object.managed_fields_mut().clear())
+    .default_backoff()
+    .reflect(writer)
+    .touched_objects();
+    (reader, stream)
+}
+
+/// What every namespace's controller shares.
+struct Shared {
+    client: Client,
+    config: OperatorConfig,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    plugin_stores: Arc<Mutex<Vec<Store<DeserializeGuard<Plugin>>>>>,
+    admin: Arc<AdminState>,
+    max_concurrent_reconciles: u16,
+}
+
+async fn controller_for(
+    namespace: Option<String>,
+    shared: &Shared,
+    shutdown: watch::Receiver<bool>,
+) {
+    let client = &shared.client;
+    let (service_accounts, sa_stream) = reflect::<ServiceAccount>(api(client, &namespace));
+    let (config_maps, cm_stream) = reflect::<ConfigMap>(api(client, &namespace));
+    let (deployments, deploy_stream) = reflect::<Deployment>(api(client, &namespace));
+    let (services, svc_stream) = reflect::<Service>(api(client, &namespace));
+    let (network_policies, np_stream) = reflect::<NetworkPolicy>(api(client, &namespace));
+    let (pods, pod_stream) = reflect::<Pod>(api(client, &namespace));
+    let stores = ChildStores {
+        service_accounts,
+        config_maps,
+        deployments,
+        services,
+        network_policies,
+        pods,
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config: shared.config.clone(),
+        stores: stores.clone(),
+        metrics: shared.metrics.clone(),
+        recorder: shared.recorder.clone(),
+        failures: Mutex::new(HashMap::new()),
+    });
+
+    let (plugin_reader, plugin_writer) = reflector::store::<DeserializeGuard<Plugin>>();
+    let plugin_stream = watcher(
+        api::<DeserializeGuard<Plugin>>(client, &namespace),
+        watcher::Config::default().any_semantic(),
+    )
+    .modify(|guarded| guarded.managed_fields_mut().clear())
+    .default_backoff()
+    .reflect(plugin_writer)
+    .touched_objects();
+    shared
+        .plugin_stores
+        .lock()
+        .expect("store list poisoned")
+        .push(plugin_reader.clone());
+
+    let readiness = {
+        let stores = stores.clone();
+        let plugins = plugin_reader.clone();
+        let state = shared.admin.clone();
+        async move {
+            let _ = plugins.wait_until_ready().await;
+            let _ = stores.deployments.wait_until_ready().await;
+            let _ = stores.pods.wait_until_ready().await;
+            state.ready.store(true, Ordering::Relaxed);
+            info!("caches synced; reconciling");
+        }
+    };
+    tokio::spawn(readiness);
+
+    Controller::for_stream(plugin_stream, plugin_reader)
+        .owns_stream(sa_stream)
+        .owns_stream(cm_stream)
+        .owns_stream(deploy_stream)
+        .owns_stream(svc_stream)
+        .owns_stream(np_stream)
+        .watches_stream(pod_stream, |pod: Pod| {
+            let plugin = pod.labels().get(PLUGIN_LABEL)?.clone();
+            Some(ObjectRef::new(&plugin).within(&pod.namespace()?))
+        })
+        .with_config(ControllerConfig::default().concurrency(shared.max_concurrent_reconciles))
+        .graceful_shutdown_on(wait_for(shutdown))
+        .run(reconcile, error_policy, ctx)
+        .for_each(|outcome| async move {
+            if let Err(error) = outcome {
+                warn!(%error, "controller stream error");
+            }
+        })
+        .await;
+}
+
+fn count_plugins_by_condition(metrics: &Metrics, stores: &[Store<DeserializeGuard<Plugin>>]) {
+    let mut counts: HashMap<(String, String), i64> = HashMap::new();
+    for store in stores {
+        for guarded in store.state() {
+            let Ok(plugin) = &guarded.0 else { continue };
+            for type_ in [condition::READY, condition::DEGRADED] {
+                let status = plugin
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+                    .map(|c| c.status.clone())
+                    .unwrap_or_else(|| "Unknown".into());
+                *counts.entry((type_.to_string(), status)).or_default() += 1;
+            }
+        }
+    }
+    metrics.plugins.clear();
+    for ((condition, status), count) in counts {
+        metrics
+            .plugins
+            .get_or_create(&ConditionLabels { condition, status })
+            .set(count);
+    }
+}
+
+async fn signal_shutdown(shutdown: watch::Sender<bool>) {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    info!("shutting down");
+    let _ = shutdown.send(true);
+}
+
+async fn wait_for(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stopping| *stopping).await;
+}
