@@ -1,0 +1,259 @@
+//! For random grants and random requests, nothing outside the grants is ever
+//! forwarded in Enforce mode. Checked against a deliberately simple second
+//! implementation of the permission model (the oracle), first on `decide` alone with
+//! many cases, then through the real listeners and a recording chat API.
+
+mod broker_support;
+
+use std::collections::BTreeMap;
+
+use broker_support::{Fixture, SELF_SEGMENT, TOKEN, policy};
+use plugin_operator::broker::{Call, CompiledPolicy, Verdict, decide};
+use plugin_operator::policy::{
+    BrokerPolicy, KNOWN_CHAT_SCOPES, KV_READ_SCOPE, KV_WRITE_SCOPE, ScopeGrant, default_catalog,
+};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+/// Scope -> granted channels (empty: every channel).
+type Grants = BTreeMap<String, Vec<String>>;
+
+const CHANNELS: [&str; 3] = ["C1", "C2", "C3"];
+
+fn all_scopes() -> Vec<&'static str> {
+    let mut scopes = KNOWN_CHAT_SCOPES.to_vec();
+    scopes.extend([KV_READ_SCOPE, KV_WRITE_SCOPE, "scope:nobody-routes-to"]);
+    scopes
+}
+
+fn grants_strategy() -> impl Strategy<Value = Grants> {
+    let per_scope: Vec<_> = all_scopes()
+        .into_iter()
+        .map(|scope| {
+            proptest::option::of(proptest::sample::subsequence(CHANNELS.to_vec(), 0..=2))
+                .prop_map(move |channels| (scope, channels))
+        })
+        .collect();
+    per_scope.prop_map(|entries| {
+        entries
+            .into_iter()
+            .filter_map(|(scope, channels)| {
+                channels.map(|c| (scope.to_owned(), c.into_iter().map(String::from).collect()))
+            })
+            .collect()
+    })
+}
+
+/// Segments that are plain, tricky, encoded or hostile.
+const SEGMENTS: &[&str] = &[
+    "C1", "C2", "C3", "C4", SELF_SEGMENT, "team-b.weather", "team-a.weather2", "team-a",
+    "U1", "m1", "key", "api", "v1", "v2", "kv", "channels", "messages", "users", "files",
+    "reactions", "admin", "..", ".", "%2e%2e", "%2E", ".%2e", "a%2fb", "a%5Cb", "C%31",
+    "team-a%2Eweather", "caf%C3%A9", "%FF", "%C3%28", "%00", "%", "%zz", "", "C1%20",
+    "%7Bself%7D", "{self}", "{channel}", "a;b", "a:b", "@", "~",
+];
+
+fn segment() -> impl Strategy<Value = String> {
+    proptest::sample::select(SEGMENTS).prop_map(String::from)
+}
+
+fn method() -> impl Strategy<Value = String> {
+    proptest::sample::select(&["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"][..])
+        .prop_map(String::from)
+}
+
+/// A catalog template with its placeholders filled, or random segments.
+fn path() -> impl Strategy<Value = String> {
+    let templates: Vec<String> = default_catalog().into_iter().map(|r| r.path).collect();
+    let from_template = (proptest::sample::select(templates), proptest::collection::vec(segment(), 8))
+        .prop_map(|(template, fillers)| {
+            let mut fillers = fillers.into_iter();
+            template
+                .split('/')
+                .map(|part| {
+                    if part.starts_with('{') {
+                        fillers.next().unwrap()
+                    } else {
+                        part.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+        });
+    let random = proptest::collection::vec(segment(), 1..8)
+        .prop_map(|segments| format!("/{}", segments.join("/")));
+    prop_oneof![3 => from_template, 1 => random]
+}
+
+fn request() -> impl Strategy<Value = (String, String)> {
+    (method(), path())
+}
+
+fn enforce_policy(grants: &Grants) -> BrokerPolicy {
+    let mut p = policy(&[]);
+    p.grants = grants
+        .iter()
+        .map(|(scope, channels)| ScopeGrant {
+            scope: scope.clone(),
+            channels: channels.clone(),
+        })
+        .collect();
+    p
+}
+
+fn naive_percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The permission model, written plainly and separately from the broker.
+fn oracle_allows(method: &str, path: &str, grants: &Grants) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let Some(segments) = rest
+        .split('/')
+        .map(naive_percent_decode)
+        .collect::<Option<Vec<String>>>()
+    else {
+        return false;
+    };
+    let unsafe_segment = |s: &String| {
+        s.is_empty() || s == "." || s == ".." || s.contains('/') || s.contains('\\')
+    };
+    if segments.iter().any(unsafe_segment) {
+        return false;
+    }
+    for route in default_catalog() {
+        let template: Vec<&str> = route.path[1..].split('/').collect();
+        if route.method != method || template.len() != segments.len() {
+            continue;
+        }
+        let literals_match = template
+            .iter()
+            .zip(&segments)
+            .all(|(t, s)| t.starts_with('{') || *t == s.as_str());
+        if !literals_match {
+            continue;
+        }
+        let Some(channels) = grants.get(&route.scope) else {
+            return false;
+        };
+        let value_at = |name: &str| {
+            template
+                .iter()
+                .position(|t| *t == name)
+                .map(|i| segments[i].as_str())
+        };
+        if !channels.is_empty() {
+            match value_at("{channel}") {
+                Some(channel) if channels.iter().any(|c| c == channel) => {}
+                _ => return false,
+            }
+        }
+        if let Some(owner) = value_at("{self}")
+            && owner != SELF_SEGMENT
+        {
+            return false;
+        }
+        return true;
+    }
+    false
+}
+
+/// A path the broker must accept as written: only unreserved characters, no dot segments.
+fn is_plain(path: &str) -> bool {
+    path[1..].split('/').all(|s| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    })
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 2000, ..Config::default() })]
+
+    #[test]
+    fn decide_forwards_nothing_outside_the_grants(
+        grants in grants_strategy(),
+        requests in proptest::collection::vec(request(), 1..20),
+    ) {
+        let compiled = CompiledPolicy::compile(&enforce_policy(&grants), None).unwrap();
+        for (method, path) in &requests {
+            let decision = decide(&Call { method, path }, &compiled);
+            let allowed = oracle_allows(method, path, &grants);
+            if decision.forwards() {
+                prop_assert!(allowed, "forwarded {method} {path} outside {grants:?}");
+                prop_assert_eq!(decision.verdict, Verdict::Allow);
+            }
+            if is_plain(path) {
+                prop_assert_eq!(decision.forwards(), allowed, "{} {} with {:?}", method, path, grants);
+            }
+        }
+    }
+}
+
+#[test]
+fn nothing_outside_the_grants_reaches_the_chat_api_through_the_listener() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let cases = (
+        grants_strategy(),
+        proptest::collection::vec(request(), 1..24),
+    );
+    runner
+        .run(&cases, |(grants, requests)| {
+            runtime.block_on(async {
+                let fixture = Fixture::start(&enforce_policy(&grants)).await;
+                let mut expected_forwards = 0;
+                for (method, path) in &requests {
+                    if http::Uri::try_from(path.as_str()).is_err() {
+                        continue; // not sendable by an HTTP client at all
+                    }
+                    let allowed = oracle_allows(method, path, &grants);
+                    let answer = fixture
+                        .call(method, path, &[("authorization", "Bearer plugin")], b"")
+                        .await;
+                    if answer.status == http::StatusCode::OK {
+                        prop_assert!(allowed, "{method} {path} got 200 outside {grants:?}");
+                        expected_forwards += 1;
+                    } else if is_plain(path) {
+                        prop_assert!(!allowed, "{method} {path} refused ({}) within {grants:?}", answer.status);
+                    }
+                }
+                let seen = fixture.chat_api.requests();
+                prop_assert_eq!(seen.len(), expected_forwards);
+                for request in &seen {
+                    let path = request.uri.split('?').next().unwrap();
+                    prop_assert!(
+                        oracle_allows(request.method.as_str(), path, &grants),
+                        "the chat API saw {} {} outside {:?}", request.method, path, grants
+                    );
+                    prop_assert_eq!(&request.headers["authorization"], &format!("Bearer {TOKEN}"));
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
+}
