@@ -11,7 +11,9 @@ use http::StatusCode;
 #[tokio::test]
 async fn invocation_reaches_the_plugin_with_its_path_and_body() {
     let fixture = Fixture::start(&policy(&[])).await;
-    let answer = fixture.invoke("POST", "/commands/weather?city=Paris", b"{\"q\":1}").await;
+    let answer = fixture
+        .invoke("POST", "/commands/weather?city=Paris", b"{\"q\":1}")
+        .await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body, "upstream ok");
     let seen = fixture.plugin.requests();
@@ -123,9 +125,7 @@ async fn plugin_that_stalls_mid_body_is_cut_off_at_the_deadline() {
     p.inbound.request_timeout_seconds = 1;
     let fixture = Fixture::start_with(&p, |args| args.plugin_port = port).await;
     let started = Instant::now();
-    let request = format!(
-        "GET /stream HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-    );
+    let request = format!("GET /stream HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
     let answer = broker_support::raw_exchange(
         fixture.broker().inbound_addr,
         request.as_bytes(),
@@ -136,5 +136,8 @@ async fn plugin_that_stalls_mid_body_is_cut_off_at_the_deadline() {
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.ends_with("first bytes"), "{text}");
-    assert!(took < Duration::from_millis(2500), "connection held for {took:?}");
+    assert!(
+        took < Duration::from_millis(2500),
+        "connection held for {took:?}"
+    );
 }

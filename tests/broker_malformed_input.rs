@@ -34,7 +34,9 @@ async fn garbage_bytes_are_refused() {
         b"POST /api/v1/users HTTP/1.1\r\ncontent-length: -5\r\n\r\n",
         b"POST /api/v1/users HTTP/1.1\r\ncontent-length: 5\r\ncontent-length: 7\r\n\r\n",
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-        &[0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03],
+        &[
+            0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03,
+        ],
     ];
     for bytes in garbage {
         for addr in [outbound, inbound] {
@@ -60,9 +62,17 @@ async fn huge_headers_are_refused_with_431() {
         "GET /api/v1/users HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
         "a".repeat(200 * 1024)
     );
-    for addr in [fixture.broker().outbound_addr, fixture.broker().inbound_addr] {
+    for addr in [
+        fixture.broker().outbound_addr,
+        fixture.broker().inbound_addr,
+    ] {
         let answer = raw_exchange(addr, huge.as_bytes(), Duration::from_secs(3)).await;
-        assert_eq!(raw_status(&answer), Some(431), "{}", String::from_utf8_lossy(&answer));
+        assert_eq!(
+            raw_status(&answer),
+            Some(431),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
     }
     let many: String = (0..500).map(|i| format!("x-h{i}: v\r\n")).collect();
     let request = format!("GET /api/v1/users HTTP/1.1\r\nhost: x\r\n{many}\r\n");
@@ -101,8 +111,8 @@ async fn slowloris_connections_are_closed_after_the_header_timeout() {
     let started = Instant::now();
     for stream in &mut idle {
         let mut buffer = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(4), stream.read_to_end(&mut buffer))
-            .await;
+        let read =
+            tokio::time::timeout(Duration::from_secs(4), stream.read_to_end(&mut buffer)).await;
         assert!(read.is_ok(), "a half-sent request kept its connection open");
     }
     // The header read timeout is 1 s in the tests.
@@ -123,8 +133,12 @@ async fn invalid_utf8_and_raw_non_ascii_paths_are_refused() {
         b"GET /api/v1/kv/team-a.weather/%ED%A0%80 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
     ];
     for request in requests {
-        let answer = raw_exchange(fixture.broker().outbound_addr, request, Duration::from_secs(3))
-            .await;
+        let answer = raw_exchange(
+            fixture.broker().outbound_addr,
+            request,
+            Duration::from_secs(3),
+        )
+        .await;
         assert_eq!(
             raw_status(&answer),
             Some(400),
@@ -162,7 +176,12 @@ async fn path_traversal_on_the_wire_is_refused() {
             Duration::from_secs(3),
         )
         .await;
-        assert_eq!(raw_status(&answer), Some(400), "{path}: {}", String::from_utf8_lossy(&answer));
+        assert_eq!(
+            raw_status(&answer),
+            Some(400),
+            "{path}: {}",
+            String::from_utf8_lossy(&answer)
+        );
     }
     assert_eq!(fixture.chat_api.count(), 0);
     still_serves(&fixture).await;
@@ -172,15 +191,34 @@ async fn path_traversal_on_the_wire_is_refused() {
 async fn absolute_form_and_connect_cannot_redirect_the_broker() {
     let fixture = fixture().await;
     let absolute = b"GET http://attacker.invalid/api/v1/users HTTP/1.1\r\nhost: attacker.invalid\r\nconnection: close\r\n\r\n";
-    let answer = raw_exchange(fixture.broker().outbound_addr, absolute, Duration::from_secs(3)).await;
-    assert_eq!(raw_status(&answer), Some(200), "{}", String::from_utf8_lossy(&answer));
+    let answer = raw_exchange(
+        fixture.broker().outbound_addr,
+        absolute,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(
+        raw_status(&answer),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     let seen = fixture.chat_api.requests();
-    assert_eq!(seen.len(), 1, "the call must go to the chat API, nowhere else");
+    assert_eq!(
+        seen.len(),
+        1,
+        "the call must go to the chat API, nowhere else"
+    );
     assert_eq!(seen[0].uri, "/api/v1/users");
     assert_ne!(seen[0].headers["host"], "attacker.invalid");
 
     let connect = b"CONNECT attacker.invalid:443 HTTP/1.1\r\nhost: attacker.invalid:443\r\n\r\n";
-    let answer = raw_exchange(fixture.broker().outbound_addr, connect, Duration::from_secs(3)).await;
+    let answer = raw_exchange(
+        fixture.broker().outbound_addr,
+        connect,
+        Duration::from_secs(3),
+    )
+    .await;
     let status = raw_status(&answer);
     assert!(
         matches!(status, Some(400) | Some(403)),

@@ -29,7 +29,10 @@ async fn broker_forwards_allowed_call_with_its_own_credential_never_the_plugins(
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body, "upstream ok");
     assert_eq!(answer.headers["x-upstream"], "yes");
-    assert!(answer.headers.get("keep-alive").is_none(), "hop-by-hop header leaked back");
+    assert!(
+        answer.headers.get("keep-alive").is_none(),
+        "hop-by-hop header leaked back"
+    );
 
     let seen = fixture.chat_api.requests();
     assert_eq!(seen.len(), 1);
@@ -39,7 +42,10 @@ async fn broker_forwards_allowed_call_with_its_own_credential_never_the_plugins(
     let authorizations: Vec<_> = request.headers.get_all("authorization").iter().collect();
     assert_eq!(authorizations, [format!("Bearer {TOKEN}").as_str()]);
     for stripped in ["cookie", "proxy-authorization", "x-forwarded-for"] {
-        assert!(request.headers.get(stripped).is_none(), "{stripped} was forwarded");
+        assert!(
+            request.headers.get(stripped).is_none(),
+            "{stripped} was forwarded"
+        );
     }
     assert_eq!(request.headers["content-type"], "application/json");
     assert_eq!(request.body, r#"{"text":"hi"}"#);
@@ -81,7 +87,12 @@ async fn broker_denies_a_channel_outside_the_grant() {
 async fn broker_denies_another_plugins_key_value_data() {
     let fixture = Fixture::start(&policy(&[(KV_READ_SCOPE, &[]), (KV_WRITE_SCOPE, &[])])).await;
     let own = fixture
-        .call("PUT", &format!("/api/v1/kv/{SELF_SEGMENT}/city"), &[], b"Paris")
+        .call(
+            "PUT",
+            &format!("/api/v1/kv/{SELF_SEGMENT}/city"),
+            &[],
+            b"Paris",
+        )
         .await;
     assert_eq!(own.status, StatusCode::OK);
     for path in [
@@ -159,7 +170,12 @@ async fn broker_refuses_a_chunked_body_over_the_limit_with_413() {
         Duration::from_secs(5),
     )
     .await;
-    assert_eq!(raw_status(&answer), Some(413), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(
+        raw_status(&answer),
+        Some(413),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     assert_eq!(fixture.chat_api.count(), 0);
 }
 
@@ -190,7 +206,12 @@ async fn audit_mode_forwards_a_call_enforce_mode_would_deny() {
     p.mode = EnforcementMode::Audit;
     let fixture = Fixture::start(&p).await;
     let answer = fixture
-        .call("POST", "/api/v1/channels/C1/messages", &[("authorization", "Bearer mine")], b"{}")
+        .call(
+            "POST",
+            "/api/v1/channels/C1/messages",
+            &[("authorization", "Bearer mine")],
+            b"{}",
+        )
         .await;
     assert_eq!(answer.status, StatusCode::OK);
     let seen = fixture.chat_api.requests();
@@ -210,7 +231,9 @@ async fn replaced_catalog_decides_instead_of_the_default_one() {
         scope: "tickets:write".into(),
     }];
     let fixture = Fixture::start(&p).await;
-    let allowed = fixture.call("POST", "/v2/rooms/C9/tickets", &[], b"{}").await;
+    let allowed = fixture
+        .call("POST", "/v2/rooms/C9/tickets", &[], b"{}")
+        .await;
     assert_eq!(allowed.status, StatusCode::OK);
     let old_route = fixture
         .call("GET", "/api/v1/channels/C9/messages", &[], b"")
@@ -225,7 +248,9 @@ async fn unreachable_chat_api_gives_502_and_slow_one_504() {
         args.upstream_timeout = Duration::from_millis(300);
     })
     .await;
-    let slow = fixture.call("GET", "/api/v1/users?sleep_ms=1500", &[], b"").await;
+    let slow = fixture
+        .call("GET", "/api/v1/users?sleep_ms=1500", &[], b"")
+        .await;
     assert_eq!(slow.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(slow.json()["reason"], "UpstreamTimedOut");
 
@@ -249,14 +274,19 @@ async fn chat_api_base_path_is_put_before_the_plugins_path() {
     let prefixed = Fixture::start_with(&p, |args| args.chat_api_url = base).await;
     let answer = prefixed.call("GET", "/api/v1/users/U1?x=1", &[], b"").await;
     assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(fixture.chat_api.requests()[0].uri, "/chat/api/v1/users/U1?x=1");
+    assert_eq!(
+        fixture.chat_api.requests()[0].uri,
+        "/chat/api/v1/users/U1?x=1"
+    );
 }
 
 #[tokio::test]
 async fn decisions_are_counted_in_metrics_per_scope() {
     let fixture = Fixture::start(&policy(&[("users:read", &[])])).await;
     fixture.call("GET", "/api/v1/users", &[], b"").await;
-    fixture.call("POST", "/api/v1/channels/C1/messages", &[], b"").await;
+    fixture
+        .call("POST", "/api/v1/channels/C1/messages", &[], b"")
+        .await;
     let metrics = fixture.admin("/metrics").await;
     assert_eq!(metrics.status, StatusCode::OK);
     let text = String::from_utf8(metrics.body.to_vec()).unwrap();

@@ -28,7 +28,12 @@ struct BrokerProcess {
 }
 
 impl BrokerProcess {
-    fn spawn(policy_dir: &TempDir, token_dir: &TempDir, chat_api: SocketAddr, plugin: SocketAddr) -> Self {
+    fn spawn(
+        policy_dir: &TempDir,
+        token_dir: &TempDir,
+        chat_api: SocketAddr,
+        plugin: SocketAddr,
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_plugin-operator"))
             .arg("broker")
             .args(["--chat-api-url", &format!("http://{chat_api}")])
@@ -102,7 +107,11 @@ async fn broker_process_audits_without_secrets_and_drains_on_sigterm() {
     let policy_dir = TempDir::new("process-policy");
     let token_dir = TempDir::new("process-token");
     let p = policy(&[("users:read", &[])]);
-    write_like_kubelet(&policy_dir.0, POLICY_FILE_NAME, &serde_json::to_vec(&p).unwrap());
+    write_like_kubelet(
+        &policy_dir.0,
+        POLICY_FILE_NAME,
+        &serde_json::to_vec(&p).unwrap(),
+    );
     write_like_kubelet(&token_dir.0, "token", TOKEN.as_bytes());
 
     let mut broker = BrokerProcess::spawn(&policy_dir, &token_dir, chat_api.addr, plugin.addr);
@@ -130,7 +139,10 @@ async fn broker_process_audits_without_secrets_and_drains_on_sigterm() {
         }
     };
 
-    assert_eq!(get(format!("http://{admin}/readyz"), vec![]).await.0, StatusCode::OK);
+    assert_eq!(
+        get(format!("http://{admin}/readyz"), vec![]).await.0,
+        StatusCode::OK
+    );
     let secrets = vec![
         ("authorization", format!("Bearer {PLUGIN_SECRET}")),
         ("cookie", format!("sid={COOKIE_SECRET}")),
@@ -143,11 +155,25 @@ async fn broker_process_audits_without_secrets_and_drains_on_sigterm() {
     assert_eq!(allowed.0, StatusCode::OK);
     let denied = get(format!("http://{outbound}/api/v1/files/F1"), secrets).await;
     assert_eq!(denied.0, StatusCode::FORBIDDEN);
-    assert_eq!(chat_api.requests()[0].headers["authorization"], format!("Bearer {TOKEN}"));
+    assert_eq!(
+        chat_api.requests()[0].headers["authorization"],
+        format!("Bearer {TOKEN}")
+    );
 
     let audit = broker.wait_for_message("decision").await;
-    for field in ["decision_id", "plugin", "scope", "method", "path", "outcome", "latency_ms"] {
-        assert!(audit.get(field).is_some(), "audit line lacks {field}: {audit}");
+    for field in [
+        "decision_id",
+        "plugin",
+        "scope",
+        "method",
+        "path",
+        "outcome",
+        "latency_ms",
+    ] {
+        assert!(
+            audit.get(field).is_some(),
+            "audit line lacks {field}: {audit}"
+        );
     }
     assert_eq!(audit["plugin"], "team-a/weather");
     assert_eq!(audit["scope"], "users:read");
@@ -164,7 +190,11 @@ async fn broker_process_audits_without_secrets_and_drains_on_sigterm() {
     let slow = tokio::spawn(get(format!("http://{inbound}/work?sleep_ms=1500"), vec![]));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = broker.child.id().unwrap().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
     assert!(killed.success());
     let (status, body) = slow.await.unwrap();
     assert_eq!(status, StatusCode::OK);
@@ -187,7 +217,13 @@ async fn broker_process_audits_without_secrets_and_drains_on_sigterm() {
 #[tokio::test]
 async fn broker_refuses_an_outbound_listener_off_loopback() {
     let output = Command::new(env!("CARGO_BIN_EXE_plugin-operator"))
-        .args(["broker", "--chat-api-url", "http://127.0.0.1:1", "--plugin-port", "8080"])
+        .args([
+            "broker",
+            "--chat-api-url",
+            "http://127.0.0.1:1",
+            "--plugin-port",
+            "8080",
+        ])
         .args(["--outbound-bind", "0.0.0.0:0"])
         .output()
         .await

@@ -46,11 +46,51 @@ fn grants_strategy() -> impl Strategy<Value = Grants> {
 
 /// Segments that are plain, tricky, encoded or hostile.
 const SEGMENTS: &[&str] = &[
-    "C1", "C2", "C3", "C4", SELF_SEGMENT, "team-b.weather", "team-a.weather2", "team-a",
-    "U1", "m1", "key", "api", "v1", "v2", "kv", "channels", "messages", "users", "files",
-    "reactions", "admin", "..", ".", "%2e%2e", "%2E", ".%2e", "a%2fb", "a%5Cb", "C%31",
-    "team-a%2Eweather", "caf%C3%A9", "%FF", "%C3%28", "%00", "%", "%zz", "", "C1%20",
-    "%7Bself%7D", "{self}", "{channel}", "a;b", "a:b", "@", "~",
+    "C1",
+    "C2",
+    "C3",
+    "C4",
+    SELF_SEGMENT,
+    "team-b.weather",
+    "team-a.weather2",
+    "team-a",
+    "U1",
+    "m1",
+    "key",
+    "api",
+    "v1",
+    "v2",
+    "kv",
+    "channels",
+    "messages",
+    "users",
+    "files",
+    "reactions",
+    "admin",
+    "..",
+    ".",
+    "%2e%2e",
+    "%2E",
+    ".%2e",
+    "a%2fb",
+    "a%5Cb",
+    "C%31",
+    "team-a%2Eweather",
+    "caf%C3%A9",
+    "%FF",
+    "%C3%28",
+    "%00",
+    "%",
+    "%zz",
+    "",
+    "C1%20",
+    "%7Bself%7D",
+    "{self}",
+    "{channel}",
+    "a;b",
+    "a:b",
+    "@",
+    "~",
 ];
 
 fn segment() -> impl Strategy<Value = String> {
@@ -65,7 +105,10 @@ fn method() -> impl Strategy<Value = String> {
 /// A catalog template with its placeholders filled, or random segments.
 fn path() -> impl Strategy<Value = String> {
     let templates: Vec<String> = default_catalog().into_iter().map(|r| r.path).collect();
-    let from_template = (proptest::sample::select(templates), proptest::collection::vec(segment(), 8))
+    let from_template = (
+        proptest::sample::select(templates),
+        proptest::collection::vec(segment(), 8),
+    )
         .prop_map(|(template, fillers)| {
             let mut fillers = fillers.into_iter();
             template
@@ -130,9 +173,8 @@ fn oracle_allows(method: &str, path: &str, grants: &Grants) -> bool {
     else {
         return false;
     };
-    let unsafe_segment = |s: &String| {
-        s.is_empty() || s == "." || s == ".." || s.contains('/') || s.contains('\\')
-    };
+    let unsafe_segment =
+        |s: &String| s.is_empty() || s == "." || s == ".." || s.contains('/') || s.contains('\\');
     if segments.iter().any(unsafe_segment) {
         return false;
     }
@@ -179,7 +221,8 @@ fn is_plain(path: &str) -> bool {
         !s.is_empty()
             && s != "."
             && s != ".."
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
     })
 }
 
@@ -239,7 +282,11 @@ fn nothing_outside_the_grants_reaches_the_chat_api_through_the_listener() {
                         prop_assert!(allowed, "{method} {path} got 200 outside {grants:?}");
                         expected_forwards += 1;
                     } else if is_plain(path) {
-                        prop_assert!(!allowed, "{method} {path} refused ({}) within {grants:?}", answer.status);
+                        prop_assert!(
+                            !allowed,
+                            "{method} {path} refused ({}) within {grants:?}",
+                            answer.status
+                        );
                     }
                 }
                 let seen = fixture.chat_api.requests();
@@ -248,9 +295,15 @@ fn nothing_outside_the_grants_reaches_the_chat_api_through_the_listener() {
                     let path = request.uri.split('?').next().unwrap();
                     prop_assert!(
                         oracle_allows(request.method.as_str(), path, &grants),
-                        "the chat API saw {} {} outside {:?}", request.method, path, grants
+                        "the chat API saw {} {} outside {:?}",
+                        request.method,
+                        path,
+                        grants
                     );
-                    prop_assert_eq!(&request.headers["authorization"], &format!("Bearer {TOKEN}"));
+                    prop_assert_eq!(
+                        &request.headers["authorization"],
+                        &format!("Bearer {TOKEN}")
+                    );
                 }
                 Ok(())
             })

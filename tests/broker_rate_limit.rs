@@ -46,7 +46,10 @@ async fn rate_limit_holds_to_within_ten_percent_under_load() {
     let allowed = allowed.load(Ordering::SeqCst) as f64;
     let expected = f64::from(BURST) + f64::from(PER_MINUTE) / 60.0 * elapsed;
     let limited = limited.load(Ordering::SeqCst);
-    assert!(limited > 0, "the load never hit the limit; the test proves nothing");
+    assert!(
+        limited > 0,
+        "the load never hit the limit; the test proves nothing"
+    );
     assert!(
         (allowed - expected).abs() <= expected * 0.10,
         "allowed {allowed} calls in {elapsed:.2}s, expected {expected:.1} ± 10%"
@@ -79,7 +82,11 @@ async fn rate_limited_call_gets_429_with_retry_after_and_reason() {
         .call("POST", "/api/v1/channels/C1/messages", &[], b"{}")
         .await;
     assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
-    let retry_after: u64 = answer.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = answer.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((9..=10).contains(&retry_after), "Retry-After {retry_after}");
     assert_eq!(answer.json()["reason"], "RateLimited");
     assert_eq!(answer.json()["scope"], "messages:write");

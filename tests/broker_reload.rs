@@ -49,7 +49,10 @@ async fn new_grant_takes_effect_within_two_seconds() {
     assert_eq!(before.status, StatusCode::FORBIDDEN);
 
     let changed_at = Instant::now();
-    fixture.write_policy(&policy(&[("messages:read", &[]), ("messages:write", &["C1"])]));
+    fixture.write_policy(&policy(&[
+        ("messages:read", &[]),
+        ("messages:write", &["C1"]),
+    ]));
     let applied = fixture
         .eventually(Duration::from_secs(2), || async {
             fixture
@@ -59,7 +62,11 @@ async fn new_grant_takes_effect_within_two_seconds() {
                 == StatusCode::OK
         })
         .await;
-    assert!(applied, "grant not applied after {:?}", changed_at.elapsed());
+    assert!(
+        applied,
+        "grant not applied after {:?}",
+        changed_at.elapsed()
+    );
 
     fixture.write_policy(&policy(&[("messages:read", &[])]));
     let revoked = fixture
@@ -89,9 +96,16 @@ async fn malformed_policy_is_logged_and_the_old_one_kept() {
                 .contains(r#"broker_policy_reloads_total{result="rejected"} 2"#)
         })
         .await;
-    assert!(rejected_twice, "both bad policies should be counted as rejected");
+    assert!(
+        rejected_twice,
+        "both bad policies should be counted as rejected"
+    );
     let call = fixture.call("GET", "/api/v1/users", &[], b"").await;
-    assert_eq!(call.status, StatusCode::OK, "the old policy must still be in force");
+    assert_eq!(
+        call.status,
+        StatusCode::OK,
+        "the old policy must still be in force"
+    );
     assert_eq!(fixture.admin("/readyz").await.status, StatusCode::OK);
 }
 
@@ -115,8 +129,12 @@ async fn policy_changes_under_steady_load_lose_no_request() {
                     fixture.call("GET", "/api/v1/users", &[], b"").await
                 };
                 if answer.status == StatusCode::OK {
-                    if worker == 3 { &inbound_ok } else { &outbound_ok }
-                        .fetch_add(1, Ordering::SeqCst);
+                    if worker == 3 {
+                        &inbound_ok
+                    } else {
+                        &outbound_ok
+                    }
+                    .fetch_add(1, Ordering::SeqCst);
                 } else {
                     failures.push((answer.status, answer.body));
                 }
@@ -144,13 +162,19 @@ async fn policy_changes_under_steady_load_lose_no_request() {
     stop.store(true, Ordering::SeqCst);
     for worker in workers {
         let failures = worker.await.unwrap();
-        assert!(failures.is_empty(), "requests failed during reloads: {failures:?}");
+        assert!(
+            failures.is_empty(),
+            "requests failed during reloads: {failures:?}"
+        );
     }
     let (outbound, inbound) = (
         outbound_ok.load(Ordering::SeqCst),
         inbound_ok.load(Ordering::SeqCst),
     );
-    assert!(outbound > 50 && inbound > 10, "too little load: {outbound} / {inbound}");
+    assert!(
+        outbound > 50 && inbound > 10,
+        "too little load: {outbound} / {inbound}"
+    );
     assert_eq!(fixture.chat_api.count(), outbound);
     assert_eq!(fixture.plugin.count(), inbound);
     let metrics = String::from_utf8(fixture.admin("/metrics").await.body.to_vec()).unwrap();

@@ -10,7 +10,11 @@ use crate::telemetry::LogFormat;
 #[derive(clap::Args, Clone, Debug)]
 pub struct BrokerArgs {
     /// The policy file the operator writes into the broker's ConfigMap; re-read when it changes.
-    #[arg(long, env = "BROKER_POLICY_FILE", default_value = "/etc/plugin-broker/policy.json")]
+    #[arg(
+        long,
+        env = "BROKER_POLICY_FILE",
+        default_value = "/etc/plugin-broker/policy.json"
+    )]
     pub policy_file: PathBuf,
 
     /// Base URL of the chat API (http:// or https://, optionally with a path prefix).
@@ -18,7 +22,11 @@ pub struct BrokerArgs {
     pub chat_api_url: String,
 
     /// The broker's token for the chat API (a projected ServiceAccount token); re-read when it rotates.
-    #[arg(long, env = "BROKER_TOKEN_FILE", default_value = "/var/run/secrets/plugin-broker/token")]
+    #[arg(
+        long,
+        env = "BROKER_TOKEN_FILE",
+        default_value = "/var/run/secrets/chat-api/token"
+    )]
     pub token_file: PathBuf,
 
     /// PEM file of the CAs trusted for an https chat API; default: the system's trust store.

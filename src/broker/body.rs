@@ -18,12 +18,15 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A body received from a peer, as the broker forwards it.
 pub fn incoming(body: Incoming) -> ProxyBody {
-    body.map_err(|error| -> BoxError { Box::new(error) }).boxed()
+    body.map_err(|error| -> BoxError { Box::new(error) })
+        .boxed()
 }
 
 pub fn empty() -> ProxyBody {

@@ -79,13 +79,12 @@ impl CompiledPolicy {
 
         let mut routes = Vec::with_capacity(policy.catalog.len());
         for entry in &policy.catalog {
-            let template = PathTemplate::parse(&entry.path).map_err(|source| {
-                PolicyError::BadTemplate {
+            let template =
+                PathTemplate::parse(&entry.path).map_err(|source| PolicyError::BadTemplate {
                     method: entry.method.clone(),
                     path: entry.path.clone(),
                     source,
-                }
-            })?;
+                })?;
             let position_of =
                 |wanted: &TemplateSegment| template.segments().iter().position(|s| s == wanted);
             routes.push(Route {
@@ -127,13 +126,16 @@ impl CompiledPolicy {
                 .and_then(|p| p.scope_named(&limit.scope))
                 .and_then(|s| s.rate_limit.clone())
                 .filter(|bucket| bucket.has_limits(limit.per_minute, limit.burst));
-            scopes[index].rate_limit = Some(carried_over.unwrap_or_else(|| {
-                Arc::new(TokenBucket::new(limit.per_minute, limit.burst, now))
-            }));
+            scopes[index].rate_limit =
+                Some(carried_over.unwrap_or_else(|| {
+                    Arc::new(TokenBucket::new(limit.per_minute, limit.burst, now))
+                }));
         }
 
         if let Some(kv_max) = policy.kv_max_value_bytes
-            && let Some(kv_write) = scopes.iter_mut().find(|s| s.name.as_str() == KV_WRITE_SCOPE)
+            && let Some(kv_write) = scopes
+                .iter_mut()
+                .find(|s| s.name.as_str() == KV_WRITE_SCOPE)
         {
             kv_write.max_body_bytes = kv_write.max_body_bytes.min(kv_max);
         }
@@ -198,9 +200,7 @@ impl CompiledPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{
-        CatalogRoute, KV_READ_SCOPE, ScopeGrant, ScopeRateLimit, default_catalog,
-    };
+    use crate::policy::{CatalogRoute, KV_READ_SCOPE, ScopeGrant, ScopeRateLimit, default_catalog};
 
     fn policy() -> BrokerPolicy {
         BrokerPolicy {
@@ -256,9 +256,15 @@ mod tests {
     #[test]
     fn kv_writes_are_capped_by_kv_max_value_bytes() {
         let compiled = CompiledPolicy::compile(&policy(), None).unwrap();
-        assert_eq!(compiled.scope_named(KV_WRITE_SCOPE).unwrap().max_body_bytes, 100);
         assert_eq!(
-            compiled.scope_named("messages:write").unwrap().max_body_bytes,
+            compiled.scope_named(KV_WRITE_SCOPE).unwrap().max_body_bytes,
+            100
+        );
+        assert_eq!(
+            compiled
+                .scope_named("messages:write")
+                .unwrap()
+                .max_body_bytes,
             4096
         );
     }

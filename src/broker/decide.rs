@@ -210,10 +210,7 @@ mod tests {
     #[test]
     fn channel_limited_grant_does_not_cover_routes_without_a_channel() {
         let p = policy(EnforcementMode::Enforce, &[("channels:read", &["C1"])]);
-        assert_eq!(
-            verdict(&p, "GET", "/api/v1/channels/C1"),
-            Verdict::Allow
-        );
+        assert_eq!(verdict(&p, "GET", "/api/v1/channels/C1"), Verdict::Allow);
         assert_eq!(
             verdict(&p, "GET", "/api/v1/channels"),
             Verdict::Deny(Denial::ChannelRequired {
@@ -224,7 +221,10 @@ mod tests {
 
     #[test]
     fn broker_denies_another_plugins_key_value_data() {
-        let p = policy(EnforcementMode::Enforce, &[(KV_WRITE_SCOPE, &[]), (KV_READ_SCOPE, &[])]);
+        let p = policy(
+            EnforcementMode::Enforce,
+            &[(KV_WRITE_SCOPE, &[]), (KV_READ_SCOPE, &[])],
+        );
         assert_eq!(
             verdict(&p, "PUT", "/api/v1/kv/team-a.weather/city"),
             Verdict::Allow

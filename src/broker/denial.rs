@@ -154,7 +154,10 @@ impl Denial<'_> {
         {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
         }
-        if matches!(self, Denial::TooManyInFlight { .. } | Denial::PolicyNotLoaded) {
+        if matches!(
+            self,
+            Denial::TooManyInFlight { .. } | Denial::PolicyNotLoaded
+        ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

@@ -19,7 +19,10 @@ pub struct FileWatch {
 pub enum Poll {
     Unchanged,
     /// The file has content it did not have at the previous poll.
-    Changed { content: Vec<u8>, hash: String },
+    Changed {
+        content: Vec<u8>,
+        hash: String,
+    },
     /// The file could not be read, and this error differs from the previous one.
     NewError(io::Error),
     /// The file still cannot be read, for the same reason as before.
@@ -77,10 +80,14 @@ mod tests {
         assert!(matches!(watch.poll().await, Poll::NewError(_)));
         assert!(matches!(watch.poll().await, Poll::SameError));
         std::fs::write(&path, b"one").unwrap();
-        assert!(matches!(watch.poll().await, Poll::Changed { ref content, .. } if content == b"one"));
+        assert!(
+            matches!(watch.poll().await, Poll::Changed { ref content, .. } if content == b"one")
+        );
         assert!(matches!(watch.poll().await, Poll::Unchanged));
         std::fs::write(&path, b"two").unwrap();
-        assert!(matches!(watch.poll().await, Poll::Changed { ref content, .. } if content == b"two"));
+        assert!(
+            matches!(watch.poll().await, Poll::Changed { ref content, .. } if content == b"two")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

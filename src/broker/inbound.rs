@@ -14,7 +14,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::audit::{DecisionIds, Outcome};
-use super::body::{BodyRefusal, incoming, GuardedBody, ProxyBody, declared_length, limit_request_body};
+use super::body::{
+    BodyRefusal, GuardedBody, ProxyBody, declared_length, incoming, limit_request_body,
+};
 use super::compiled::CompiledPolicy;
 use super::denial::Denial;
 use super::headers::strip_hop_by_hop;

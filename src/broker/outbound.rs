@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::audit::{AuditRecord, DecisionId, DecisionIds, Outcome};
-use super::body::{BodyRefusal, incoming, ProxyBody, declared_length, limit_request_body};
+use super::body::{BodyRefusal, ProxyBody, declared_length, incoming, limit_request_body};
 use super::compiled::CompiledPolicy;
 use super::credential::Credential;
 use super::decide::{Call, Decision, Verdict, decide};

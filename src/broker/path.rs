@@ -229,10 +229,19 @@ mod tests {
 
     #[test]
     fn traversal_and_empty_segments_are_refused() {
-        assert_eq!(problem("/api/v1/kv/../other"), Some(PathProblem::DotSegment));
+        assert_eq!(
+            problem("/api/v1/kv/../other"),
+            Some(PathProblem::DotSegment)
+        );
         assert_eq!(problem("/api/./v1"), Some(PathProblem::DotSegment));
-        assert_eq!(problem("/api/v1/kv/%2e%2e/x"), Some(PathProblem::NeedlessEncoding));
-        assert_eq!(problem("/api/v1/kv/.%2E/x"), Some(PathProblem::NeedlessEncoding));
+        assert_eq!(
+            problem("/api/v1/kv/%2e%2e/x"),
+            Some(PathProblem::NeedlessEncoding)
+        );
+        assert_eq!(
+            problem("/api/v1/kv/.%2E/x"),
+            Some(PathProblem::NeedlessEncoding)
+        );
         assert_eq!(problem("/api//v1"), Some(PathProblem::EmptySegment));
         assert_eq!(problem("/api/v1/"), Some(PathProblem::EmptySegment));
         assert_eq!(problem("/"), Some(PathProblem::EmptySegment));

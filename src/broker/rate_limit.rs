@@ -36,8 +36,13 @@ impl TokenBucket {
     /// Takes one token, or says how long until one is available.
     pub fn try_take(&self, now: Instant) -> Result<(), Duration> {
         let per_second = f64::from(self.per_minute) / 60.0;
-        let mut state = self.state.lock().unwrap_or_else(|poison| poison.into_inner());
-        let elapsed = now.saturating_duration_since(state.refilled_at).as_secs_f64();
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let elapsed = now
+            .saturating_duration_since(state.refilled_at)
+            .as_secs_f64();
         state.tokens = (state.tokens + elapsed * per_second).min(f64::from(self.burst));
         state.refilled_at = now.max(state.refilled_at);
         if state.tokens >= 1.0 {

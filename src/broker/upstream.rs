@@ -157,9 +157,7 @@ fn read_ca_file(path: &Path) -> Result<RootCertStore, TargetError> {
     let mut roots = RootCertStore::empty();
     for certificate in CertificateDer::pem_file_iter(path).map_err(|e| failed(e.to_string()))? {
         let certificate = certificate.map_err(|e| failed(e.to_string()))?;
-        roots
-            .add(certificate)
-            .map_err(|e| failed(e.to_string()))?;
+        roots.add(certificate).map_err(|e| failed(e.to_string()))?;
     }
     if roots.is_empty() {
         return Err(failed("no certificate in it".into()));

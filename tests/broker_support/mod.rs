@@ -82,7 +82,11 @@ impl StandIn {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         let (parts, body) = request.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let sleep_ms = parts
             .uri
             .query()
@@ -210,7 +214,12 @@ impl Answer {
     }
 }
 
-pub fn args(policy_dir: &Path, token_dir: &Path, chat_api: SocketAddr, plugin_port: u16) -> BrokerArgs {
+pub fn args(
+    policy_dir: &Path,
+    token_dir: &Path,
+    chat_api: SocketAddr,
+    plugin_port: u16,
+) -> BrokerArgs {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     BrokerArgs {
         policy_file: policy_dir.join(POLICY_FILE_NAME),
@@ -246,7 +255,12 @@ impl Fixture {
             &serde_json::to_vec(policy).unwrap(),
         );
         write_like_kubelet(&token_dir.0, "token", format!("{TOKEN}\n").as_bytes());
-        let mut args = args(&policy_dir.0, &token_dir.0, chat_api.addr, plugin.addr.port());
+        let mut args = args(
+            &policy_dir.0,
+            &token_dir.0,
+            chat_api.addr,
+            plugin.addr.port(),
+        );
         adjust(&mut args);
         let listeners = Listeners::bind(&args).await.unwrap();
         let broker = broker::start(&args, listeners).await.unwrap();
@@ -278,7 +292,13 @@ impl Fixture {
     }
 
     /// Sends a request to the outbound listener.
-    pub async fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
         self.send(self.broker().outbound_addr, method, path, headers, body)
             .await
     }
