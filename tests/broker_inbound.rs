@@ -125,7 +125,7 @@ async fn plugin_that_stalls_mid_body_is_cut_off_at_the_deadline() {
     p.inbound.request_timeout_seconds = 1;
     let fixture = Fixture::start_with(&p, |args| args.plugin_port = port).await;
     let started = Instant::now();
-    let request = format!("GET /stream HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let request = "GET /stream HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
     let answer = broker_support::raw_exchange(
         fixture.broker().inbound_addr,
         request.as_bytes(),
