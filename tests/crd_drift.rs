@@ -1,0 +1,16 @@
+//! Generated files match what the code generates today.
+
+use std::path::PathBuf;
+
+fn read(relative: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn committed_crd_matches_the_rust_types() {
+    assert!(
+        read("crds/plugins.chat.dev.yaml") == plugin_operator::api::crd_yaml(),
+        "crds/plugins.chat.dev.yaml is out of date: run `make generate`"
+    );
+}
