@@ -1,7 +1,10 @@
 //! The status step's pure half: from the Plugin, its Deployment and its pods to the
 //! Plugin's status, with the real reason when something is wrong.
 
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{ContainerState, ContainerStatus, Pod},
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::PluginStatus;
@@ -156,7 +159,9 @@ fn keep_transition_times(
     conditions
 }
 
-/// The most telling problem among the pods' containers and scheduling.
+/// The most telling problem among the pods' containers and scheduling. Messages avoid
+/// what flaps (restart counts, the kubelet's back-off wording) so that an unchanging
+/// problem gives an unchanging status.
 pub fn pod_problem(pods: &[Pod]) -> Option<Problem> {
     let mut found: Option<Problem> = None;
     for pod in pods
@@ -165,84 +170,13 @@ pub fn pod_problem(pods: &[Pod]) -> Option<Problem> {
     {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let Some(status) = &pod.status else { continue };
-        let statuses = status
+        let containers = status
             .init_container_statuses
             .iter()
             .flatten()
             .chain(status.container_statuses.iter().flatten());
-        for container in statuses {
-            let last_terminated = container
-                .last_state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref());
-            if let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) {
-                let waiting_reason = waiting.reason.as_deref().unwrap_or_default();
-                let detail = waiting.message.clone().unwrap_or_default();
-                let problem = match waiting_reason {
-                    "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName"
-                    | "ErrImageNeverPull" => Some(Problem {
-                        reason: reason::IMAGE_PULL_BACK_OFF,
-                        message: format!(
-                            "pod {name}: container {} cannot pull its image ({waiting_reason}): {detail}",
-                            container.name
-                        ),
-                    }),
-                    "CrashLoopBackOff"
-                        if last_terminated.and_then(|t| t.reason.as_deref())
-                            == Some("OOMKilled") =>
-                    {
-                        Some(Problem {
-                            reason: reason::OOM_KILLED,
-                            message: format!(
-                                "pod {name}: container {} was killed for exceeding its memory limit and is restarting ({} restarts); raise resources.limits.memory",
-                                container.name, container.restart_count
-                            ),
-                        })
-                    }
-                    "CrashLoopBackOff" => Some(Problem {
-                        reason: reason::CRASH_LOOP_BACK_OFF,
-                        message: format!(
-                            "pod {name}: container {} keeps exiting ({} restarts){}",
-                            container.name,
-                            container.restart_count,
-                            last_terminated
-                                .map(|t| format!(
-                                    ", last exit code {} ({})",
-                                    t.exit_code,
-                                    t.reason.clone().unwrap_or_default()
-                                ))
-                                .unwrap_or_default()
-                        ),
-                    }),
-                    "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
-                        Some(Problem {
-                            reason: reason::POD_CREATE_FAILED,
-                            message: format!(
-                                "pod {name}: container {} cannot start ({waiting_reason}): {detail}",
-                                container.name
-                            ),
-                        })
-                    }
-                    _ => None,
-                };
-                found = worse(found, problem);
-            } else if container
-                .state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"))
-            {
-                found = worse(
-                    found,
-                    Some(Problem {
-                        reason: reason::OOM_KILLED,
-                        message: format!(
-                            "pod {name}: container {} was killed for exceeding its memory limit ({} restarts); raise resources.limits.memory",
-                            container.name, container.restart_count
-                        ),
-                    }),
-                );
-            }
+        for container in containers {
+            found = worse(found, container_problem(&name, container));
         }
         let unschedulable = status.conditions.iter().flatten().find(|c| {
             c.type_ == "PodScheduled"
@@ -250,19 +184,83 @@ pub fn pod_problem(pods: &[Pod]) -> Option<Problem> {
                 && c.reason.as_deref() == Some("Unschedulable")
         });
         if let Some(unschedulable) = unschedulable {
+            let message = unschedulable.message.clone().unwrap_or_default();
             found = worse(
                 found,
-                Some(Problem {
-                    reason: reason::UNSCHEDULABLE,
-                    message: format!(
-                        "pod {name} cannot be scheduled: {}",
-                        unschedulable.message.clone().unwrap_or_default()
-                    ),
-                }),
+                Some(problem(
+                    reason::UNSCHEDULABLE,
+                    format!("pod {name} cannot be scheduled: {message}"),
+                )),
             );
         }
     }
     found
+}
+
+fn container_problem(pod: &str, container: &ContainerStatus) -> Option<Problem> {
+    let name = &container.name;
+    let oom_killed = problem(
+        reason::OOM_KILLED,
+        format!(
+            "pod {pod}: container {name} was killed for exceeding its memory limit; raise resources.limits.memory"
+        ),
+    );
+    if terminated_reason(container.state.as_ref()) == Some("OOMKilled") {
+        return Some(oom_killed);
+    }
+    let waiting = container.state.as_ref()?.waiting.as_ref()?;
+    let waiting_reason = waiting.reason.as_deref().unwrap_or_default();
+    match waiting_reason {
+        "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" | "ErrImageNeverPull" => {
+            Some(problem(
+                reason::IMAGE_PULL_BACK_OFF,
+                format!(
+                    "pod {pod}: container {name} cannot pull image {:?}; `kubectl describe pod {pod}` shows the registry's answer",
+                    container.image
+                ),
+            ))
+        }
+        "CrashLoopBackOff"
+            if terminated_reason(container.last_state.as_ref()) == Some("OOMKilled") =>
+        {
+            Some(oom_killed)
+        }
+        "CrashLoopBackOff" => {
+            let last = container
+                .last_state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref());
+            let exit = last
+                .map(|t| {
+                    format!(
+                        ", last exit code {} ({})",
+                        t.exit_code,
+                        t.reason.clone().unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default();
+            Some(problem(
+                reason::CRASH_LOOP_BACK_OFF,
+                format!("pod {pod}: container {name} keeps exiting{exit}"),
+            ))
+        }
+        "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
+            let detail = waiting.message.clone().unwrap_or_default();
+            Some(problem(
+                reason::POD_CREATE_FAILED,
+                format!("pod {pod}: container {name} cannot start ({waiting_reason}): {detail}"),
+            ))
+        }
+        _ => None,
+    }
+}
+
+fn terminated_reason(state: Option<&ContainerState>) -> Option<&str> {
+    state?.terminated.as_ref()?.reason.as_deref()
+}
+
+fn problem(reason: &'static str, message: String) -> Problem {
+    Problem { reason, message }
 }
 
 /// Problems the Deployment reports: pods refused at creation, or a stalled rollout.
