@@ -70,7 +70,9 @@ layer_digest="$(sha256sum "$work/layer.tar.gz" | cut -d' ' -f1)"
 layer_size="$(stat -c %s "$work/layer.tar.gz")"
 mv "$work/layer.tar.gz" "$work/oci/blobs/sha256/$layer_digest"
 
-json_array() { jq -cn '$ARGS.positional' --args "$@"; }
+json_array() { # JSON array of the arguments (which may start with "-")
+  if (($#)); then printf '%s\n' "$@" | jq -R . | jq -cs .; else echo '[]'; fi
+}
 config="$(jq -cn \
   --arg user "$USER_ID" --arg wd "$WORKDIR" --arg diff "sha256:$diff_id" \
   --argjson ep "$(json_array "$ENTRYPOINT")" --argjson cmd "$(json_array "${CMD[@]}")" \

@@ -2,7 +2,7 @@
 # Shared settings and helpers for cluster/up.sh, cluster/down.sh and cluster/image.sh.
 # Sourced, never executed.
 
-set -euo pipefail
+set -eEuo pipefail
 
 CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$CLUSTER_DIR/.." && pwd)"
@@ -145,6 +145,24 @@ wait_for() {
   local what="$1" secs="$2"; shift 2
   local deadline=$((SECONDS + secs))
   until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      printf 'timed out after %ss waiting for %s\n' "$secs" "$what" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# wait_alive proc "what" seconds cmd... — like wait_for, but fails at once when the
+# process recorded as proc exits.
+wait_alive() {
+  local proc="$1" what="$2" secs="$3"; shift 3
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ! pid_alive "$proc"; then
+      printf '%s exited while waiting for %s\n' "$proc" "$what" >&2
+      return 1
+    fi
     if ((SECONDS >= deadline)); then
       printf 'timed out after %ss waiting for %s\n' "$secs" "$what" >&2
       return 1

@@ -49,7 +49,8 @@ build_coredns() {
 }
 
 build_netpol() {
-  local dest="$TOOLS_BIN/kube-network-policies-$NETPOL_VERSION-xtqueue"
+  local patch="$CLUSTER_DIR/tools/netpol/local-node.patch"
+  local dest="$TOOLS_BIN/kube-network-policies-$NETPOL_VERSION-$(sha256sum "$patch" | cut -c1-12)"
   local log="$CACHE_ROOT/build-kube-network-policies-$NETPOL_VERSION.log"
   [[ -x "$dest/cmd" ]] && { NETPOL_BIN="$dest/cmd"; return 0; }
   local src tmpsrc
@@ -58,7 +59,7 @@ build_netpol() {
   tmpsrc="$(mktemp -d "$CACHE_ROOT/src-netpol.XXXXXX")"
   cp -r "$src/." "$tmpsrc/"
   chmod -R u+w "$tmpsrc"
-  patch -s -p1 -d "$tmpsrc" <"$CLUSTER_DIR/tools/netpol/nfqueue-xt-target.patch"
+  patch -s -p1 -d "$tmpsrc" <"$patch"
   CGO_ENABLED=0 go_build_cached "$dest" "$log" "$tmpsrc" -trimpath -ldflags="-s -w" ./cmd ||
     { rm -rf "$tmpsrc"; die "kube-network-policies build failed; read $log"; }
   rm -rf "$tmpsrc"
@@ -94,7 +95,9 @@ oom_score = 0
   stream_server_port = "0"
   enable_selinux = false
   disable_apparmor = true
-  restrict_oom_score_adj = false
+  # Without CAP_SYS_RESOURCE (missing on these machines) a process may not lower its
+  # OOM score: keep the pods' scores at or above containerd's own.
+  restrict_oom_score_adj = true
   max_container_log_line_size = 16384
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -111,7 +114,8 @@ oom_score = 0
     max_conf_num = 1
 EOF
 
-  cat >"$NB/cni/net.d/10-pods.conflist" <<EOF
+  # Written beside and renamed: containerd watches this directory.
+  cat >"$NB/cni/10-pods.conflist.tmp" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "pods",
@@ -133,6 +137,7 @@ EOF
   ]
 }
 EOF
+  mv "$NB/cni/10-pods.conflist.tmp" "$NB/cni/net.d/10-pods.conflist"
 
   # Pods with dnsPolicy Default get no upstream resolver: nothing outside the machine.
   printf '# no upstream resolvers: the local cluster never resolves outside names\noptions ndots:1\n' >"$NB/resolv.conf"
@@ -253,6 +258,22 @@ apply_addons() {
     -e "s|@CLUSTER_DOMAIN@|$CLUSTER_DOMAIN|g" "$CLUSTER_DIR/manifests/coredns.yaml" | kc apply -f - >/dev/null
 }
 
+# The kubelet's cgroup root must exist in every v1 hierarchy (cgroupfs driver).
+make_cgroup_root() {
+  local ctl d
+  for ctl in /sys/fs/cgroup/*/; do
+    ctl="${ctl%/}"
+    [[ "$ctl" == */unified ]] && continue
+    [[ -e "$ctl/cgroup.procs" ]] || continue
+    d="$ctl$CGROUP_ROOT"
+    mkdir -p "$d"
+    if [[ -e "$d/cpuset.cpus" ]]; then
+      [[ -n "$(cat "$d/cpuset.cpus")" ]] || cat "$ctl/cpuset.cpus" >"$d/cpuset.cpus"
+      [[ -n "$(cat "$d/cpuset.mems")" ]] || cat "$ctl/cpuset.mems" >"$d/cpuset.mems"
+    fi
+  done
+}
+
 # --- bring the node up -------------------------------------------------------
 
 node_up() {
@@ -269,13 +290,14 @@ node_up() {
 
   step "network namespace $NODE_NETNS ($NODE_IP) and configuration" "$LOGS"
   write_node_config
+  make_cgroup_root
   setup_netns
 
   step "starting containerd and importing the pause and CoreDNS images" "$LOGS/containerd.log"
   if ! pid_alive containerd; then
     start_in_node containerd containerd --config "$CTR_DIR/config.toml" --log-level warn
   fi
-  wait_for "containerd socket" 30 ctr --address "$CTR_SOCK" version
+  wait_alive containerd "containerd socket" 30 ctr --address "$CTR_SOCK" version
   "$CLUSTER_DIR/image.sh" --binary "$PAUSE_BIN" --name "$PAUSE_IMAGE" --entrypoint /pause --user 65535:65535 \
     --out "$B/images/pause.oci.tar" >/dev/null
   "$CLUSTER_DIR/image.sh" --binary "$COREDNS_BIN" --name "$COREDNS_IMAGE" --entrypoint /coredns \
@@ -287,13 +309,13 @@ node_up() {
       --kubeconfig="$CONF/kubelet.kubeconfig" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" \
       --root-dir="$NB/kubelet" --cert-dir="$NB/kubelet/pki" --v=1
   fi
-  wait_for "node $NODE_NAME to register" 60 kc get node "$NODE_NAME"
+  wait_alive kubelet "node $NODE_NAME to register" 60 kc get node "$NODE_NAME"
 
   step "starting kube-proxy (iptables mode)" "$LOGS/kube-proxy.log"
   if ! pid_alive kube-proxy; then
     start_in_node kube-proxy "$K8S_BIN/kube-proxy" --config="$CONF/kube-proxy.yaml" --v=1
   fi
-  wait_for "kube-proxy healthz" 30 in_node curl -sf --max-time 1 http://127.0.0.1:10256/healthz
+  wait_alive kube-proxy "kube-proxy healthz" 30 in_node curl -sf --max-time 1 http://127.0.0.1:10256/healthz
 
   step "starting the NetworkPolicy agent (kube-network-policies $NETPOL_VERSION)" "$LOGS/network-policies.log"
   kc apply -f "$CLUSTER_DIR/manifests/network-policies-rbac.yaml" >/dev/null
@@ -302,7 +324,7 @@ node_up() {
       --hostname-override="$NODE_NAME" --metrics-bind-address=127.0.0.1:9080 --disable-nri=true \
       --nfqueue-id=100 --v=1
   fi
-  wait_for "NetworkPolicy agent metrics" 30 in_node curl -sf --max-time 1 http://127.0.0.1:9080/metrics
+  wait_alive network-policies "NetworkPolicy agent metrics" 30 in_node curl -sf --max-time 1 http://127.0.0.1:9080/metrics
 
   step "waiting for node $NODE_NAME to be Ready and CoreDNS to answer" "$LOGS/kubelet.log"
   kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=90s >/dev/null
