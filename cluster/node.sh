@@ -68,10 +68,18 @@ build_netpol() {
 
 # --- configuration ----------------------------------------------------------
 
+# put_file path < content — replaces the file only when the content differs, by rename
+# (containerd watches the CNI directory; kube-proxy exits when its config changes).
+put_file() {
+  local f="$1"
+  cat >"$f.new"
+  if cmp -s "$f.new" "$f"; then rm -f "$f.new"; else mv "$f.new" "$f"; fi
+}
+
 write_node_config() {
   mkdir -p "$NB" "$CTR_DIR"/{root,run,opt} "$NB/cni/net.d" "$NB/cni/ipam" "$NB/kubelet" \
     "$NB/kubelet-plugins" "$NB/pod-logs"
-  cat >"$CTR_DIR/config.toml" <<EOF
+  put_file "$CTR_DIR/config.toml" <<EOF
 version = 2
 root = "$CTR_DIR/root"
 state = "$CTR_DIR/run"
@@ -114,8 +122,7 @@ oom_score = 0
     max_conf_num = 1
 EOF
 
-  # Written beside and renamed: containerd watches this directory.
-  cat >"$NB/cni/10-pods.conflist.tmp" <<EOF
+  put_file "$NB/cni/net.d/10-pods.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "pods",
@@ -137,16 +144,15 @@ EOF
   ]
 }
 EOF
-  mv "$NB/cni/10-pods.conflist.tmp" "$NB/cni/net.d/10-pods.conflist"
 
   # Pods with dnsPolicy Default get no upstream resolver: nothing outside the machine.
-  printf '# no upstream resolvers: the local cluster never resolves outside names\noptions ndots:1\n' >"$NB/resolv.conf"
+  printf '# no upstream resolvers: the local cluster never resolves outside names\noptions ndots:1\n' | put_file "$NB/resolv.conf"
 
   write_kubeconfig "$CONF/kubelet.kubeconfig" "system:node:$NODE_NAME" kubelet-client "https://$HOST_LINK_IP:$APISERVER_PORT"
   write_kubeconfig "$CONF/kube-proxy.kubeconfig" system:kube-proxy kube-proxy "https://$HOST_LINK_IP:$APISERVER_PORT"
   write_kubeconfig "$CONF/network-policies.kubeconfig" system:plugin-operator:network-policies network-policies "https://$HOST_LINK_IP:$APISERVER_PORT"
 
-  cat >"$CONF/kubelet.yaml" <<EOF
+  put_file "$CONF/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $NODE_IP
@@ -193,7 +199,7 @@ protectKernelDefaults: false
 localStorageCapacityIsolation: true
 EOF
 
-  cat >"$CONF/kube-proxy.yaml" <<EOF
+  put_file "$CONF/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection:
