@@ -1,0 +1,130 @@
+//! Two operator processes: only the Lease holder reconciles, and when it dies the other
+//! takes over within 15 s.
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::{Operator, TestNamespace, client, eventually, install_crd};
+use k8s_openapi::api::{apps::v1::Deployment, coordination::v1::Lease};
+use kube::api::{Api, PostParams};
+use plugin_operator::api::{Plugin, PluginSpec};
+use serde_json::json;
+
+fn spec() -> PluginSpec {
+    serde_json::from_value(json!({"image": "registry.example/x:1", "port": 8080, "paused": true}))
+        .unwrap()
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt("plugin-operator")
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+}
+
+#[tokio::test]
+async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-leader", &[]).await;
+    let flags = |identity: &'static str| {
+        [
+            "--leader-elect",
+            "--lease-namespace",
+            ns.name.as_str(),
+            "--identity",
+            identity,
+            "--lease-seconds",
+            "10",
+        ]
+    };
+    let mut first = Operator::start(&ns.name, &flags("first")).await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
+    eventually(
+        "the first operator to hold the Lease",
+        Duration::from_secs(20),
+        || async { (holder(&leases).await.as_deref() == Some("first")).then_some(()) },
+    )
+    .await;
+    let second = Operator::start(&ns.name, &flags("second")).await;
+
+    let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    plugins
+        .create(&PostParams::default(), &Plugin::new("one", spec()))
+        .await
+        .unwrap();
+    eventually(
+        "the leader to build the first Plugin",
+        Duration::from_secs(30),
+        || async { deployments.get_opt("plugin-one").await.ok()?.map(|_| ()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(first.metric("plugin_operator_reconciles_total").await >= 1.0);
+    assert_eq!(
+        second.metric("plugin_operator_reconciles_total").await,
+        0.0,
+        "the standby must not reconcile"
+    );
+    assert_eq!(holder(&leases).await.as_deref(), Some("first"));
+
+    first.kill();
+    let killed_at = Instant::now();
+    plugins
+        .create(&PostParams::default(), &Plugin::new("two", spec()))
+        .await
+        .unwrap();
+    eventually(
+        "the standby to build the Plugin created after the leader died",
+        Duration::from_secs(30),
+        || async { deployments.get_opt("plugin-two").await.ok()?.map(|_| ()) },
+    )
+    .await;
+    let takeover = killed_at.elapsed();
+    assert_eq!(holder(&leases).await.as_deref(), Some("second"));
+    assert!(second.metric("plugin_operator_reconciles_total").await >= 1.0);
+    assert!(
+        takeover < Duration::from_secs(15),
+        "takeover took {takeover:?}"
+    );
+    eprintln!("takeover after SIGKILL of the leader: {takeover:?}");
+}
+
+#[tokio::test]
+async fn a_leader_that_stops_gracefully_releases_the_lease() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-release", &[]).await;
+    let mut operator = Operator::start(
+        &ns.name,
+        &[
+            "--leader-elect",
+            "--lease-namespace",
+            &ns.name,
+            "--identity",
+            "solo",
+        ],
+    )
+    .await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
+    eventually(
+        "the operator to hold the Lease",
+        Duration::from_secs(20),
+        || async { (holder(&leases).await.as_deref() == Some("solo")).then_some(()) },
+    )
+    .await;
+    let exit = operator.terminate();
+    assert!(
+        exit.success(),
+        "SIGTERM ends the operator cleanly, got {exit}"
+    );
+    assert_eq!(
+        holder(&leases).await,
+        None,
+        "the Lease is free for a standby at once"
+    );
+}
