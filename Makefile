@@ -14,3 +14,33 @@ cluster-up: ## Start a local control plane (NODE=1 adds a real node)
 .PHONY: cluster-down
 cluster-down: ## Stop the local cluster and remove what it made
 	@cluster/down.sh
+
+.PHONY: cluster-status
+cluster-status: ## Show what the local cluster runs (processes, node, pods)
+	@cluster/status.sh
+
+IMAGE ?= localhost/plugin-operator:dev
+.PHONY: image
+image: ## Build the operator statically; load it into the node (IMAGE=localhost/plugin-operator:dev)
+	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu --bin plugin-operator
+	cluster/image.sh --binary target/x86_64-unknown-linux-gnu/release/plugin-operator --name $(IMAGE) --entrypoint /plugin-operator
+
+KUBECONFIG_PATH := $(CURDIR)/build/cluster/kubeconfig
+
+.PHONY: generate
+generate: ## Regenerate the CRD under crds/ from the Rust types
+	cargo run --quiet -- crd > crds/plugins.chat.dev.yaml
+
+.PHONY: lint
+lint: ## cargo fmt --check and clippy with warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+.PHONY: test
+test: ## Every test: unit, integration (real API server), end-to-end (real node); starts the cluster
+	@echo "== [1/3] lint (cargo fmt --check, cargo clippy -D warnings)"
+	@$(MAKE) --no-print-directory lint
+	@echo "== [2/3] local cluster with a node (make cluster-up NODE=1)"
+	@NODE=1 cluster/up.sh
+	@echo "== [3/3] cargo test against the local cluster (KUBECONFIG=$(KUBECONFIG_PATH))"
+	KUBECONFIG=$(KUBECONFIG_PATH) cargo test --all-targets
