@@ -44,3 +44,14 @@ test: ## Every test: unit, integration (real API server), end-to-end (real node)
 	@NODE=1 cluster/up.sh
 	@echo "== [3/3] cargo test against the local cluster (KUBECONFIG=$(KUBECONFIG_PATH))"
 	KUBECONFIG=$(KUBECONFIG_PATH) cargo test --all-targets
+
+RELEASE_DIR := target/x86_64-unknown-linux-gnu/release
+.PHONY: images
+images: ## Build the operator and the sample chat API and plugin statically; load them into the node
+	@echo "== building static binaries (release; the first build takes several minutes)"
+	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu \
+	  --bin plugin-operator --example sample-chat-api --example sample-plugin
+	@echo "== loading images into the node's containerd"
+	cluster/image.sh --binary $(RELEASE_DIR)/plugin-operator --name localhost/plugin-operator:dev --entrypoint /plugin-operator
+	cluster/image.sh --binary $(RELEASE_DIR)/examples/sample-chat-api --name localhost/sample-chat-api:dev --entrypoint /sample-chat-api
+	cluster/image.sh --binary $(RELEASE_DIR)/examples/sample-plugin --name localhost/sample-plugin:dev --entrypoint /sample-plugin

@@ -1,0 +1,31 @@
+//! Calls to the chat API, through the broker at CHAT_API_URL. The plugin holds no
+//! credential: the broker adds its own.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+/// Makes one call and returns the status and the JSON answer (or the text, wrapped).
+pub async fn call(method: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let base = std::env::var("CHAT_API_URL").unwrap_or_else(|_| "http://127.0.0.1:9081".into());
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        // A plugin trying its luck: the broker must strip this.
+        .header("authorization", "Bearer plugin-forged-token")
+        .body(Full::new(Bytes::from(body)));
+    let Ok(request) = request else { return (0, json!({"error": "bad request line"})) };
+    match client.request(request).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
+            (status, value)
+        }
+        Err(error) => (0, json!({"error": error.to_string()})),
+    }
+}

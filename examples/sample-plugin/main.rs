@@ -1,0 +1,165 @@
+//! A sample chat plugin for the demo and the end-to-end tests; not a product. It serves
+//! HTTP on PLUGIN_PORT and reaches the chat API only through CHAT_API_URL (its broker).
+//!
+//! Endpoints: POST /invoke (the demo: read channel C123, post a reply, remember a count),
+//! /call?method=M&path=P (make one chat-API call, report the answer), /sleep?ms=N,
+//! /connect?addr=IP:PORT (try a TCP connection), /healthz.
+//! Subcommands, for `kubectl exec`: `read-file PATH`, `connect ADDR`.
+//! Misbehaviour on demand, for tests: EXIT_AT_START=<code>, ALLOCATE_MB=<n> at start.
+
+mod chat;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("read-file") => std::process::exit(read_file(args.get(2).map(String::as_str).unwrap_or("/"))),
+        Some("connect") => std::process::exit(connect_command(args.get(2).map(String::as_str).unwrap_or("")).await),
+        _ => {}
+    }
+    if let Some(code) = std::env::var("EXIT_AT_START").ok().and_then(|c| c.parse::<i32>().ok()) {
+        eprintln!("exiting at start with code {code}, as asked");
+        std::process::exit(code);
+    }
+    let _ballast = std::env::var("ALLOCATE_MB").ok().and_then(|m| m.parse::<usize>().ok()).map(allocate);
+    let port = std::env::var("PLUGIN_PORT").unwrap_or_else(|_| "8080".into());
+    let listener = TcpListener::bind(format!("0.0.0.0:{port}")).await.expect("the plugin port is free");
+    println!("{{\"msg\":\"sample plugin listening\",\"port\":{port}}}");
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        tokio::spawn(async move {
+            let service = service_fn(|request| async { Ok::<_, Infallible>(handle(request).await) });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+async fn handle(request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let query = request.uri().query().unwrap_or_default().to_string();
+    let param = |name: &str| {
+        query.split('&').find_map(|pair| pair.strip_prefix(&format!("{name}="))).map(percent_decode)
+    };
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    match (method, path.as_str()) {
+        (_, "/healthz") => reply(StatusCode::OK, json!({"status": "ok"})),
+        (Method::POST, "/invoke") => reply(StatusCode::OK, invoke().await),
+        (_, "/call") => {
+            let method = param("method").unwrap_or_else(|| "GET".into());
+            let path = param("path").unwrap_or_else(|| "/".into());
+            let (status, answer) = chat::call(&method, &path, body.to_vec()).await;
+            reply(StatusCode::OK, json!({"status": status, "body": answer}))
+        }
+        (_, "/sleep") => {
+            let ms = param("ms").and_then(|m| m.parse().ok()).unwrap_or(1000);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            reply(StatusCode::OK, json!({"slept_ms": ms}))
+        }
+        (_, "/connect") => {
+            let address = param("addr").unwrap_or_default();
+            reply(StatusCode::OK, match try_connect(&address).await {
+                Ok(()) => json!({"connected": true}),
+                Err(error) => json!({"connected": false, "error": error}),
+            })
+        }
+        _ => reply(StatusCode::NOT_FOUND, json!({"error": "not found"})),
+    }
+}
+
+/// The demo: read the channel, post a reply, count invocations in the plugin's own store.
+async fn invoke() -> Value {
+    let plugin = std::env::var("PLUGIN_ID").unwrap_or_default().replace('/', ".");
+    let (read_status, messages) = chat::call("GET", "/api/v1/channels/C123/messages", vec![]).await;
+    let count = messages["messages"].as_array().map(Vec::len).unwrap_or(0);
+    let reply_body = json!({"text": format!("I read {count} messages")}).to_string().into_bytes();
+    let (post_status, _) = chat::call("POST", "/api/v1/channels/C123/messages", reply_body).await;
+    let (kv_status, _) = chat::call("PUT", &format!("/api/v1/kv/{plugin}/invocations"), b"1".to_vec()).await;
+    json!({"read": read_status, "posted": post_status, "remembered": kv_status, "messagesSeen": count})
+}
+
+async fn try_connect(address: &str) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(address)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("timed out after 3 s".into()),
+    }
+}
+
+async fn connect_command(address: &str) -> i32 {
+    match try_connect(address).await {
+        Ok(()) => {
+            println!("connected to {address}");
+            0
+        }
+        Err(error) => {
+            println!("cannot connect to {address}: {error}");
+            1
+        }
+    }
+}
+
+fn read_file(path: &str) -> i32 {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            println!("read {} bytes from {path}", bytes.len());
+            0
+        }
+        Err(error) => {
+            println!("cannot read {path}: {error}");
+            1
+        }
+    }
+}
+
+/// Allocates and touches `megabytes`, so the memory is really used.
+fn allocate(megabytes: usize) -> Vec<u8> {
+    eprintln!("allocating {megabytes} MiB, as asked");
+    vec![1u8; megabytes << 20]
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn reply(status: StatusCode, value: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(value.to_string())))
+        .expect("a JSON response is valid")
+}
