@@ -7,10 +7,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
-/// Makes one call and returns the status and the JSON answer (or the text, wrapped).
+/// Makes one chat-API call through the broker; returns the status (0 when no answer
+/// came) and the JSON answer (or the text, wrapped).
 pub async fn call(method: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
     let base = std::env::var("CHAT_API_URL").unwrap_or_else(|_| "http://127.0.0.1:9081".into());
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let request = hyper::Request::builder()
         .method(method)
         .uri(format!("{base}{path}"))
@@ -18,8 +18,20 @@ pub async fn call(method: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
         // A plugin trying its luck: the broker must strip this.
         .header("authorization", "Bearer plugin-forged-token")
         .body(Full::new(Bytes::from(body)));
+    send(request).await
+}
+
+/// A plain request to any URL, with no credential.
+pub async fn plain(method: &str, url: &str) -> (u16, Value) {
+    send(hyper::Request::builder().method(method).uri(url).body(Full::new(Bytes::new()))).await
+}
+
+async fn send(request: Result<hyper::Request<Full<Bytes>>, hyper::http::Error>) -> (u16, Value) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let Ok(request) = request else { return (0, json!({"error": "bad request line"})) };
-    match client.request(request).await {
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(15), client.request(request)).await;
+    let Ok(answer) = answer else { return (0, json!({"error": "no answer within 15 s"})) };
+    match answer {
         Ok(response) => {
             let status = response.status().as_u16();
             let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();

@@ -4,7 +4,9 @@
 //! Endpoints: POST /invoke (the demo: read channel C123, post a reply, remember a count),
 //! /call?method=M&path=P (make one chat-API call, report the answer), /sleep?ms=N,
 //! /connect?addr=IP:PORT (try a TCP connection), /healthz.
-//! Subcommands, for `kubectl exec`: `read-file PATH`, `connect ADDR`.
+//! Subcommands, for `kubectl exec`: `read-file PATH`, `connect ADDR`, `call METHOD PATH
+//! [BODY]` (a chat-API call through CHAT_API_URL), `http METHOD URL` (a plain request
+//! with no credential). Each prints JSON and exits 0 when it could do what it was asked.
 //! Misbehaviour on demand, for tests: EXIT_AT_START=<code>, ALLOCATE_MB=<n> at start.
 
 mod chat;
@@ -28,6 +30,18 @@ async fn main() {
     match args.get(1).map(String::as_str) {
         Some("read-file") => std::process::exit(read_file(args.get(2).map(String::as_str).unwrap_or("/"))),
         Some("connect") => std::process::exit(connect_command(args.get(2).map(String::as_str).unwrap_or("")).await),
+        Some("call") => {
+            let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+            let (status, body) = chat::call(&arg(2), &arg(3), arg(4).into_bytes()).await;
+            println!("{}", json!({"status": status, "body": body}));
+            std::process::exit(if status == 0 { 1 } else { 0 });
+        }
+        Some("http") => {
+            let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+            let (status, body) = chat::plain(&arg(2), &arg(3)).await;
+            println!("{}", json!({"status": status, "body": body}));
+            std::process::exit(if status == 0 { 1 } else { 0 });
+        }
         _ => {}
     }
     if let Some(code) = std::env::var("EXIT_AT_START").ok().and_then(|c| c.parse::<i32>().ok()) {
