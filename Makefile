@@ -55,3 +55,20 @@ images: ## Build the operator and the sample chat API and plugin statically; loa
 	cluster/image.sh --binary $(RELEASE_DIR)/plugin-operator --name localhost/plugin-operator:dev --entrypoint /plugin-operator
 	cluster/image.sh --binary $(RELEASE_DIR)/examples/sample-chat-api --name localhost/sample-chat-api:dev --entrypoint /sample-chat-api
 	cluster/image.sh --binary $(RELEASE_DIR)/examples/sample-plugin --name localhost/sample-plugin:dev --entrypoint /sample-plugin
+
+# --- chart: the Helm chart and the plain manifests rendered from it (docs/helm.md) ---
+CHART := charts/plugin-operator
+
+.PHONY: helm
+helm: ## Print the path of the pinned helm binary (built from cluster/tools/helm on first use)
+	@bash -c 'source cluster/lib.sh && ensure_helm >&2 && printf "%s\n" "$$HELM_BIN/helm"'
+
+.PHONY: manifests
+manifests: ## Copy the CRD into the chart and render deploy/plugin-operator.yaml from it
+	cp crds/plugins.chat.dev.yaml $(CHART)/crds/plugins.chat.dev.yaml
+	HELM="$$($(MAKE) -s --no-print-directory helm | tail -n 1)" deploy/render.sh > deploy/plugin-operator.yaml.tmp
+	mv deploy/plugin-operator.yaml.tmp deploy/plugin-operator.yaml
+
+.PHONY: chart-lint
+chart-lint: ## helm lint --strict on the chart
+	"$$($(MAKE) -s --no-print-directory helm | tail -n 1)" lint --strict $(CHART)

@@ -1,0 +1,53 @@
+//! The chart's CRD and the plain manifests under deploy/ match what the code and the
+//! chart generate today. No cluster needed; helm is built on first use.
+
+#[path = "chart_support.rs"]
+mod support;
+
+use support::{helm, repo_path, text};
+
+fn read(relative: &str) -> String {
+    let path = repo_path(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn chart_crd_matches_the_rust_types() {
+    let dir = repo_path("charts/plugin-operator/crds");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        files,
+        ["plugins.chat.dev.yaml"],
+        "charts/plugin-operator/crds/ holds exactly the Plugin CRD"
+    );
+    assert!(
+        read("charts/plugin-operator/crds/plugins.chat.dev.yaml")
+            == plugin_operator::api::crd_yaml(),
+        "charts/plugin-operator/crds/plugins.chat.dev.yaml is out of date: run `make generate manifests`"
+    );
+}
+
+#[test]
+fn deploy_manifest_matches_the_chart_with_default_values() {
+    let out = std::process::Command::new(repo_path("deploy/render.sh"))
+        .env("HELM", helm())
+        .output()
+        .expect("deploy/render.sh runs");
+    assert!(
+        out.status.success(),
+        "deploy/render.sh failed:\n{}",
+        text(&out.stderr)
+    );
+    let rendered = text(&out.stdout);
+    assert!(
+        rendered.contains("kind: CustomResourceDefinition"),
+        "the manifests include the CRD"
+    );
+    assert!(
+        read("deploy/plugin-operator.yaml") == rendered,
+        "deploy/plugin-operator.yaml is out of date: run `make manifests`"
+    );
+}

@@ -1,0 +1,330 @@
+//! The Helm chart without a cluster: strict lint, the values schema, least-privilege
+//! RBAC, leader election, and flags the operator binary accepts. helm is built on
+//! first use (`make helm`).
+
+#[path = "chart_support.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+
+use clap::Parser;
+use plugin_operator::controller::ControllerArgs;
+use serde_json::{Value, json};
+use support::{
+    CHART, kind, name, of_kind, only, operator_args, render, run_helm, template, text,
+};
+
+/// Values that switch every optional part of the chart on.
+const EVERYTHING: &[&str] = &[
+    "--set",
+    "replicas=2",
+    "--set",
+    "watchNamespaces={team-a,team-b}",
+    "--set",
+    "scopeCatalog[0].method=GET,scopeCatalog[0].path=/api/v1/ping,scopeCatalog[0].scope=ping:read",
+    "--set",
+    "dns.enabled=false",
+    "--set",
+    "invoker.namespace=gateway,invoker.selector=app=gateway",
+];
+
+#[test]
+fn chart_passes_strict_lint_with_default_and_optional_values() {
+    for extra in [&[][..], EVERYTHING] {
+        let mut args = vec!["lint", "--strict", CHART];
+        args.extend_from_slice(extra);
+        let out = run_helm(&args);
+        assert!(
+            out.status.success(),
+            "helm lint --strict {extra:?} failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn schema_refuses_replicas_written_as_a_word() {
+    let error = template(&["--set-string", "replicas=two"]).expect_err("replicas=two is refused");
+    assert!(
+        error.contains("values don't meet the specifications of the schema")
+            && error.contains("replicas")
+            && error.contains("integer"),
+        "the message names the field and the type it wants:\n{error}"
+    );
+}
+
+#[test]
+fn schema_refuses_unknown_keys_and_out_of_range_settings() {
+    for (value, mentions) in [
+        ("replica=2", "replica"),
+        ("chatApi.tokenExpirationSeconds=60", "tokenExpirationSeconds"),
+        ("logFormat=xml", "logFormat"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("chatApi.selector=not a selector", "selector"),
+        ("watchNamespaces={Team_A}", "watchNamespaces"),
+    ] {
+        let error = template(&["--set", value]).expect_err(value);
+        assert!(
+            error.contains("schema") && error.contains(mentions),
+            "{value}: the message names {mentions}:\n{error}"
+        );
+    }
+}
+
+#[test]
+fn default_values_render_the_operator_and_its_least_privileges() {
+    let docs = render(&[]);
+    let kinds: BTreeSet<&str> = docs.iter().map(kind).collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Service",
+            "ServiceAccount"
+        ]),
+    );
+    let deployment = only(&docs, "Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"], "localhost/plugin-operator:dev");
+    assert_eq!(container["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let security = &container["securityContext"];
+    assert_eq!(security["runAsUser"], 65532);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["ports"][0]["containerPort"], 8080);
+    let env: Vec<(&str, &str)> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?,
+                e["valueFrom"]["fieldRef"]["fieldPath"].as_str()?,
+            ))
+        })
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("POD_NAME", "metadata.name"),
+            ("POD_NAMESPACE", "metadata.namespace")
+        ]
+    );
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    let args = operator_args(&docs);
+    assert_eq!(args[0], "controller");
+    assert!(!args.iter().any(|a| a == "--leader-elect"), "{args:?}");
+    let service = only(&docs, "Service");
+    assert_eq!(service["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "admin");
+
+    let operator_role = of_kind(&docs, "ClusterRole")
+        .into_iter()
+        .find(|r| name(r) == "plugin-operator")
+        .expect("the operator's ClusterRole");
+    assert_eq!(
+        grants(operator_role),
+        expected_operator_grants(),
+        "the operator's ClusterRole grants exactly what the operator uses"
+    );
+}
+
+#[test]
+fn no_role_grants_secrets_tokens_or_wildcards() {
+    for extra in [&[][..], EVERYTHING, &["--set", "leaderElection.enabled=true"]] {
+        let docs = render(extra);
+        for role in docs
+            .iter()
+            .filter(|d| matches!(kind(d), "ClusterRole" | "Role"))
+        {
+            for rule in role["rules"].as_array().unwrap() {
+                for field in ["apiGroups", "resources", "verbs", "resourceNames"] {
+                    for item in rule[field].as_array().into_iter().flatten() {
+                        let item = item.as_str().unwrap();
+                        assert!(
+                            !item.contains('*'),
+                            "{} {}: wildcard in {field}: {rule}",
+                            kind(role),
+                            name(role)
+                        );
+                        assert!(
+                            !matches!(item, "secrets" | "serviceaccounts/token" | "escalate" | "bind" | "impersonate"),
+                            "{} {}: {item} granted: {rule}",
+                            kind(role),
+                            name(role)
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn watched_namespaces_get_roles_and_no_cluster_wide_access() {
+    let docs = render(&["--set", "watchNamespaces={team-a,team-b}"]);
+    assert!(of_kind(&docs, "ClusterRoleBinding").is_empty());
+    let operator_cluster_roles: Vec<_> = of_kind(&docs, "ClusterRole")
+        .into_iter()
+        .filter(|r| name(r) == "plugin-operator")
+        .collect();
+    assert!(operator_cluster_roles.is_empty());
+    let roles = of_kind(&docs, "Role");
+    let namespaces: Vec<&str> = roles
+        .iter()
+        .map(|r| r["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(namespaces, ["team-a", "team-b"]);
+    for role in roles {
+        assert_eq!(grants(role), expected_operator_grants());
+    }
+    let bindings = of_kind(&docs, "RoleBinding");
+    assert_eq!(bindings.len(), 2);
+    for binding in bindings {
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "plugin-operator", "namespace": "plugin-operator-system"}])
+        );
+    }
+    assert!(operator_args(&docs).contains(&"--namespace=team-a,team-b".to_string()));
+}
+
+#[test]
+fn two_replicas_turn_leader_election_on_with_a_lease_role_for_one_lease() {
+    let docs = render(&["--set", "replicas=2"]);
+    let args = operator_args(&docs);
+    assert!(args.contains(&"--leader-elect".to_string()), "{args:?}");
+    assert!(args.contains(&"--lease-name=plugin-operator".to_string()), "{args:?}");
+    let deployment = only(&docs, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(deployment["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(only(&docs, "PodDisruptionBudget")["spec"]["maxUnavailable"], 1);
+
+    let lease_role = only(&docs, "Role");
+    assert_eq!(lease_role["metadata"]["namespace"], "plugin-operator-system");
+    assert_eq!(
+        lease_role["rules"],
+        json!([
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "resourceNames": ["plugin-operator"], "verbs": ["get", "update"]},
+        ])
+    );
+    let binding = only(&docs, "RoleBinding");
+    assert_eq!(binding["roleRef"]["name"], name(lease_role));
+}
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Subcommand,
+}
+
+#[derive(clap::Subcommand)]
+enum Subcommand {
+    Controller(ControllerArgs),
+}
+
+#[test]
+fn rendered_flags_are_accepted_by_the_operator() {
+    for extra in [&[][..], EVERYTHING] {
+        let docs = render(extra);
+        let mut args = operator_args(&docs);
+        // The catalog is mounted from the rendered ConfigMap; read it from a file here.
+        let dir = std::env::temp_dir().join(format!("chart-catalog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let catalog_file = dir.join("catalog.yaml");
+        if let Some(config_map) = of_kind(&docs, "ConfigMap").first() {
+            std::fs::write(
+                &catalog_file,
+                config_map["data"]["catalog.yaml"].as_str().unwrap(),
+            )
+            .unwrap();
+            for arg in &mut args {
+                if arg.starts_with("--scope-catalog=") {
+                    *arg = format!("--scope-catalog={}", catalog_file.display());
+                }
+            }
+        }
+        let cli = Cli::try_parse_from(std::iter::once("plugin-operator".to_string()).chain(args))
+            .unwrap_or_else(|e| panic!("the operator refuses the chart's flags {extra:?}: {e}"));
+        let Subcommand::Controller(controller) = cli.command;
+        let config = controller
+            .operator_config()
+            .unwrap_or_else(|e| panic!("the chart's flags {extra:?} give a bad configuration: {e}"));
+        assert_eq!(config.chat_api_url, "http://chat-api.chat-system.svc:8080");
+        assert_eq!(config.broker_image, "localhost/plugin-operator:dev");
+        if extra.is_empty() {
+            assert!(controller.leader_election().is_none());
+            assert!(config.dns_peer.is_some());
+            assert!(controller.namespaces.is_empty());
+        } else {
+            assert!(controller.leader_election().is_some());
+            assert!(config.dns_peer.is_none());
+            assert_eq!(controller.namespaces, ["team-a", "team-b"]);
+            assert_eq!(config.catalog.len(), 1);
+            assert_eq!(config.catalog[0].scope, "ping:read");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// (apiGroup, resource, verb) triples of a role, without resourceNames rules.
+fn grants(role: &Value) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        assert!(rule.get("resourceNames").is_none(), "{rule}");
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    out.insert((
+                        group.as_str().unwrap().to_string(),
+                        resource.as_str().unwrap().to_string(),
+                        verb.as_str().unwrap().to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What src/controller uses: watches (list, watch), server-side apply of children
+/// (patch, and create when the apply creates), status apply, Events, owner references.
+fn expected_operator_grants() -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    let mut add = |group: &str, resources: &[&str], verbs: &[&str]| {
+        for resource in resources {
+            for verb in verbs {
+                out.insert((group.into(), resource.to_string(), verb.to_string()));
+            }
+        }
+    };
+    add("plugins.chat.dev", &["plugins"], &["list", "watch"]);
+    add("plugins.chat.dev", &["plugins/status"], &["patch"]);
+    add("plugins.chat.dev", &["plugins/finalizers"], &["update"]);
+    add(
+        "",
+        &["serviceaccounts", "configmaps", "services"],
+        &["list", "watch", "create", "patch"],
+    );
+    add("apps", &["deployments"], &["list", "watch", "create", "patch"]);
+    add(
+        "networking.k8s.io",
+        &["networkpolicies"],
+        &["list", "watch", "create", "patch"],
+    );
+    add("", &["pods"], &["list", "watch"]);
+    add("events.k8s.io", &["events"], &["create", "patch"]);
+    out
+}
