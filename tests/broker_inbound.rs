@@ -34,7 +34,7 @@ async fn slow_invocation_times_out_with_504() {
     assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(answer.json()["reason"], "InvocationTimedOut");
     assert!(
-        took >= Duration::from_millis(950) && took < Duration::from_millis(2500),
+        took >= Duration::from_millis(950) && took < Duration::from_secs(3),
         "answered after {took:?}"
     );
     let fast = fixture.invoke("POST", "/fast", b"").await;
@@ -50,7 +50,7 @@ async fn invocations_over_the_in_flight_cap_get_503() {
     for _ in 0..10 {
         let fixture = fixture.clone();
         calls.push(tokio::spawn(async move {
-            fixture.invoke("POST", "/work?sleep_ms=1000", b"").await
+            fixture.invoke("POST", "/work?sleep_ms=3000", b"").await
         }));
     }
     let mut ok = 0;
@@ -136,8 +136,9 @@ async fn plugin_that_stalls_mid_body_is_cut_off_at_the_deadline() {
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.ends_with("first bytes"), "{text}");
+    // The deadline is 1 s; the plugin would hold the connection for 10 s.
     assert!(
-        took < Duration::from_millis(2500),
+        took < Duration::from_secs(4),
         "connection held for {took:?}"
     );
 }

@@ -112,11 +112,11 @@ async fn slowloris_connections_are_closed_after_the_header_timeout() {
     for stream in &mut idle {
         let mut buffer = Vec::new();
         let read =
-            tokio::time::timeout(Duration::from_secs(4), stream.read_to_end(&mut buffer)).await;
+            tokio::time::timeout(Duration::from_secs(6), stream.read_to_end(&mut buffer)).await;
         assert!(read.is_ok(), "a half-sent request kept its connection open");
     }
-    // The header read timeout is 1 s in the tests.
-    assert!(started.elapsed() < Duration::from_secs(3));
+    // The header read timeout is 1 s in the tests; without it they would stay open.
+    assert!(started.elapsed() < Duration::from_secs(6));
     assert_eq!(fixture.chat_api.count(), 1);
     still_serves(&fixture).await;
 }

@@ -85,20 +85,16 @@ async fn new_grant_takes_effect_within_two_seconds() {
 async fn malformed_policy_is_logged_and_the_old_one_kept() {
     let fixture = Fixture::start(&policy(&[("users:read", &[])])).await;
     fixture.write_policy_bytes(b"{ this is not json");
+    assert!(
+        reload_counted(&fixture, "rejected", 1).await,
+        "the malformed policy should be counted as rejected"
+    );
     let mut invalid = policy(&[]);
     invalid.inbound.max_in_flight = 0;
-    tokio::time::sleep(Duration::from_millis(400)).await;
     fixture.write_policy(&invalid);
-    let rejected_twice = fixture
-        .eventually(Duration::from_secs(2), || async {
-            let metrics = fixture.admin("/metrics").await;
-            String::from_utf8_lossy(&metrics.body)
-                .contains(r#"broker_policy_reloads_total{result="rejected"} 2"#)
-        })
-        .await;
     assert!(
-        rejected_twice,
-        "both bad policies should be counted as rejected"
+        reload_counted(&fixture, "rejected", 2).await,
+        "the invalid policy should be counted as rejected"
     );
     let call = fixture.call("GET", "/api/v1/users", &[], b"").await;
     assert_eq!(
@@ -145,7 +141,7 @@ async fn policy_changes_under_steady_load_lose_no_request() {
     // Six policy versions, each keeping users:read but changing everything around it:
     // other grants, a generous rate limit that comes and goes, the in-flight cap.
     for version in 0..6u32 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let mut next = policy(&[("users:read", &[]), ("messages:write", &["C1"])]);
         next.inbound.max_in_flight = 4 + version;
         if version % 2 == 0 {
@@ -157,8 +153,12 @@ async fn policy_changes_under_steady_load_lose_no_request() {
             next.grants.pop();
         }
         fixture.write_policy(&next);
+        assert!(
+            reload_counted(&fixture, "applied", 2 + version).await,
+            "policy version {version} not applied within 2 s under load"
+        );
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::SeqCst);
     for worker in workers {
         let failures = worker.await.unwrap();
@@ -177,11 +177,17 @@ async fn policy_changes_under_steady_load_lose_no_request() {
     );
     assert_eq!(fixture.chat_api.count(), outbound);
     assert_eq!(fixture.plugin.count(), inbound);
-    let metrics = String::from_utf8(fixture.admin("/metrics").await.body.to_vec()).unwrap();
-    assert!(
-        metrics.contains(r#"broker_policy_reloads_total{result="applied"} 7"#),
-        "{metrics}"
-    );
+}
+
+/// Waits up to 2 s for the broker to have counted `count` policy reloads with `result`.
+async fn reload_counted(fixture: &Fixture, result: &str, count: u32) -> bool {
+    let line = format!(r#"broker_policy_reloads_total{{result="{result}"}} {count}"#);
+    fixture
+        .eventually(Duration::from_secs(2), || async {
+            let metrics = fixture.admin("/metrics").await;
+            String::from_utf8_lossy(&metrics.body).contains(&line)
+        })
+        .await
 }
 
 #[tokio::test]
