@@ -208,6 +208,14 @@ go_build_cached() {
 
 K8S_LDFLAGS="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=35 -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=35"
 
+HELM_VERSION="$(awk '$1 == "helm.sh/helm/v3" {print $2} $1 == "require" && $2 == "helm.sh/helm/v3" {print $3}' "$CLUSTER_DIR/tools/helm/go.mod" 2>/dev/null)"
+HELM_BIN="$CACHE_ROOT/tools/helm-${HELM_VERSION:-unknown}"
+
+ensure_helm() {
+  CGO_ENABLED=0 go_build_cached "$HELM_BIN" "$CACHE_ROOT/build-helm-$HELM_VERSION.log" "$CLUSTER_DIR/tools/helm" \
+    -trimpath -ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+}
+
 ensure_k8s_bins() {
   go_build_cached "$K8S_BIN" "$CACHE_ROOT/build-k8s-$K8S_VERSION.log" "$CLUSTER_DIR/tools/k8s" \
     -trimpath -ldflags="$K8S_LDFLAGS" \

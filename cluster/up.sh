@@ -24,6 +24,7 @@ print_done() {
   say ""
   say "cluster is up ($((SECONDS - START))s). Use it with:"
   say "  export KUBECONFIG=$KUBECONFIG_PATH"
+  say "  export PATH=$B/bin:\$PATH    # kubectl $K8S_VERSION and helm $HELM_VERSION"
 }
 
 STEP_TOTAL=6
@@ -45,9 +46,14 @@ else
 
   mkdir -p "$B" "$LOGS" "$PIDS" "$CONF"
 
-  step "binaries: Kubernetes $K8S_VERSION and etcd (cache: $K8S_BIN)" "$CACHE_ROOT/build-k8s-$K8S_VERSION.log"
-  ensure_cmds openssl:openssl curl:curl flock:util-linux nsenter:util-linux ip:iproute2
+  step "binaries: Kubernetes $K8S_VERSION, etcd, helm $HELM_VERSION (cache: $CACHE_ROOT)" "$CACHE_ROOT/build-k8s-$K8S_VERSION.log"
+  ensure_cmds openssl:openssl curl:curl flock:util-linux nsenter:util-linux ip:iproute2 jq:jq ss:iproute2
   ensure_k8s_bins
+  STEP_LOG="$CACHE_ROOT/build-helm-$HELM_VERSION.log"
+  ensure_helm
+  mkdir -p "$B/bin"
+  ln -sf "$K8S_BIN/kubectl" "$B/bin/kubectl"
+  ln -sf "$HELM_BIN/helm" "$B/bin/helm"
 
   step "certificates and kubeconfigs (openssl)" "$B/pki"
   make_pki
@@ -57,8 +63,7 @@ else
 
   for port in 2379 2380 2381 "$APISERVER_PORT" 10257 10259; do
     if ss -Hltn "sport = :$port" | grep -q .; then
-      STEP_LOG=""
-      false || die "port 127.0.0.1:$port is already in use (another cluster running?)"
+      die "step [$STEP_NO/$STEP_TOTAL]: port $port is already in use (another cluster running? see: ss -ltnp)"
     fi
   done
 

@@ -1,0 +1,53 @@
+//go:build tools
+
+// Package tools pins Helm for the local cluster. cluster/lib.sh builds
+// helm.sh/helm/v3/cmd/helm from this module into the tools cache. The imports are
+// the packages that command uses, so `go mod tidy` keeps every go.sum entry it needs.
+package tools
+
+import (
+	_ "github.com/Masterminds/semver/v3"
+	_ "github.com/gofrs/flock"
+	_ "github.com/gosuri/uitable"
+	_ "github.com/moby/term"
+	_ "github.com/pkg/errors"
+	_ "github.com/spf13/cobra"
+	_ "github.com/spf13/cobra/doc"
+	_ "github.com/spf13/pflag"
+	_ "golang.org/x/term"
+	_ "golang.org/x/text/cases"
+	_ "golang.org/x/text/language"
+	_ "helm.sh/helm/v3/cmd/helm/require"
+	_ "helm.sh/helm/v3/cmd/helm/search"
+	_ "helm.sh/helm/v3/pkg/action"
+	_ "helm.sh/helm/v3/pkg/chart"
+	_ "helm.sh/helm/v3/pkg/chart/loader"
+	_ "helm.sh/helm/v3/pkg/chartutil"
+	_ "helm.sh/helm/v3/pkg/cli"
+	_ "helm.sh/helm/v3/pkg/cli/output"
+	_ "helm.sh/helm/v3/pkg/cli/values"
+	_ "helm.sh/helm/v3/pkg/downloader"
+	_ "helm.sh/helm/v3/pkg/getter"
+	_ "helm.sh/helm/v3/pkg/helmpath"
+	_ "helm.sh/helm/v3/pkg/kube"
+	_ "helm.sh/helm/v3/pkg/kube/fake"
+	_ "helm.sh/helm/v3/pkg/lint/support"
+	_ "helm.sh/helm/v3/pkg/plugin"
+	_ "helm.sh/helm/v3/pkg/plugin/installer"
+	_ "helm.sh/helm/v3/pkg/postrender"
+	_ "helm.sh/helm/v3/pkg/pusher"
+	_ "helm.sh/helm/v3/pkg/registry"
+	_ "helm.sh/helm/v3/pkg/release"
+	_ "helm.sh/helm/v3/pkg/releaseutil"
+	_ "helm.sh/helm/v3/pkg/repo"
+	_ "helm.sh/helm/v3/pkg/storage/driver"
+	_ "helm.sh/helm/v3/pkg/time"
+	_ "k8s.io/apimachinery/pkg/apis/meta/v1"
+	_ "k8s.io/apimachinery/pkg/labels"
+	_ "k8s.io/client-go/plugin/pkg/client/auth"
+	_ "k8s.io/client-go/tools/clientcmd"
+	_ "k8s.io/client-go/util/homedir"
+	_ "k8s.io/klog/v2"
+	_ "k8s.io/kubectl/pkg/cmd/get"
+	_ "sigs.k8s.io/yaml"
+)
