@@ -37,12 +37,14 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 	cargo clippy --all-targets -- -D warnings
 
 .PHONY: test
-test: ## Every test: unit, integration (real API server), end-to-end (real node); starts the cluster
-	@echo "== [1/3] lint (cargo fmt --check, cargo clippy -D warnings)"
+test: ## Every test: unit, integration (real API server), end-to-end (real pods); starts the cluster
+	@echo "== [1/4] lint (cargo fmt --check, cargo clippy -D warnings)"
 	@$(MAKE) --no-print-directory lint
-	@echo "== [2/3] local cluster with a node (make cluster-up NODE=1)"
+	@echo "== [2/4] local cluster with a node (make cluster-up NODE=1)"
 	@NODE=1 cluster/up.sh
-	@echo "== [3/3] cargo test against the local cluster (KUBECONFIG=$(KUBECONFIG_PATH))"
+	@echo "== [3/4] images for the end-to-end tests (make images)"
+	@$(MAKE) --no-print-directory images
+	@echo "== [4/4] cargo test against the local cluster (KUBECONFIG=$(KUBECONFIG_PATH))"
 	KUBECONFIG=$(KUBECONFIG_PATH) cargo test --all-targets
 
 RELEASE_DIR := target/x86_64-unknown-linux-gnu/release
@@ -72,3 +74,7 @@ manifests: ## Copy the CRD into the chart and render deploy/plugin-operator.yaml
 .PHONY: chart-lint
 chart-lint: ## helm lint --strict on the chart
 	"$$($(MAKE) -s --no-print-directory helm | tail -n 1)" lint --strict $(CHART)
+
+.PHONY: demo
+demo: ## The main job: local cluster, operator, sample chat API and plugin, until the plugin is Ready
+	@scripts/demo.sh

@@ -1,0 +1,140 @@
+//! Claims 3, 6 and 7: the broker allows granted calls with its own credential, refuses
+//! the rest, enforces the invocation time limit, and follows grant changes without a
+//! restart.
+
+use std::time::Duration;
+
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use crate::support::{
+    CHAT_API, SAMPLE_PLUGIN_IMAGE, Scene, delete_pod, eventually, exec_json, helper_pod,
+};
+
+#[tokio::test]
+async fn granted_call_passes_ungranted_is_refused_and_the_chat_api_wants_the_brokers_token() {
+    let scene = Scene::new("e2e-grants").await;
+    scene
+        .create(
+            "reader",
+            json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080, "permissions": {"chatApi": [{"scope": "messages:read"}]}}),
+        )
+        .await;
+    scene.ready("reader").await;
+    let pod = scene.pod("reader").await;
+
+    // The plugin sends a forged bearer token; only the broker's own gets past TokenReview.
+    let (status, body) = exec_json(
+        &pod,
+        "plugin",
+        &["call", "GET", "/api/v1/channels/C123/messages"],
+    );
+    assert_eq!(status, 200, "a granted call goes through: {body}");
+    assert!(body["messages"].is_array(), "{body}");
+
+    let (status, body) = exec_json(
+        &pod,
+        "plugin",
+        &[
+            "call",
+            "POST",
+            "/api/v1/channels/C123/messages",
+            r#"{"text":"hi"}"#,
+        ],
+    );
+    assert_eq!(status, 403, "an ungranted call is refused: {body}");
+    assert_eq!(
+        body["scope"], "messages:write",
+        "the refusal names the missing scope: {body}"
+    );
+
+    let (status, body) = exec_json(
+        &pod,
+        "plugin",
+        &["http", "GET", &format!("{CHAT_API}/api/v1/channels")],
+    );
+    assert_eq!(
+        status, 401,
+        "the chat API refuses a call without the broker's credential: {body}"
+    );
+}
+
+#[tokio::test]
+async fn invocation_slower_than_the_time_limit_gets_504() {
+    let scene = Scene::new("e2e-timeout").await;
+    scene
+        .create(
+            "slow",
+            json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080, "timeouts": {"requestSeconds": 1}}),
+        )
+        .await;
+    scene.ready("slow").await;
+    let invoker_name = format!("invoker-{}", scene.ns.name);
+    let invoker = helper_pod(
+        &scene.client,
+        "chat-system",
+        &invoker_name,
+        &[("plugins.chat.dev/invoker", "true")],
+    )
+    .await;
+    let url = |ms: u32| format!("http://plugin-slow.{}.svc/sleep?ms={ms}", scene.ns.name);
+
+    let (status, body) = exec_json(&invoker, "main", &["http", "GET", &url(10)]);
+    assert_eq!(status, 200, "a quick invocation passes: {body}");
+    let (status, body) = exec_json(&invoker, "main", &["http", "GET", &url(3000)]);
+    assert_eq!(status, 504, "a 3 s invocation with a 1 s limit: {body}");
+    delete_pod(&scene.client, "chat-system", &invoker_name).await;
+}
+
+#[tokio::test]
+async fn changing_the_grants_changes_decisions_without_restarting_the_pod() {
+    let scene = Scene::new("e2e-regrant").await;
+    scene
+        .create(
+            "writer",
+            json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080, "permissions": {"chatApi": [{"scope": "messages:read"}]}}),
+        )
+        .await;
+    scene.ready("writer").await;
+    let pod = scene.pod("writer").await;
+    let post = [
+        "call",
+        "POST",
+        "/api/v1/channels/C123/messages",
+        r#"{"text":"hello"}"#,
+    ];
+    let (status, _) = exec_json(&pod, "plugin", &post);
+    assert_eq!(status, 403);
+
+    let grant = json!({"spec": {"permissions": {"chatApi": [{"scope": "messages:read"}, {"scope": "messages:write"}]}}});
+    scene
+        .plugins()
+        .patch("writer", &PatchParams::default(), &Patch::Merge(&grant))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    eventually(
+        "the new grant to reach the broker",
+        Duration::from_secs(120),
+        || async {
+            let (status, _) = exec_json(&pod, "plugin", &post);
+            (status == 201).then_some(())
+        },
+    )
+    .await;
+    eprintln!("grant change took effect after {:?}", started.elapsed());
+
+    let now = scene.pod("writer").await;
+    assert_eq!(now.metadata.uid, pod.metadata.uid, "the same pod");
+    let restarts = |p: &k8s_openapi::api::core::v1::Pod| {
+        let status = p.status.clone().unwrap();
+        status
+            .container_statuses
+            .iter()
+            .chain(status.init_container_statuses.iter())
+            .flatten()
+            .map(|c| c.restart_count)
+            .sum::<i32>()
+    };
+    assert_eq!(restarts(&now), restarts(&pod), "no container restarted");
+}

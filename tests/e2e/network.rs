@@ -1,0 +1,76 @@
+//! Claim 4: NetworkPolicy. The plugin's port is reachable only through the broker;
+//! another plugin's pod cannot reach it; undeclared in-cluster egress is blocked; a
+//! declared CIDR is reachable.
+
+use serde_json::json;
+
+use crate::support::{SAMPLE_PLUGIN_IMAGE, Scene, TestNamespace, delete_pod, exec, helper_pod, ip};
+
+#[tokio::test]
+async fn network_policy_confines_plugin_traffic() {
+    let scene = Scene::new("e2e-net").await;
+    let outside = TestNamespace::new(&scene.client, "e2e-net-outside", &[]).await;
+    let declared = helper_pod(
+        &scene.client,
+        &outside.name,
+        "declared",
+        &[("role", "declared")],
+    )
+    .await;
+    let undeclared = helper_pod(
+        &scene.client,
+        &outside.name,
+        "undeclared",
+        &[("role", "undeclared")],
+    )
+    .await;
+    let invoker_name = format!("invoker-{}", scene.ns.name);
+    let invoker = helper_pod(
+        &scene.client,
+        "chat-system",
+        &invoker_name,
+        &[("plugins.chat.dev/invoker", "true")],
+    )
+    .await;
+
+    let guarded_spec = json!({
+        "image": SAMPLE_PLUGIN_IMAGE, "port": 8080,
+        "permissions": {"network": {"egress": [{"cidr": format!("{}/32", ip(&declared)), "ports": [8080]}]}}
+    });
+    scene.create("guarded", guarded_spec).await;
+    scene
+        .create(
+            "neighbour",
+            json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080}),
+        )
+        .await;
+    scene.ready("guarded").await;
+    scene.ready("neighbour").await;
+    let guarded = scene.pod("guarded").await;
+    let neighbour = scene.pod("neighbour").await;
+    let at = |pod, port: u16| format!("{}:{port}", ip(pod));
+
+    // The plugin really serves on 8080 (from inside its own pod).
+    let (ok, out) = exec(&guarded, "plugin", &["connect", "127.0.0.1:8080"]);
+    assert!(ok, "the plugin listens on 8080: {out}");
+    // The chat system reaches the broker's inbound port, never the plugin's own.
+    let (ok, out) = exec(&invoker, "main", &["connect", &at(&guarded, 9080)]);
+    assert!(ok, "the invoker reaches the broker's inbound port: {out}");
+    let (ok, out) = exec(&invoker, "main", &["connect", &at(&guarded, 8080)]);
+    assert!(!ok, "the invoker reached the plugin's port directly: {out}");
+    // Another plugin's pod reaches neither.
+    let (ok, out) = exec(&neighbour, "plugin", &["connect", &at(&guarded, 9080)]);
+    assert!(!ok, "another plugin reached the broker: {out}");
+    let (ok, out) = exec(&neighbour, "plugin", &["connect", &at(&guarded, 8080)]);
+    assert!(!ok, "another plugin reached the plugin: {out}");
+    // Egress: the declared address is reachable, an undeclared one is not.
+    let (ok, out) = exec(&guarded, "plugin", &["connect", &at(&declared, 8080)]);
+    assert!(ok, "the declared CIDR is reachable: {out}");
+    let (ok, out) = exec(&guarded, "plugin", &["connect", &at(&undeclared, 8080)]);
+    assert!(!ok, "an undeclared in-cluster address was reachable: {out}");
+    // Without any policy in its way, the undeclared pod is reachable: the block above is the policy's.
+    let (ok, out) = exec(&invoker, "main", &["connect", &at(&undeclared, 8080)]);
+    assert!(ok, "control: the undeclared pod serves: {out}");
+
+    delete_pod(&scene.client, "chat-system", &invoker_name).await;
+}

@@ -1,0 +1,281 @@
+//! End-to-end support: real pods on the local node, the sample chat API, one operator
+//! process per test watching that test's namespace, and `kubectl exec` into pods.
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use plugin_operator::api::{Plugin, PluginSpec};
+use serde_json::Value;
+
+pub use crate::harness::{Operator, TestNamespace, client, eventually, install_crd, repo_path};
+
+pub const SAMPLE_PLUGIN_IMAGE: &str = "localhost/sample-plugin:dev";
+pub const CHAT_API: &str = "http://chat-api.chat-system.svc:8080";
+
+/// kubectl from $KUBECTL, or the one the local cluster built.
+pub fn kubectl() -> Command {
+    let path = std::env::var("KUBECTL").unwrap_or_else(|_| {
+        let cache = std::env::var("XDG_CACHE_HOME")
+            .unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").unwrap()));
+        format!("{cache}/plugin-operator/k8s-v1.35.4/bin/kubectl")
+    });
+    Command::new(path)
+}
+
+/// Once per test binary: the CRD and the sample chat API, ready.
+pub async fn world() -> Client {
+    static CHAT_API_DEPLOYED: OnceLock<()> = OnceLock::new();
+    let client = client().await;
+    install_crd(&client).await;
+    CHAT_API_DEPLOYED.get_or_init(|| {
+        let manifest = repo_path("deploy/examples/sample-chat-api.yaml");
+        let out = kubectl()
+            .args(["apply", "--server-side", "-f"])
+            .arg(&manifest)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "deploying the sample chat API failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "chat-system");
+    eventually(
+        "the sample chat API to be ready (is localhost/sample-chat-api:dev loaded? `make images`)",
+        Duration::from_secs(120),
+        || async {
+            let status = deployments.get("chat-api").await.ok()?.status?;
+            (status.ready_replicas == Some(1)).then_some(())
+        },
+    )
+    .await;
+    client
+}
+
+/// One test's world: a restricted namespace and an operator watching it.
+pub struct Scene {
+    pub client: Client,
+    pub ns: TestNamespace,
+    /// Runs for as long as the scene; stopped when dropped.
+    pub _operator: Operator,
+}
+
+impl Scene {
+    pub async fn new(prefix: &str) -> Self {
+        let client = world().await;
+        let ns = TestNamespace::new(
+            &client,
+            prefix,
+            &[("pod-security.kubernetes.io/enforce", "restricted")],
+        )
+        .await;
+        let operator = Operator::start(
+            &ns.name,
+            &[
+                "--chat-api-url",
+                CHAT_API,
+                "--invoker-namespace",
+                "chat-system",
+                "--invoker-selector",
+                "plugins.chat.dev/invoker=true",
+            ],
+        )
+        .await;
+        Self {
+            client,
+            ns,
+            _operator: operator,
+        }
+    }
+
+    pub fn plugins(&self) -> Api<Plugin> {
+        Api::namespaced(self.client.clone(), &self.ns.name)
+    }
+
+    pub async fn create(&self, name: &str, spec: Value) -> Plugin {
+        let spec: PluginSpec = serde_json::from_value(spec).expect("a valid spec");
+        self.plugins()
+            .create(&PostParams::default(), &Plugin::new(name, spec))
+            .await
+            .expect("the Plugin is accepted")
+    }
+
+    /// Waits for the Plugin's Ready condition to be True at its current generation.
+    pub async fn ready(&self, name: &str) -> Plugin {
+        let plugins = self.plugins();
+        eventually(
+            &format!("Plugin {name} to be Ready"),
+            Duration::from_secs(120),
+            || {
+                let plugins = plugins.clone();
+                async move {
+                    let plugin = plugins.get(name).await.ok()?;
+                    let status = plugin.status.as_ref()?;
+                    let ready = status
+                        .conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True");
+                    (ready && status.observed_generation == plugin.metadata.generation)
+                        .then_some(plugin)
+                }
+            },
+        )
+        .await
+    }
+
+    /// Waits for the Plugin's Degraded condition with `reason`; returns its message.
+    pub async fn degraded(&self, name: &str, reason: &str) -> String {
+        let plugins = self.plugins();
+        eventually(
+            &format!("Plugin {name} to be Degraded with {reason}"),
+            Duration::from_secs(150),
+            || {
+                let plugins = plugins.clone();
+                async move {
+                    let status = plugins.get(name).await.ok()?.status?;
+                    status
+                        .conditions
+                        .into_iter()
+                        .find(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == reason)
+                        .map(|c| c.message)
+                }
+            },
+        )
+        .await
+    }
+
+    /// The running pod of a Plugin.
+    pub async fn pod(&self, plugin: &str) -> Pod {
+        pod_with_label(
+            &self.client,
+            &self.ns.name,
+            &format!("plugins.chat.dev/plugin={plugin}"),
+        )
+        .await
+    }
+}
+
+pub async fn pod_with_label(client: &Client, namespace: &str, selector: &str) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    eventually(
+        &format!("a running pod {selector} in {namespace}"),
+        Duration::from_secs(120),
+        || {
+            let pods = pods.clone();
+            async move {
+                let list = pods
+                    .list(&ListParams::default().labels(selector))
+                    .await
+                    .ok()?;
+                list.items.into_iter().find(|p| {
+                    p.metadata.deletion_timestamp.is_none()
+                        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                })
+            }
+        },
+    )
+    .await
+}
+
+/// The pod's IP.
+pub fn ip(pod: &Pod) -> String {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("a running pod has an IP")
+}
+
+/// Runs the sample plugin's binary in `container` of `pod`; returns whether it exited 0
+/// and what it printed.
+pub fn exec(pod: &Pod, container: &str, args: &[&str]) -> (bool, String) {
+    let out = kubectl()
+        .args([
+            "exec",
+            "-n",
+            &pod.namespace().unwrap(),
+            &pod.name_any(),
+            "-c",
+            container,
+            "--",
+            "/sample-plugin",
+        ])
+        .args(args)
+        .output()
+        .expect("kubectl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `exec` of a subcommand that prints `{"status": N, "body": ...}`.
+pub fn exec_json(pod: &Pod, container: &str, args: &[&str]) -> (u16, Value) {
+    let (_, text) = exec(pod, container, args);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON from {args:?}: {text}"));
+    let value: Value = serde_json::from_str(line).unwrap();
+    (
+        value["status"].as_u64().unwrap_or(0) as u16,
+        value["body"].clone(),
+    )
+}
+
+/// A pod running the sample plugin's binary (serving on 8080) with the given labels.
+pub async fn helper_pod(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut labels_json = serde_json::Map::new();
+    for (k, v) in labels {
+        labels_json.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": labels_json},
+        "spec": {
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+            "automountServiceAccountToken": false,
+            "containers": [{
+                "name": "main",
+                "image": SAMPLE_PLUGIN_IMAGE,
+                "imagePullPolicy": "IfNotPresent",
+                "env": [{"name": "PLUGIN_PORT", "value": "8080"}],
+                "resources": {"limits": {"cpu": "100m", "memory": "32Mi"}},
+                "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}}
+            }]
+        }
+    }))
+    .unwrap();
+    let _ = pods.create(&PostParams::default(), &pod).await;
+    eventually(
+        &format!("helper pod {namespace}/{name} to run"),
+        Duration::from_secs(60),
+        || {
+            let pods = pods.clone();
+            async move {
+                let pod = pods.get(name).await.ok()?;
+                (pod.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(pod)
+            }
+        },
+    )
+    .await
+}
+
+/// Deletes a pod and does not wait.
+pub async fn delete_pod(client: &Client, namespace: &str, name: &str) {
+    let _ = Api::<Pod>::namespaced(client.clone(), namespace)
+        .delete(name, &Default::default())
+        .await;
+}
