@@ -110,11 +110,15 @@ async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart
     .await;
     let plugins_ns = TestNamespace::new(&client, "chart-plugins", &[]).await;
     let release = format!("po-{:08x}", rand_u32());
+    // Objects are named <release>-plugin-operator (the chart's full name).
+    let fullname = format!("{release}-plugin-operator");
     let with_node = node_ready(&client).await;
     if with_node {
         ensure_operator_image();
     } else {
-        eprintln!("no Ready node: checking the install on the control plane only (make cluster-up NODE=1 runs the operator)");
+        eprintln!(
+            "no Ready node: checking the install on the control plane only (make cluster-up NODE=1 runs the operator)"
+        );
     }
 
     let watch = format!("watchNamespaces={{{}}}", plugins_ns.name);
@@ -145,15 +149,28 @@ async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart
         text(&out.stdout),
         text(&out.stderr)
     );
-    assert!(text(&out.stdout).contains("kubectl get plugins"), "NOTES.txt is shown");
+    assert!(
+        text(&out.stdout).contains("kubectl get plugins"),
+        "NOTES.txt is shown"
+    );
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &release_ns.name);
     let deployment = deployments
-        .get(&release)
+        .get(&fullname)
         .await
         .expect("the operator Deployment exists");
-    let pod_spec = deployment.spec.as_ref().unwrap().template.spec.clone().unwrap();
-    assert_eq!(pod_spec.service_account_name.as_deref(), Some(release.as_str()));
+    let pod_spec = deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .clone()
+        .unwrap();
+    assert_eq!(
+        pod_spec.service_account_name.as_deref(),
+        Some(release.as_str())
+    );
     let container = &pod_spec.containers[0];
     assert_eq!(container.image.as_deref(), Some(IMAGE));
     let args = container.args.clone().unwrap_or_default();
@@ -163,20 +180,20 @@ async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart
         "{args:?}"
     );
     Api::<ServiceAccount>::namespaced(client.clone(), &release_ns.name)
-        .get(&release)
+        .get(&fullname)
         .await
         .expect("the operator's ServiceAccount exists");
     Api::<Role>::namespaced(client.clone(), &plugins_ns.name)
-        .get(&release)
+        .get(&fullname)
         .await
         .expect("a Role in the watched namespace");
     Api::<RoleBinding>::namespaced(client.clone(), &release_ns.name)
-        .get(&format!("{release}-leader-election"))
+        .get(&format!("{fullname}-leader-election"))
         .await
         .expect("the Lease RoleBinding in the release namespace");
     assert!(
         Api::<ClusterRole>::all(client.clone())
-            .get_opt(&release)
+            .get_opt(&fullname)
             .await
             .unwrap()
             .is_none(),
@@ -188,12 +205,22 @@ async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart
             .await;
     }
 
-    let out = run_helm(&["uninstall", &release, "--namespace", &release_ns.name, "--wait"]);
-    assert!(out.status.success(), "helm uninstall failed:\n{}", text(&out.stderr));
-    assert!(deployments.get_opt(&release).await.unwrap().is_none());
+    let out = run_helm(&[
+        "uninstall",
+        &release,
+        "--namespace",
+        &release_ns.name,
+        "--wait",
+    ]);
+    assert!(
+        out.status.success(),
+        "helm uninstall failed:\n{}",
+        text(&out.stderr)
+    );
+    assert!(deployments.get_opt(&fullname).await.unwrap().is_none());
     assert!(
         Api::<Role>::namespaced(client.clone(), &plugins_ns.name)
-            .get_opt(&release)
+            .get_opt(&fullname)
             .await
             .unwrap()
             .is_none(),
@@ -218,7 +245,10 @@ async fn operator_reconciles_with_chart_rbac(
     })
     .await;
     let holder = lease.spec.unwrap().holder_identity.unwrap_or_default();
-    assert!(holder.starts_with(release), "the Lease is held by pod {holder}");
+    assert!(
+        holder.starts_with(release),
+        "the Lease is held by pod {holder}"
+    );
 
     let plugin: Plugin = serde_json::from_value(json!({
         "apiVersion": "plugins.chat.dev/v1alpha1",
