@@ -10,9 +10,7 @@ use std::collections::BTreeSet;
 use clap::Parser;
 use plugin_operator::controller::ControllerArgs;
 use serde_json::{Value, json};
-use support::{
-    CHART, kind, name, of_kind, only, operator_args, render, run_helm, template, text,
-};
+use support::{CHART, kind, name, of_kind, only, operator_args, render, run_helm, template, text};
 
 /// Values that switch every optional part of the chart on.
 const EVERYTHING: &[&str] = &[
@@ -58,7 +56,10 @@ fn schema_refuses_replicas_written_as_a_word() {
 fn schema_refuses_unknown_keys_and_out_of_range_settings() {
     for (value, mentions) in [
         ("replica=2", "replica"),
-        ("chatApi.tokenExpirationSeconds=60", "tokenExpirationSeconds"),
+        (
+            "chatApi.tokenExpirationSeconds=60",
+            "tokenExpirationSeconds",
+        ),
         ("logFormat=xml", "logFormat"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("chatApi.selector=not a selector", "selector"),
@@ -93,7 +94,10 @@ fn default_values_render_the_operator_and_its_least_privileges() {
     assert_eq!(container["imagePullPolicy"], "IfNotPresent");
     assert_eq!(pod["automountServiceAccountToken"], true);
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     let security = &container["securityContext"];
     assert_eq!(security["runAsUser"], 65532);
     assert_eq!(security["readOnlyRootFilesystem"], true);
@@ -141,7 +145,11 @@ fn default_values_render_the_operator_and_its_least_privileges() {
 
 #[test]
 fn no_role_grants_secrets_tokens_or_wildcards() {
-    for extra in [&[][..], EVERYTHING, &["--set", "leaderElection.enabled=true"]] {
+    for extra in [
+        &[][..],
+        EVERYTHING,
+        &["--set", "leaderElection.enabled=true"],
+    ] {
         let docs = render(extra);
         for role in docs
             .iter()
@@ -158,7 +166,14 @@ fn no_role_grants_secrets_tokens_or_wildcards() {
                             name(role)
                         );
                         assert!(
-                            !matches!(item, "secrets" | "serviceaccounts/token" | "escalate" | "bind" | "impersonate"),
+                            !matches!(
+                                item,
+                                "secrets"
+                                    | "serviceaccounts/token"
+                                    | "escalate"
+                                    | "bind"
+                                    | "impersonate"
+                            ),
                             "{} {}: {item} granted: {rule}",
                             kind(role),
                             name(role)
@@ -204,14 +219,23 @@ fn two_replicas_turn_leader_election_on_with_a_lease_role_for_one_lease() {
     let docs = render(&["--set", "replicas=2"]);
     let args = operator_args(&docs);
     assert!(args.contains(&"--leader-elect".to_string()), "{args:?}");
-    assert!(args.contains(&"--lease-name=plugin-operator".to_string()), "{args:?}");
+    assert!(
+        args.contains(&"--lease-name=plugin-operator".to_string()),
+        "{args:?}"
+    );
     let deployment = only(&docs, "Deployment");
     assert_eq!(deployment["spec"]["replicas"], 2);
     assert_eq!(deployment["spec"]["strategy"]["type"], "RollingUpdate");
-    assert_eq!(only(&docs, "PodDisruptionBudget")["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        only(&docs, "PodDisruptionBudget")["spec"]["maxUnavailable"],
+        1
+    );
 
     let lease_role = only(&docs, "Role");
-    assert_eq!(lease_role["metadata"]["namespace"], "plugin-operator-system");
+    assert_eq!(
+        lease_role["metadata"]["namespace"],
+        "plugin-operator-system"
+    );
     assert_eq!(
         lease_role["rules"],
         json!([
@@ -259,9 +283,9 @@ fn rendered_flags_are_accepted_by_the_operator() {
         let cli = Cli::try_parse_from(std::iter::once("plugin-operator".to_string()).chain(args))
             .unwrap_or_else(|e| panic!("the operator refuses the chart's flags {extra:?}: {e}"));
         let Subcommand::Controller(controller) = cli.command;
-        let config = controller
-            .operator_config()
-            .unwrap_or_else(|e| panic!("the chart's flags {extra:?} give a bad configuration: {e}"));
+        let config = controller.operator_config().unwrap_or_else(|e| {
+            panic!("the chart's flags {extra:?} give a bad configuration: {e}")
+        });
         assert_eq!(config.chat_api_url, "http://chat-api.chat-system.svc:8080");
         assert_eq!(config.broker_image, "localhost/plugin-operator:dev");
         if extra.is_empty() {
@@ -318,7 +342,11 @@ fn expected_operator_grants() -> BTreeSet<(String, String, String)> {
         &["serviceaccounts", "configmaps", "services"],
         &["list", "watch", "create", "patch"],
     );
-    add("apps", &["deployments"], &["list", "watch", "create", "patch"]);
+    add(
+        "apps",
+        &["deployments"],
+        &["list", "watch", "create", "patch"],
+    );
     add(
         "networking.k8s.io",
         &["networkpolicies"],

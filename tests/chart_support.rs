@@ -110,7 +110,12 @@ pub fn of_kind<'a>(docs: &'a [Value], wanted: &str) -> Vec<&'a Value> {
 /// The one object of `wanted` kind; panics when there is not exactly one.
 pub fn only<'a>(docs: &'a [Value], wanted: &str) -> &'a Value {
     let found = of_kind(docs, wanted);
-    assert_eq!(found.len(), 1, "expected one {wanted}, found {}", found.len());
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {wanted}, found {}",
+        found.len()
+    );
     found[0]
 }
 
