@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
@@ -44,7 +44,15 @@ impl Outbound {
         let (parts, body) = request.into_parts();
         let Some(policy) = self.policy.current() else {
             let denial = Denial::PolicyNotLoaded;
-            self.audit(id, "", None, &parts, Err(&denial), None, started);
+            let subject = Subject {
+                id,
+                plugin: "",
+                scope: None,
+                audited: None,
+                parts: &parts,
+                started,
+            };
+            self.audit(&subject, Err(&denial));
             return to_proxy_response(denial.to_response(id));
         };
         let call = Call {
@@ -52,37 +60,20 @@ impl Outbound {
             path: parts.uri.path(),
         };
         let decision = decide(&call, &policy);
-        let scope = decision.scope.map(|s| &s.name);
-        let audited = match decision.verdict {
-            Verdict::AllowedByAudit(denial) => Some(denial.reason()),
-            _ => None,
+        let subject = Subject {
+            id,
+            plugin: policy.plugin_id(),
+            scope: decision.scope.map(|s| &s.name),
+            audited: match decision.verdict {
+                Verdict::AllowedByAudit(denial) => Some(denial.reason()),
+                _ => None,
+            },
+            parts: &parts,
+            started,
         };
-        match self.forward(id, &decision, &policy, &parts, body).await {
-            Ok(response) => {
-                self.audit(
-                    id,
-                    policy.plugin_id(),
-                    scope,
-                    &parts,
-                    Ok(&response),
-                    audited,
-                    started,
-                );
-                response
-            }
-            Err(denial) => {
-                self.audit(
-                    id,
-                    policy.plugin_id(),
-                    scope,
-                    &parts,
-                    Err(&denial),
-                    audited,
-                    started,
-                );
-                to_proxy_response(denial.to_response(id))
-            }
-        }
+        let result = self.forward(id, &decision, &policy, &parts, body).await;
+        self.audit(&subject, result.as_ref().map(Response::status));
+        result.unwrap_or_else(|denial| to_proxy_response(denial.to_response(id)))
     }
 
     async fn forward<'a>(
@@ -166,34 +157,24 @@ impl Outbound {
         Ok(Response::from_parts(head, incoming(body)))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn audit(
-        &self,
-        id: DecisionId,
-        plugin: &str,
-        scope: Option<&Arc<String>>,
-        parts: &Parts,
-        result: Result<&Response<ProxyBody>, &Denial<'_>>,
-        audited: Option<&'static str>,
-        started: Instant,
-    ) {
-        let latency = started.elapsed();
+    /// Writes the audit line and counts the decision.
+    fn audit(&self, subject: &Subject<'_>, result: Result<StatusCode, &Denial<'_>>) {
+        let latency = subject.started.elapsed();
         let (outcome, reason, status) = match result {
-            Ok(response) if audited.is_some() => (Outcome::Audited, audited, response.status()),
-            Ok(response) => (Outcome::Allowed, None, response.status()),
+            Ok(status) if subject.audited.is_some() => (Outcome::Audited, subject.audited, status),
+            Ok(status) => (Outcome::Allowed, None, status),
             Err(denial) => (denial.outcome(), Some(denial.reason()), denial.status()),
         };
-        let scope_name = match (scope, result) {
-            (Some(scope), _) => Some(scope.as_str()),
-            (None, Err(denial)) => denial.scope(),
-            (None, Ok(_)) => None,
-        };
+        let scope = subject
+            .scope
+            .map(|scope| scope.as_str())
+            .or_else(|| result.err().and_then(Denial::scope));
         AuditRecord {
-            id,
-            plugin,
-            scope: scope_name,
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
+            id: subject.id,
+            plugin: subject.plugin,
+            scope,
+            method: subject.parts.method.as_str(),
+            path: subject.parts.uri.path(),
             outcome,
             reason,
             status: status.as_u16(),
@@ -201,8 +182,19 @@ impl Outbound {
         }
         .log();
         self.metrics
-            .record_decision(scope.unwrap_or(&self.no_scope), outcome, latency);
+            .record_decision(subject.scope.unwrap_or(&self.no_scope), outcome, latency);
     }
+}
+
+/// The call an audit line is about, gathered while it is handled.
+struct Subject<'a> {
+    id: DecisionId,
+    plugin: &'a str,
+    scope: Option<&'a Arc<String>>,
+    /// In Audit mode, the reason the call would have been denied.
+    audited: Option<&'static str>,
+    parts: &'a Parts,
+    started: Instant,
 }
 
 pub fn to_proxy_response(response: Response<bytes::Bytes>) -> Response<ProxyBody> {
