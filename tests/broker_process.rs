@@ -44,6 +44,7 @@ impl BrokerProcess {
             .env("BROKER_POLICY_FILE", policy_dir.0.join(POLICY_FILE_NAME))
             .env("BROKER_TOKEN_FILE", token_dir.0.join("token"))
             .env("BROKER_PLUGIN_PORT", plugin.port().to_string())
+            .env("BROKER_PLUGIN_ID", "team-a/weather")
             .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

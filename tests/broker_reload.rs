@@ -105,6 +105,20 @@ async fn malformed_policy_is_logged_and_the_old_one_kept() {
     assert_eq!(fixture.admin("/readyz").await.status, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn policy_for_another_plugin_is_refused() {
+    let fixture = Fixture::start(&policy(&[("users:read", &[])])).await;
+    let mut other = policy(&[("users:read", &[]), ("files:read", &[])]);
+    other.plugin_id = "team-b/weather".into();
+    fixture.write_policy(&other);
+    assert!(
+        reload_counted(&fixture, "rejected", 1).await,
+        "a policy for team-b/weather must be rejected by team-a/weather's broker"
+    );
+    let call = fixture.call("GET", "/api/v1/files/F1", &[], b"").await;
+    assert_eq!(call.status, StatusCode::FORBIDDEN);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_changes_under_steady_load_lose_no_request() {
     let base = policy(&[("users:read", &[])]);

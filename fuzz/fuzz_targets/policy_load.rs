@@ -8,7 +8,7 @@ use plugin_operator::broker::policy_store::load_policy;
 use plugin_operator::broker::{Call, decide};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(policy) = load_policy(data, None) {
+    if let Ok(policy) = load_policy(data, None, None) {
         let _ = decide(
             &Call {
                 method: "GET",

@@ -33,6 +33,10 @@ pub struct BrokerArgs {
     #[arg(long, env = "BROKER_CHAT_API_CA_FILE")]
     pub chat_api_ca_file: Option<PathBuf>,
 
+    /// The plugin this broker serves, `<namespace>/<name>`; a policy for another plugin is refused.
+    #[arg(long, env = "BROKER_PLUGIN_ID")]
+    pub plugin_id: Option<String>,
+
     /// The port the plugin serves HTTP on, inside the pod (on 127.0.0.1).
     #[arg(long, env = "BROKER_PLUGIN_PORT")]
     pub plugin_port: u16,

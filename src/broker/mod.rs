@@ -131,7 +131,8 @@ pub async fn start(args: &BrokerArgs, listeners: Listeners) -> Result<RunningBro
     let plugin = Target::plugin(args.plugin_port);
     let plugin_forwarder = Forwarder::new(&plugin, None)?;
 
-    let (mut policy_loader, policy) = PolicyLoader::new(&args.policy_file, metrics.clone());
+    let (mut policy_loader, policy) =
+        PolicyLoader::new(&args.policy_file, args.plugin_id.clone(), metrics.clone());
     policy_loader.poll_once().await;
     let (mut credential_loader, credential) =
         CredentialLoader::new(&args.token_file, metrics.clone());

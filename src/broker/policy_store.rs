@@ -32,14 +32,26 @@ pub enum PolicyLoadError {
     Json(#[from] serde_json::Error),
     #[error("the policy cannot be enforced: {0}")]
     Invalid(#[from] PolicyError),
+    #[error("the policy is for the plugin {found}, but this broker serves {expected}")]
+    OtherPlugin { expected: String, found: String },
 }
 
-/// Parses and compiles a policy file's content.
+/// Parses and compiles a policy file's content. With `expected_plugin_id`, a policy
+/// written for another plugin is refused.
 pub fn load_policy(
     content: &[u8],
     previous: Option<&CompiledPolicy>,
+    expected_plugin_id: Option<&str>,
 ) -> Result<CompiledPolicy, PolicyLoadError> {
     let policy: BrokerPolicy = serde_json::from_slice(content)?;
+    if let Some(expected) = expected_plugin_id
+        && policy.plugin_id != expected
+    {
+        return Err(PolicyLoadError::OtherPlugin {
+            expected: expected.to_owned(),
+            found: policy.plugin_id,
+        });
+    }
     Ok(CompiledPolicy::compile(&policy, previous)?)
 }
 
@@ -47,15 +59,21 @@ pub fn load_policy(
 #[derive(Debug)]
 pub struct PolicyLoader {
     watch: FileWatch,
+    expected_plugin_id: Option<String>,
     sender: watch::Sender<Option<Arc<CompiledPolicy>>>,
     metrics: Arc<Metrics>,
 }
 
 impl PolicyLoader {
-    pub fn new(path: impl Into<PathBuf>, metrics: Arc<Metrics>) -> (Self, PolicyStore) {
+    pub fn new(
+        path: impl Into<PathBuf>,
+        expected_plugin_id: Option<String>,
+        metrics: Arc<Metrics>,
+    ) -> (Self, PolicyStore) {
         let (sender, receiver) = watch::channel(None);
         let loader = Self {
             watch: FileWatch::new(path),
+            expected_plugin_id,
             sender,
             metrics,
         };
@@ -73,7 +91,11 @@ impl PolicyLoader {
             ),
             Poll::Changed { content, hash } => {
                 let previous = self.sender.borrow().clone();
-                match load_policy(&content, previous.as_deref()) {
+                match load_policy(
+                    &content,
+                    previous.as_deref(),
+                    self.expected_plugin_id.as_deref(),
+                ) {
                     Ok(policy) => {
                         tracing::info!(
                             path = %self.watch.path().display(),

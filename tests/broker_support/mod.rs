@@ -226,6 +226,7 @@ pub fn args(
         chat_api_url: format!("http://{chat_api}"),
         token_file: token_dir.join("token"),
         chat_api_ca_file: None,
+        plugin_id: Some(PLUGIN_ID.into()),
         plugin_port,
         inbound_bind: loopback,
         outbound_bind: loopback,
