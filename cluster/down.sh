@@ -9,6 +9,14 @@ set +e
 
 CTR_SOCK="$B/node/containerd/run/containerd.sock"
 
+# Machine-wide pieces (node namespace, veth, DNAT rule, cgroups) are removed only when
+# this checkout made them, never under another checkout's running cluster.
+OURS=1
+if [[ -f "$OWNER_FILE" && "$(cat "$OWNER_FILE")" != "$B" ]]; then
+  OURS=0
+  say "the node namespace and host rules belong to $(cat "$OWNER_FILE"); leaving them alone"
+fi
+
 # 1. Node agents first, so nothing restarts containers while they are removed.
 for p in network-policies kube-proxy kubelet; do stop_proc "$p" 10; done
 
@@ -51,17 +59,18 @@ if [[ -d "$B" ]]; then
     for m in "${mnts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
   done
 fi
-if [[ -e "/run/netns/$NODE_NETNS" ]]; then
-  ip netns del "$NODE_NETNS" 2>/dev/null
+if ((OURS)); then
+  [[ -e "/run/netns/$NODE_NETNS" ]] && ip netns del "$NODE_NETNS" 2>/dev/null
+  ip link del "$HOST_LINK" 2>/dev/null
 fi
-ip link del "$HOST_LINK" 2>/dev/null
 
 # 6. Host-side rules that let the node reach the apiserver on 127.0.0.1.
-while iptables -t nat -D PREROUTING -i "$HOST_LINK" -d "$HOST_LINK_IP" -p tcp --dport "$APISERVER_PORT" \
+while ((OURS)) && iptables -t nat -D PREROUTING -i "$HOST_LINK" -d "$HOST_LINK_IP" -p tcp --dport "$APISERVER_PORT" \
   -m comment --comment plugin-operator-local-apiserver -j DNAT --to-destination "127.0.0.1:$APISERVER_PORT" 2>/dev/null; do :; done
 
 # 7. cgroups the kubelet and runc made under our cgroup root (cgroup v1 hierarchies).
 for ctl in /sys/fs/cgroup/*/; do
+  ((OURS)) || break
   d="${ctl%/}$CGROUP_ROOT"
   [[ -d "$d" ]] || continue
   find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
@@ -76,5 +85,6 @@ if [[ -d "$B" ]]; then
     rm -rf "$B"
   fi
 fi
+if ((OURS)); then rm -f "$OWNER_FILE"; fi
 say "cluster stopped and removed"
 exit 0

@@ -35,6 +35,10 @@ CGROUP_ROOT="/plugin-operator"   # kubelet cgroupRoot (cgroupfs driver, cgroup v
 CLUSTER_DOMAIN="cluster.local"
 SA_ISSUER="https://kubernetes.default.svc.${CLUSTER_DOMAIN}"
 
+# The node namespace, veth, DNAT rule, cgroup root and ports are machine-wide: one
+# checkout's cluster at a time. This file names the build/cluster that owns them.
+OWNER_FILE="/run/plugin-operator-local-cluster.owner"
+
 export PATH="$K8S_BIN:$PATH"
 
 say() { printf '%s\n' "$*"; }
@@ -98,11 +102,19 @@ ensure_cmds() {
 
 # --- processes -------------------------------------------------------------
 
+# running pid — true while the process exists and is not a zombie waiting to be reaped.
+running() {
+  local state
+  kill -0 "$1" 2>/dev/null || return 1
+  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "$state" && "$state" != Z ]]
+}
+
 pid_alive() { # pid_alive name
   local f="$PIDS/$1.pid" pid
   [[ -f "$f" ]] || return 1
   pid="$(cat "$f")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+  [[ -n "$pid" ]] && running "$pid"
 }
 
 # start_proc name cmd... — starts a long-running server in its own session,
@@ -125,13 +137,13 @@ stop_proc() { # stop_proc name [timeout seconds]
   local name="$1" timeout="${2:-10}" f="$PIDS/$1.pid" pid i
   [[ -f "$f" ]] || return 0
   pid="$(cat "$f")"
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+  if [[ -n "$pid" ]] && running "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < timeout * 10; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
+      running "$pid" || break
       sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if running "$pid"; then
       warn "$name (pid $pid) did not stop after ${timeout}s; killing it"
       kill -KILL "$pid" 2>/dev/null || true
       sleep 0.2
@@ -169,6 +181,24 @@ wait_alive() {
     fi
     sleep 0.2
   done
+}
+
+# owner_other — prints the other checkout's build/cluster dir if it owns the machine-wide
+# pieces and still has a live process; returns 1 when they are free or ours.
+owner_other() {
+  local other f pid
+  [[ -f "$OWNER_FILE" ]] || return 1
+  other="$(cat "$OWNER_FILE")"
+  [[ -n "$other" && "$other" != "$B" ]] || return 1
+  for f in "$other"/pids/*.pid; do
+    [[ -f "$f" ]] || continue
+    pid="$(cat "$f")"
+    if [[ -n "$pid" ]] && running "$pid"; then
+      printf '%s\n' "$other"
+      return 0
+    fi
+  done
+  return 1
 }
 
 kc() { kubectl --kubeconfig="$KUBECONFIG_PATH" "$@"; }

@@ -21,6 +21,9 @@ control_plane_healthy() {
 }
 
 print_done() {
+  mkdir -p "$B/bin"
+  ln -sfn "$K8S_BIN/kubectl" "$B/bin/kubectl"
+  [[ -x "$HELM_BIN/helm" ]] && ln -sfn "$HELM_BIN/helm" "$B/bin/helm"
   say ""
   say "cluster is up ($((SECONDS - START))s). Use it with:"
   say "  export KUBECONFIG=$KUBECONFIG_PATH"
@@ -44,16 +47,17 @@ else
     "$CLUSTER_DIR/down.sh" >/dev/null
   fi
 
+  if other="$(owner_other)"; then
+    die "another checkout's cluster is running ($other); stop it first: make -C ${other%/build/cluster} cluster-down"
+  fi
   mkdir -p "$B" "$LOGS" "$PIDS" "$CONF"
+  printf '%s\n' "$B" >"$OWNER_FILE"
 
   step "binaries: Kubernetes $K8S_VERSION, etcd, helm $HELM_VERSION (cache: $CACHE_ROOT)" "$CACHE_ROOT/build-k8s-$K8S_VERSION.log"
   ensure_cmds openssl:openssl curl:curl flock:util-linux nsenter:util-linux ip:iproute2 jq:jq ss:iproute2
   ensure_k8s_bins
   STEP_LOG="$CACHE_ROOT/build-helm-$HELM_VERSION.log"
   ensure_helm
-  mkdir -p "$B/bin"
-  ln -sf "$K8S_BIN/kubectl" "$B/bin/kubectl"
-  ln -sf "$HELM_BIN/helm" "$B/bin/helm"
 
   step "certificates and kubeconfigs (openssl)" "$B/pki"
   make_pki
