@@ -183,3 +183,37 @@ async fn container_over_its_memory_limit_is_oom_killed() {
     assert_eq!(terminated.reason.as_deref(), Some("OOMKilled"), "status: {status:#?}");
     assert_eq!(terminated.exit_code, 137, "status: {status:#?}");
 }
+
+/// The kubectl built with the cluster (build/cluster/bin), else the one on PATH.
+fn kubectl() -> std::process::Command {
+    let local = concat!(env!("CARGO_MANIFEST_DIR"), "/build/cluster/bin/kubectl");
+    if std::path::Path::new(local).exists() {
+        std::process::Command::new(local)
+    } else {
+        std::process::Command::new("kubectl")
+    }
+}
+
+#[tokio::test]
+async fn kubectl_exec_and_logs_reach_the_container() {
+    ensure_test_image();
+    let client = client().await;
+    let ns = TestNamespace::restricted(&client, "node-exec").await;
+    start_echo(&ns).await;
+
+    // exec: apiserver -> kubelet (TLS, client certificate) -> containerd streaming.
+    let out = kubectl()
+        .args(["-n", &ns.name, "exec", "echo", "--", "/po-echo", "get", "127.0.0.1:8080"])
+        .output()
+        .expect("run kubectl exec");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("hello from echo"),
+        "kubectl exec failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = kubectl().args(["-n", &ns.name, "logs", "echo"]).output().expect("run kubectl logs");
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && logs.contains("request from 127.0.0.1"), "kubectl logs: {logs}");
+}
