@@ -26,4 +26,6 @@ metadata:
     pod-security.kubernetes.io/enforce-version: latest
 HEADER
 cd "$REPO"
-"$HELM" template plugin-operator charts/plugin-operator --namespace "$NAMESPACE" --include-crds
+# Applied with kubectl, not managed by a Helm release: say so in the labels.
+"$HELM" template plugin-operator charts/plugin-operator --namespace "$NAMESPACE" --include-crds |
+  sed 's|^\( *\)app.kubernetes.io/managed-by: Helm$|\1app.kubernetes.io/managed-by: kubectl|'
