@@ -22,7 +22,7 @@ async fn plugin_pods_are_admitted_and_run_in_a_restricted_namespace() {
     let statuses = pod.status.unwrap();
     let broker = &statuses.init_container_statuses.unwrap()[0];
     assert_eq!(broker.name, "broker");
-    assert_eq!(broker.ready, true, "the broker sidecar runs and is ready");
+    assert!(broker.ready, "the broker sidecar runs and is ready");
     assert!(
         statuses
             .container_statuses

@@ -29,7 +29,7 @@ pub fn network_policy(
     if let Some(dns) = &config.dns_peer {
         egress.push(NetworkPolicyEgressRule {
             to: Some(vec![peer(dns)]),
-            ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
+            ports: Some(dns_ports()),
         });
     }
     let declared = plugin
@@ -82,6 +82,23 @@ fn peer(pods: &PodPeer) -> NetworkPolicyPeer {
         }),
         ip_block: None,
     }
+}
+
+/// Port 53, and the conventional port names of cluster DNS pods ("dns", "dns-tcp"), so
+/// DNS servers that listen on another port (non-root CoreDNS on 1053, OpenShift on 5353)
+/// are reached too. A NetworkPolicy sees the pod's port, after the Service's mapping.
+fn dns_ports() -> Vec<NetworkPolicyPort> {
+    let named = |protocol: &str, name: &str| NetworkPolicyPort {
+        protocol: Some(protocol.into()),
+        port: Some(IntOrString::String(name.into())),
+        end_port: None,
+    };
+    vec![
+        port("UDP", 53),
+        port("TCP", 53),
+        named("UDP", "dns"),
+        named("TCP", "dns-tcp"),
+    ]
 }
 
 fn port(protocol: &str, number: i32) -> NetworkPolicyPort {
@@ -147,9 +164,21 @@ mod tests {
                 .iter()
                 .all(|rule| rule.to.as_ref().unwrap()[0].ip_block.is_none())
         );
+        let dns: Vec<_> = egress[1]
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.protocol.clone().unwrap(), p.port.clone().unwrap()))
+            .collect();
         assert_eq!(
-            egress[1].ports.as_ref().unwrap(),
-            &vec![port("UDP", 53), port("TCP", 53)]
+            dns,
+            vec![
+                ("UDP".to_string(), IntOrString::Int(53)),
+                ("TCP".to_string(), IntOrString::Int(53)),
+                ("UDP".to_string(), IntOrString::String("dns".into())),
+                ("TCP".to_string(), IntOrString::String("dns-tcp".into())),
+            ],
+            "DNS on port 53 or on the DNS pods' named ports, and nothing else"
         );
     }
 
