@@ -23,7 +23,7 @@ IMAGE ?= localhost/plugin-operator:dev
 .PHONY: image
 image: ## Build the operator statically; load it into the node (IMAGE=localhost/plugin-operator:dev)
 	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu --bin plugin-operator
-	cluster/image.sh --binary target/x86_64-unknown-linux-gnu/release/plugin-operator --name $(IMAGE) --entrypoint /plugin-operator
+	cluster/image.sh --binary $(RELEASE_DIR)/plugin-operator --name $(IMAGE) --entrypoint /plugin-operator
 
 KUBECONFIG_PATH := $(CURDIR)/build/cluster/kubeconfig
 
@@ -45,9 +45,9 @@ test: ## Every test: unit, integration (real API server), end-to-end (real pods)
 	@echo "== [3/4] images for the end-to-end tests (make images)"
 	@$(MAKE) --no-print-directory images
 	@echo "== [4/4] cargo test against the local cluster (KUBECONFIG=$(KUBECONFIG_PATH))"
-	KUBECONFIG=$(KUBECONFIG_PATH) cargo test --all-targets
+	KUBECONFIG=$(KUBECONFIG_PATH) cargo test
 
-RELEASE_DIR := target/x86_64-unknown-linux-gnu/release
+RELEASE_DIR := $(or $(CARGO_TARGET_DIR),target)/x86_64-unknown-linux-gnu/release
 .PHONY: images
 images: ## Build the operator and the sample chat API and plugin statically; load them into the node
 	@echo "== building static binaries (release; the first build takes several minutes)"
