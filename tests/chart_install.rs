@@ -169,7 +169,7 @@ async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart
         .unwrap();
     assert_eq!(
         pod_spec.service_account_name.as_deref(),
-        Some(release.as_str())
+        Some(fullname.as_str())
     );
     let container = &pod_spec.containers[0];
     assert_eq!(container.image.as_deref(), Some(IMAGE));
@@ -299,17 +299,20 @@ async fn operator_reconciles_with_chart_rbac(
         .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={release}")))
         .await
         .unwrap();
+    let mut leader_logs = 0;
     for pod in operator_pods {
         let log = pods
             .logs(&pod.name_any(), &LogParams::default())
             .await
-            .unwrap_or_default();
+            .unwrap_or_else(|e| panic!("logs of operator pod {}: {e}", pod.name_any()));
         assert!(
             !log.contains("forbidden"),
             "operator pod {} was refused by RBAC:\n{log}",
             pod.name_any()
         );
+        leader_logs += usize::from(log.contains("became the leader"));
     }
+    assert_eq!(leader_logs, 1, "one operator pod logs that it leads");
 }
 
 async fn node_ready(client: &Client) -> bool {
