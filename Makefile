@@ -28,8 +28,9 @@ image: ## Build the operator statically; load it into the node (IMAGE=localhost/
 KUBECONFIG_PATH := $(CURDIR)/build/cluster/kubeconfig
 
 .PHONY: generate
-generate: ## Regenerate the CRD under crds/ from the Rust types
+generate: ## Regenerate the CRD (crds/, the chart) and deploy/ from the Rust types
 	cargo run --quiet -- crd > crds/plugins.chat.dev.yaml
+	@$(MAKE) --no-print-directory manifests
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors

@@ -42,7 +42,8 @@ kubectl -n chat-system rollout status deploy/chat-api --timeout=120s
 
 step "the operator, with its Helm chart, in namespace plugin-operator-system" \
   "kubectl -n plugin-operator-system logs deploy/plugin-operator"
-HELM=$(cluster/helm.sh)
+ensure_helm
+HELM="$HELM_BIN/helm"
 "$HELM" upgrade --install plugin-operator charts/plugin-operator \
   --namespace plugin-operator-system --create-namespace --wait --timeout 180s >/dev/null
 kubectl -n plugin-operator-system rollout status deploy/plugin-operator --timeout=120s

@@ -55,6 +55,18 @@ where
         .flatten()
 }
 
+/// Waits until the child `name` of kind `K` exists.
+async fn wait_for_child<K>(client: &Client, namespace: &str, name: &str) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let what = format!("{} {name}", K::kind(&()));
+    eventually(&what, WAIT, || child(client, namespace, name)).await
+}
+
 #[tokio::test]
 async fn creating_a_plugin_produces_every_child_owned_by_it() {
     let client = client().await;
@@ -64,26 +76,11 @@ async fn creating_a_plugin_produces_every_child_owned_by_it() {
     let plugin = create_plugin(&client, &ns.name, "weather", weather_spec()).await;
     let uid = plugin.uid().unwrap();
 
-    let deployment: Deployment = eventually("the Deployment", WAIT, || {
-        child(&client, &ns.name, "plugin-weather")
-    })
-    .await;
-    let service: Service = eventually("the Service", WAIT, || {
-        child(&client, &ns.name, "plugin-weather")
-    })
-    .await;
-    let account: ServiceAccount = eventually("the ServiceAccount", WAIT, || {
-        child(&client, &ns.name, "plugin-weather")
-    })
-    .await;
-    let policy: NetworkPolicy = eventually("the NetworkPolicy", WAIT, || {
-        child(&client, &ns.name, "plugin-weather")
-    })
-    .await;
-    let config: ConfigMap = eventually("the policy ConfigMap", WAIT, || {
-        child(&client, &ns.name, "plugin-weather-broker-policy")
-    })
-    .await;
+    let deployment: Deployment = wait_for_child(&client, &ns.name, "plugin-weather").await;
+    let service: Service = wait_for_child(&client, &ns.name, "plugin-weather").await;
+    let account: ServiceAccount = wait_for_child(&client, &ns.name, "plugin-weather").await;
+    let policy: NetworkPolicy = wait_for_child(&client, &ns.name, "plugin-weather").await;
+    let config: ConfigMap = wait_for_child(&client, &ns.name, "plugin-weather-broker-policy").await;
 
     for owners in [
         deployment.owner_references(),
@@ -147,7 +144,10 @@ async fn creating_a_plugin_produces_every_child_owned_by_it() {
     })
     .await;
     let types: Vec<_> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
-    assert_eq!(types, vec!["Ready", "Progressing", "Degraded"]);
+    assert_eq!(
+        types,
+        vec!["Ready", "Progressing", "Degraded", "Reconciling", "Stalled"]
+    );
     assert_eq!(
         status.endpoint,
         Some(format!("http://plugin-weather.{}.svc:80", ns.name))
@@ -193,10 +193,7 @@ async fn changing_the_spec_updates_the_children_and_observed_generation() {
     let ns = TestNamespace::new(&client, "op-update", &[]).await;
     let _operator = Operator::start(&ns.name, &[]).await;
     create_plugin(&client, &ns.name, "weather", weather_spec()).await;
-    let _: Deployment = eventually("the Deployment", WAIT, || {
-        child(&client, &ns.name, "plugin-weather")
-    })
-    .await;
+    let _: Deployment = wait_for_child(&client, &ns.name, "plugin-weather").await;
 
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
     let patch = json!({"spec": {"replicas": 2, "rateLimits": null, "permissions": {"chatApi": [{"scope": "users:read"}]}}});
@@ -242,14 +239,8 @@ async fn deleting_the_plugin_leaves_no_child_behind() {
     let ns = TestNamespace::new(&client, "op-delete", &[]).await;
     let _operator = Operator::start(&ns.name, &[]).await;
     create_plugin(&client, &ns.name, "weather", weather_spec()).await;
-    let _: ConfigMap = eventually("the ConfigMap", WAIT, || {
-        child(&client, &ns.name, "plugin-weather-broker-policy")
-    })
-    .await;
-    let _: NetworkPolicy = eventually("the NetworkPolicy", WAIT, || {
-        child(&client, &ns.name, "plugin-weather")
-    })
-    .await;
+    let _: ConfigMap = wait_for_child(&client, &ns.name, "plugin-weather-broker-policy").await;
+    let _: NetworkPolicy = wait_for_child(&client, &ns.name, "plugin-weather").await;
 
     Api::<Plugin>::namespaced(client.clone(), &ns.name)
         .delete("weather", &DeleteParams::foreground())
@@ -298,14 +289,8 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
     let mut spec = weather_spec();
     spec.paused = Some(true);
     create_plugin(&client, &ns.name, "weather", spec).await;
-    let deployment: Deployment = eventually("the Deployment", WAIT, || {
-        child(&client, &ns.name, "plugin-weather")
-    })
-    .await;
-    let _: ServiceAccount = eventually("the ServiceAccount", WAIT, || {
-        child(&client, &ns.name, "plugin-weather")
-    })
-    .await;
+    let deployment: Deployment = wait_for_child(&client, &ns.name, "plugin-weather").await;
+    let _: ServiceAccount = wait_for_child(&client, &ns.name, "plugin-weather").await;
 
     let template = deployment.spec.unwrap().template;
     let mut pod = Pod {

@@ -4,9 +4,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The observed state of a Plugin. Conditions follow the Kubernetes conventions
-/// (kstatus): `Ready`, `Progressing` and `Degraded`, each with the generation it was
-/// computed from, so `kubectl wait --for=condition=Ready` and GitOps health checks work.
+/// The observed state of a Plugin. Conditions follow the Kubernetes conventions:
+/// `Ready`, `Progressing` and `Degraded`, each with the generation it was computed from,
+/// so `kubectl wait --for=condition=Ready` works; `Reconciling` and `Stalled` repeat
+/// Progressing and Degraded under the names kstatus reads (Flux, Argo CD, kpt).
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PluginStatus {
@@ -36,6 +37,10 @@ pub mod condition {
     pub const PROGRESSING: &str = "Progressing";
     /// Something is wrong that will not fix itself; the reason says what.
     pub const DEGRADED: &str = "Degraded";
+    /// Progressing, under the name kstatus reads (abnormal-true).
+    pub const RECONCILING: &str = "Reconciling";
+    /// Degraded, under the name kstatus reads (abnormal-true).
+    pub const STALLED: &str = "Stalled";
 }
 
 /// Condition reasons, one per situation a user must tell apart.

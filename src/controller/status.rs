@@ -75,6 +75,19 @@ pub fn plugin_status(
         ),
     };
     let progressing = problem.is_none() && !rolled_out;
+    let (progressing_reason, progressing_message) = if progressing {
+        (
+            reason::ROLLING_OUT,
+            "the plugin's pods are being rolled out",
+        )
+    } else {
+        (reason::AS_EXPECTED, "no rollout is under way")
+    };
+    let progressing_status = if progressing { "True" } else { "False" };
+    let (degraded_status, degraded_reason, degraded_message) = match &problem {
+        Some(problem) => ("True", problem.reason, problem.message.clone()),
+        None => ("False", reason::AS_EXPECTED, "no problem found".to_string()),
+    };
     let conditions = vec![
         condition(
             condition::READY,
@@ -85,35 +98,33 @@ pub fn plugin_status(
         ),
         condition(
             condition::PROGRESSING,
-            if progressing { "True" } else { "False" },
-            if progressing {
-                reason::ROLLING_OUT
-            } else {
-                reason::AS_EXPECTED
-            },
-            if progressing {
-                "the plugin's pods are being rolled out".into()
-            } else {
-                "no rollout is under way".into()
-            },
+            progressing_status,
+            progressing_reason,
+            progressing_message.into(),
             generation,
         ),
-        match &problem {
-            Some(problem) => condition(
-                condition::DEGRADED,
-                "True",
-                problem.reason,
-                problem.message.clone(),
-                generation,
-            ),
-            None => condition(
-                condition::DEGRADED,
-                "False",
-                reason::AS_EXPECTED,
-                "no problem found".into(),
-                generation,
-            ),
-        },
+        condition(
+            condition::DEGRADED,
+            degraded_status,
+            degraded_reason,
+            degraded_message.clone(),
+            generation,
+        ),
+        // The same two facts under the names kstatus (Flux, kpt, cli-utils) reads.
+        condition(
+            condition::RECONCILING,
+            progressing_status,
+            progressing_reason,
+            progressing_message.into(),
+            generation,
+        ),
+        condition(
+            condition::STALLED,
+            degraded_status,
+            degraded_reason,
+            degraded_message,
+            generation,
+        ),
     ];
     PluginStatus {
         observed_generation: Some(generation),

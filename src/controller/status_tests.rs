@@ -342,3 +342,36 @@ fn same_inputs_give_an_identical_status_so_nothing_is_rewritten() {
     );
     assert_eq!(first, second);
 }
+
+#[test]
+fn kstatus_conditions_mirror_progressing_and_degraded() {
+    let rolling = plugin_status(
+        &desired(),
+        Some(&deployment(1, 0, 0, false)),
+        &[],
+        None,
+        &now(),
+    );
+    assert_eq!(find(&rolling, "Reconciling").status, "True");
+    assert_eq!(find(&rolling, "Stalled").status, "False");
+    let pods = [pod_with(waiting("CrashLoopBackOff", Some("Error")))];
+    let broken = plugin_status(
+        &desired(),
+        Some(&deployment(1, 0, 1, true)),
+        &pods,
+        None,
+        &now(),
+    );
+    assert_eq!(find(&broken, "Stalled").status, "True");
+    assert_eq!(find(&broken, "Stalled").reason, "CrashLoopBackOff");
+    assert_eq!(find(&broken, "Reconciling").status, "False");
+    let ready = plugin_status(
+        &desired(),
+        Some(&deployment(1, 1, 1, true)),
+        &[],
+        None,
+        &now(),
+    );
+    assert_eq!(find(&ready, "Reconciling").status, "False");
+    assert_eq!(find(&ready, "Stalled").status, "False");
+}

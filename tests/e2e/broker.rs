@@ -7,9 +7,7 @@ use std::time::Duration;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
-use crate::support::{
-    CHAT_API, SAMPLE_PLUGIN_IMAGE, Scene, delete_pod, eventually, exec_json, helper_pod,
-};
+use crate::support::{CHAT_API, Invoker, SAMPLE_PLUGIN_IMAGE, Scene, eventually, exec_json};
 
 #[tokio::test]
 async fn granted_call_passes_ungranted_is_refused_and_the_chat_api_wants_the_brokers_token() {
@@ -69,21 +67,13 @@ async fn invocation_slower_than_the_time_limit_gets_504() {
         )
         .await;
     scene.ready("slow").await;
-    let invoker_name = format!("invoker-{}", scene.ns.name);
-    let invoker = helper_pod(
-        &scene.client,
-        "chat-system",
-        &invoker_name,
-        &[("plugins.chat.dev/invoker", "true")],
-    )
-    .await;
+    let invoker = Invoker::new(&scene).await;
     let url = |ms: u32| format!("http://plugin-slow.{}.svc/sleep?ms={ms}", scene.ns.name);
 
-    let (status, body) = exec_json(&invoker, "main", &["http", "GET", &url(10)]);
+    let (status, body) = exec_json(&invoker.pod, "main", &["http", "GET", &url(10)]);
     assert_eq!(status, 200, "a quick invocation passes: {body}");
-    let (status, body) = exec_json(&invoker, "main", &["http", "GET", &url(3000)]);
+    let (status, body) = exec_json(&invoker.pod, "main", &["http", "GET", &url(3000)]);
     assert_eq!(status, 504, "a 3 s invocation with a 1 s limit: {body}");
-    delete_pod(&scene.client, "chat-system", &invoker_name).await;
 }
 
 #[tokio::test]

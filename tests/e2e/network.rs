@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::support::{SAMPLE_PLUGIN_IMAGE, Scene, TestNamespace, delete_pod, exec, helper_pod, ip};
+use crate::support::{Invoker, SAMPLE_PLUGIN_IMAGE, Scene, TestNamespace, exec, helper_pod, ip};
 
 #[tokio::test]
 async fn network_policy_confines_plugin_traffic() {
@@ -24,14 +24,7 @@ async fn network_policy_confines_plugin_traffic() {
         &[("role", "undeclared")],
     )
     .await;
-    let invoker_name = format!("invoker-{}", scene.ns.name);
-    let invoker = helper_pod(
-        &scene.client,
-        "chat-system",
-        &invoker_name,
-        &[("plugins.chat.dev/invoker", "true")],
-    )
-    .await;
+    let invoker = Invoker::new(&scene).await;
 
     let guarded_spec = json!({
         "image": SAMPLE_PLUGIN_IMAGE, "port": 8080,
@@ -54,9 +47,9 @@ async fn network_policy_confines_plugin_traffic() {
     let (ok, out) = exec(&guarded, "plugin", &["connect", "127.0.0.1:8080"]);
     assert!(ok, "the plugin listens on 8080: {out}");
     // The chat system reaches the broker's inbound port, never the plugin's own.
-    let (ok, out) = exec(&invoker, "main", &["connect", &at(&guarded, 9080)]);
+    let (ok, out) = exec(&invoker.pod, "main", &["connect", &at(&guarded, 9080)]);
     assert!(ok, "the invoker reaches the broker's inbound port: {out}");
-    let (ok, out) = exec(&invoker, "main", &["connect", &at(&guarded, 8080)]);
+    let (ok, out) = exec(&invoker.pod, "main", &["connect", &at(&guarded, 8080)]);
     assert!(!ok, "the invoker reached the plugin's port directly: {out}");
     // Another plugin's pod reaches neither.
     let (ok, out) = exec(&neighbour, "plugin", &["connect", &at(&guarded, 9080)]);
@@ -69,8 +62,6 @@ async fn network_policy_confines_plugin_traffic() {
     let (ok, out) = exec(&guarded, "plugin", &["connect", &at(&undeclared, 8080)]);
     assert!(!ok, "an undeclared in-cluster address was reachable: {out}");
     // Without any policy in its way, the undeclared pod is reachable: the block above is the policy's.
-    let (ok, out) = exec(&invoker, "main", &["connect", &at(&undeclared, 8080)]);
+    let (ok, out) = exec(&invoker.pod, "main", &["connect", &at(&undeclared, 8080)]);
     assert!(ok, "control: the undeclared pod serves: {out}");
-
-    delete_pod(&scene.client, "chat-system", &invoker_name).await;
 }

@@ -230,6 +230,35 @@ pub fn exec_json(pod: &Pod, container: &str, args: &[&str]) -> (u16, Value) {
     )
 }
 
+/// A pod in chat-system that the test's operator allows to invoke plugins (see
+/// `Scene::new`), running the sample plugin's binary as a client. Deleted on drop.
+pub struct Invoker {
+    pub pod: Pod,
+}
+
+impl Invoker {
+    pub async fn new(scene: &Scene) -> Self {
+        let name = format!("invoker-{}", scene.ns.name);
+        let pod = helper_pod(
+            &scene.client,
+            "chat-system",
+            &name,
+            &[("plugins.chat.dev/invoker", "true")],
+        )
+        .await;
+        Self { pod }
+    }
+}
+
+impl Drop for Invoker {
+    fn drop(&mut self) {
+        let name = self.pod.name_any();
+        let _ = kubectl()
+            .args(["delete", "pod", "-n", "chat-system", &name, "--wait=false"])
+            .output();
+    }
+}
+
 /// A pod running the sample plugin's binary (serving on 8080) with the given labels.
 pub async fn helper_pod(
     client: &Client,
@@ -271,11 +300,4 @@ pub async fn helper_pod(
         },
     )
     .await
-}
-
-/// Deletes a pod and does not wait.
-pub async fn delete_pod(client: &Client, namespace: &str, name: &str) {
-    let _ = Api::<Pod>::namespaced(client.clone(), namespace)
-        .delete(name, &Default::default())
-        .await;
 }
