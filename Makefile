@@ -79,3 +79,7 @@ chart-lint: ## helm lint --strict on the chart
 .PHONY: demo
 demo: ## The main job: local cluster, operator, sample chat API and plugin, until the plugin is Ready
 	@scripts/demo.sh
+
+.PHONY: bench
+bench: ## Benchmarks: broker vs direct/HAProxy/nginx, operator vs floor at 1,000 Plugins (docs/benchmarks.md)
+	@bench/run.sh

@@ -1,0 +1,337 @@
+//! Shared by the convergence benchmarks (`examples/bench-operator` and
+//! `examples/bench-floor`): the same client, the same Plugins, the same creation
+//! concurrency and the same convergence check, so the two runs differ only in who
+//! writes the children.
+#![allow(dead_code)] // each example uses a part
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::ObjectMeta;
+use kube::{Client, Resource};
+use plugin_operator::api::{Plugin, PluginSpec};
+use plugin_operator::controller::build::PLUGIN_LABEL;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+/// The concurrency of every writer in these benchmarks, the operator's included.
+pub const CONCURRENCY: usize = 8;
+
+/// `--name value` from the command line, or `default`.
+pub fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+pub fn progress(message: &str) {
+    eprintln!("   [{}] {message}", chrono_like_now());
+}
+
+fn chrono_like_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    format!(
+        "{:02}:{:02}:{:02}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// A client from KUBECONFIG, built the way the operator builds its own.
+pub async fn client() -> Client {
+    Client::try_default()
+        .await
+        .expect("KUBECONFIG names a reachable cluster (make cluster-up)")
+}
+
+/// Applies the Plugin CRD from the Rust types and waits until it is served.
+pub async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = plugin_operator::api::crd();
+    let name = crd.metadata.name.clone().unwrap();
+    crds.patch(
+        &name,
+        &PatchParams::apply("plugin-operator-bench").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("the CRD applies");
+    for _ in 0..150 {
+        let established = crds
+            .get(&name)
+            .await
+            .ok()
+            .and_then(|c| c.status)
+            .is_some_and(|s| {
+                s.conditions
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+        if established {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the Plugin CRD was not established within 30 s");
+}
+
+/// A fresh namespace `bench-<what>-<random>`.
+pub async fn create_namespace(client: &Client, what: &str) -> String {
+    let name = format!("bench-{what}-{:08x}", random_u32());
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(BTreeMap::from([(
+                "bench.plugins.chat.dev".into(),
+                "yes".into(),
+            )])),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("the benchmark namespace is created");
+    name
+}
+
+pub async fn delete_namespace(client: &Client, name: &str) {
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::background())
+        .await;
+}
+
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish() as u32
+}
+
+/// The Plugin every benchmark creates: paused, so it never makes a pod.
+pub fn spec() -> PluginSpec {
+    serde_json::from_value(json!({
+        "image": "registry.example/bench:1",
+        "port": 8080,
+        "paused": true,
+        "permissions": {"chatApi": [{"scope": "messages:read"}]}
+    }))
+    .expect("the benchmark spec parses")
+}
+
+pub fn plugin_name(index: usize) -> String {
+    format!("bench-{index:04}")
+}
+
+/// Creates Plugin `index` and returns it as the API server stored it (with its uid).
+pub async fn create_plugin(api: &Api<Plugin>, index: usize) -> Plugin {
+    api.create(
+        &PostParams::default(),
+        &Plugin::new(&plugin_name(index), spec()),
+    )
+    .await
+    .expect("a benchmark Plugin is created")
+}
+
+/// Creates `count` Plugins, `CONCURRENCY` at a time.
+pub async fn create_plugins(api: &Api<Plugin>, count: usize) {
+    stream::iter(0..count)
+        .map(|index| create_plugin(api, index))
+        .buffer_unordered(CONCURRENCY)
+        .for_each(|_| async {})
+        .await;
+}
+
+/// How far the namespace is: Plugins whose status is at their generation, and Plugins
+/// having all five children.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub with_status: usize,
+    pub with_children: usize,
+}
+
+async fn owners_of<K>(client: &Client, namespace: &str) -> BTreeSet<String>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let list = api
+        .list_metadata(&ListParams::default().labels(PLUGIN_LABEL))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    list.into_iter()
+        .filter_map(|m| m.metadata.labels?.get(PLUGIN_LABEL).cloned())
+        .collect()
+}
+
+pub async fn progress_of(client: &Client, namespace: &str) -> Progress {
+    let plugins: Api<Plugin> = Api::namespaced(client.clone(), namespace);
+    let list = plugins
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let with_status = list
+        .iter()
+        .filter(|p| {
+            p.metadata.generation.is_some()
+                && p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
+        })
+        .count();
+    let (sa, cm, deploy, svc, np) = futures::join!(
+        owners_of::<ServiceAccount>(client, namespace),
+        owners_of::<ConfigMap>(client, namespace),
+        owners_of::<Deployment>(client, namespace),
+        owners_of::<Service>(client, namespace),
+        owners_of::<NetworkPolicy>(client, namespace),
+    );
+    let with_children = list
+        .iter()
+        .filter_map(|p| p.metadata.name.as_ref())
+        .filter(|name| {
+            [&sa, &cm, &deploy, &svc, &np]
+                .iter()
+                .all(|set| set.contains(*name))
+        })
+        .count();
+    Progress {
+        with_status,
+        with_children,
+    }
+}
+
+/// Polls every 250 ms until `count` Plugins have all children and a current status.
+/// Returns the time from `started` to the first poll that saw it, or None on timeout.
+pub async fn wait_converged(
+    client: &Client,
+    namespace: &str,
+    count: usize,
+    started: Instant,
+    timeout: Duration,
+) -> Option<Duration> {
+    let mut last_report = Instant::now();
+    loop {
+        let now = progress_of(client, namespace).await;
+        if now.with_status == count && now.with_children == count {
+            return Some(started.elapsed());
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            progress(&format!(
+                "{} / {count} with children, {} / {count} with status",
+                now.with_children, now.with_status
+            ));
+            last_report = Instant::now();
+        }
+        if started.elapsed() > timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// VmRSS and VmHWM of a process in KiB.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Objects of the namespace written during a window: their resourceVersion changed, and
+/// separately, those whose managed field entry of `manager` is dated inside the window.
+pub async fn resource_versions(client: &Client, namespace: &str) -> BTreeMap<String, String> {
+    async fn kind<K>(client: &Client, namespace: &str, out: &mut BTreeMap<String, String>)
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        let items = api
+            .list_metadata(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        for item in items {
+            let key = format!(
+                "{}/{}",
+                K::kind(&()),
+                item.metadata.name.unwrap_or_default()
+            );
+            out.insert(key, item.metadata.resource_version.unwrap_or_default());
+        }
+    }
+    let mut out = BTreeMap::new();
+    kind::<Plugin>(client, namespace, &mut out).await;
+    kind::<ServiceAccount>(client, namespace, &mut out).await;
+    kind::<ConfigMap>(client, namespace, &mut out).await;
+    kind::<Deployment>(client, namespace, &mut out).await;
+    kind::<Service>(client, namespace, &mut out).await;
+    kind::<NetworkPolicy>(client, namespace, &mut out).await;
+    out
+}
+
+/// Writes the API server counted (all clients, whole cluster) for the kinds the operator
+/// manages, as in tests/operator_steady_state.rs: APPLY, PATCH, POST and PUT, without
+/// Deployment status (the deployment controller's).
+pub async fn apiserver_writes(client: &Client) -> u64 {
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(request).await.unwrap_or_default();
+    let kinds = [
+        "plugins",
+        "deployments",
+        "services",
+        "serviceaccounts",
+        "configmaps",
+        "networkpolicies",
+    ];
+    text.lines()
+        .filter(|line| line.starts_with("apiserver_request_total{"))
+        .filter(|line| {
+            ["APPLY", "PATCH", "POST", "PUT"]
+                .iter()
+                .any(|v| line.contains(&format!("verb=\"{v}\"")))
+        })
+        .filter(|line| {
+            kinds
+                .iter()
+                .any(|k| line.contains(&format!("resource=\"{k}\"")))
+        })
+        .filter(|line| {
+            !(line.contains("resource=\"deployments\"") && line.contains("subresource=\"status\""))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Deletes every Plugin of the namespace (children go with their owner), then the namespace.
+pub async fn clean_up(client: &Client, namespace: &str) {
+    let plugins: Api<Plugin> = Api::namespaced(client.clone(), namespace);
+    let _ = plugins
+        .delete_collection(&DeleteParams::background(), &ListParams::default())
+        .await;
+    delete_namespace(client, namespace).await;
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark, side by side in one run, from a fresh clone.
+#
+#   1. tools: haproxy, nginx, wrk (apt), oha (cargo install), if missing
+#   2. release build of plugin-operator and the benchmark programs
+#   3. broker: direct vs broker vs HAProxy vs nginx (bench/broker.sh)
+#   4. operator: the floor (examples/bench-floor), then the operator
+#      (examples/bench-operator) on the local cluster, 1,000 Plugins each
+#   5. the tables (bench/report.py) into build/bench/latest.md
+#
+# BENCH_ONLY=broker|operator runs one half; BENCH_PLUGINS (1000), BENCH_SECONDS (10),
+# BENCH_STEADY_SECONDS (60) change the sizes.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+ONLY=${BENCH_ONLY:-all}
+PLUGINS=${BENCH_PLUGINS:-1000}
+STEADY=${BENCH_STEADY_SECONDS:-60}
+OUT=$ROOT/build/bench
+RELEASE=${CARGO_TARGET_DIR:-$ROOT/target}/release
+export KUBECONFIG=${KUBECONFIG:-$ROOT/build/cluster/kubeconfig}
+mkdir -p "$OUT"
+
+step() { printf '== [%s] %s\n' "$(date +%T)" "$*" >&2; }
+
+step "1/5 tools"
+missing=()
+for tool in haproxy nginx wrk; do command -v "$tool" > /dev/null || missing+=("$tool"); done
+for tool in jq bc curl taskset; do command -v "$tool" > /dev/null || missing+=("$tool"); done
+if ((${#missing[@]})); then
+  packages=$(printf '%s\n' "${missing[@]}" | sed 's/^taskset$/util-linux/' | sort -u | tr '\n' ' ')
+  echo "   installing $packages with apt-get" >&2
+  SUDO=$( [[ $(id -u) == 0 ]] && echo "" || echo sudo )
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $packages > /dev/null
+fi
+if ! command -v oha > /dev/null && [[ ! -x $HOME/.cargo/bin/oha ]]; then
+  echo "   installing oha with cargo install (a few minutes)" >&2
+  cargo install oha --locked
+fi
+export OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
+echo "   $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $("$OHA" --version)" >&2
+
+step "2/5 release build (plugin-operator, examples bench-operator and bench-floor)"
+cargo build --release --bin plugin-operator --example bench-operator --example bench-floor
+
+if [[ $ONLY == all || $ONLY == broker ]]; then
+  step "3/5 broker: direct, broker, HAProxy, nginx; ${BENCH_RATES:-1000 5000}/s fixed and closed-loop max"
+  BROKER_BIN=$RELEASE/plugin-operator BENCH_OUT=$OUT/broker.jsonl bench/broker.sh
+else
+  step "3/5 broker: skipped (BENCH_ONLY=$ONLY)"
+fi
+
+if [[ $ONLY == all || $ONLY == operator ]]; then
+  step "4/5 operator: $PLUGINS Plugins, floor then operator (KUBECONFIG=$KUBECONFIG)"
+  KUBECTL=$(ls "$HOME"/.cache/plugin-operator/k8s-*/bin/kubectl 2> /dev/null | tail -n 1 || true)
+  if [[ ! -f $KUBECONFIG || -z $KUBECTL ]] || ! "$KUBECTL" get --raw /readyz > /dev/null 2>&1; then
+    echo "   no cluster kubeconfig; starting the local cluster (make cluster-up)" >&2
+    make --no-print-directory cluster-up
+  fi
+  echo "   floor: $PLUGINS Plugins and their children written directly, 8 at a time" >&2
+  "$RELEASE/examples/bench-floor" --plugins "$PLUGINS" > "$OUT/floor.json"
+  echo "   operator (release build), --max-concurrent-reconciles 8" >&2
+  "$RELEASE/examples/bench-operator" --binary "$RELEASE/plugin-operator" --plugins "$PLUGINS" \
+    --steady-seconds "$STEADY" > "$OUT/operator.json"
+else
+  step "4/5 operator: skipped (BENCH_ONLY=$ONLY)"
+fi
+
+step "5/5 report: $OUT/latest.md"
+{
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown);" \
+    "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), " \
+    "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)."
+  echo
+  python3 bench/report.py "$OUT"
+} > "$OUT/latest.md"
+cat "$OUT/latest.md"

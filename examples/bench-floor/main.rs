@@ -1,0 +1,148 @@
+//! The floor for the operator's convergence: the least work that gives N Plugins their
+//! children and a status, done directly.
+//!
+//! For each Plugin, 8 at a time (the operator's `--max-concurrent-reconciles`): create
+//! it, build its children with the operator's own `build_children` (same configuration
+//! as the operator's defaults), server-side apply the five children under the same
+//! field manager with the same applied-hash annotation, and apply the status the
+//! operator would write first. Then the same convergence check as `bench-operator`.
+//! Prints one JSON line.
+//!
+//! cargo run --release --example bench-floor -- --plugins 1000
+
+#[path = "../../bench/convergence/common.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::{StreamExt, stream};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use plugin_operator::api::Plugin;
+use plugin_operator::controller::ControllerArgs;
+use plugin_operator::controller::apply::{APPLIED_HASH_ANNOTATION, applied_hash};
+use plugin_operator::controller::build::{ChildNames, FIELD_MANAGER, build_children};
+use plugin_operator::controller::config::OperatorConfig;
+use plugin_operator::controller::status::{Desired, plugin_status};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+/// The operator's own flags with their defaults: the same configuration it builds from.
+#[derive(Parser)]
+struct Defaults {
+    #[command(flatten)]
+    controller: ControllerArgs,
+}
+
+async fn apply<K>(client: &Client, namespace: &str, mut desired: K)
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let hash = applied_hash(&desired);
+    desired
+        .annotations_mut()
+        .insert(APPLIED_HASH_ANNOTATION.into(), hash);
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.patch(
+        &desired.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&desired),
+    )
+    .await
+    .expect("a child applies");
+}
+
+async fn one_plugin(client: &Client, config: &OperatorConfig, namespace: &str, index: usize) {
+    let plugins: Api<Plugin> = Api::namespaced(client.clone(), namespace);
+    let plugin = common::create_plugin(&plugins, index).await;
+    let names = ChildNames::of(&plugin).expect("a created Plugin has a uid");
+    let children = build_children(&plugin, config).expect("the children build");
+    let replicas = children
+        .deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    apply(client, namespace, children.service_account).await;
+    apply(client, namespace, children.config_map).await;
+    apply(client, namespace, children.deployment).await;
+    apply(client, namespace, children.service).await;
+    apply(client, namespace, children.network_policy).await;
+    let desired = Desired {
+        generation: plugin.metadata.generation.unwrap_or_default(),
+        paused: plugin.spec.paused.unwrap_or(false),
+        replicas,
+        endpoint: names.endpoint(),
+    };
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let now = Time(k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now));
+    let status = plugin_status(&desired, None, &[], None, &now);
+    let patch = json!({
+        "apiVersion": "plugins.chat.dev/v1alpha1",
+        "kind": "Plugin",
+        "status": status,
+    });
+    plugins
+        .patch_status(
+            &plugin.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .expect("the status applies");
+}
+
+#[tokio::main]
+async fn main() {
+    let count: usize = common::arg("--plugins", "1000")
+        .parse()
+        .expect("--plugins is a number");
+    let config = Defaults::parse_from(["bench-floor"])
+        .controller
+        .operator_config()
+        .expect("the default configuration is valid");
+
+    let client = common::client().await;
+    common::install_crd(&client).await;
+    let namespace = common::create_namespace(&client, "floor").await;
+    common::progress(&format!(
+        "namespace {namespace}; creating {count} Plugins and their children, {} at a time",
+        common::CONCURRENCY
+    ));
+    let started = Instant::now();
+    stream::iter(0..count)
+        .map(|index| one_plugin(&client, &config, &namespace, index))
+        .buffer_unordered(common::CONCURRENCY)
+        .for_each(|_| async {})
+        .await;
+    let written = started.elapsed();
+    let converged = common::wait_converged(
+        &client,
+        &namespace,
+        count,
+        started,
+        Duration::from_secs(600),
+    )
+    .await;
+    let converged_s = converged.map(|d| d.as_secs_f64());
+    common::progress(&format!("floor converged: {converged_s:?} s"));
+    common::clean_up(&client, &namespace).await;
+    println!(
+        "{}",
+        json!({
+            "plugins": count,
+            "write_seconds": written.as_secs_f64(),
+            "converge_seconds": converged_s,
+        })
+    );
+    if converged.is_none() {
+        std::process::exit(1);
+    }
+}
