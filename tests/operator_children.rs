@@ -72,7 +72,13 @@ async fn creating_a_plugin_produces_every_child_owned_by_it() {
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-children", &[]).await;
-    let _operator = Operator::start(&ns.name, &[]).await;
+    let operator = Operator::start(&ns.name, &[]).await;
+    eventually(
+        "the operator's /readyz to answer 200 once its caches are synced",
+        WAIT,
+        || harness::http_get(&operator.admin, "/readyz"),
+    )
+    .await;
     let plugin = create_plugin(&client, &ns.name, "weather", weather_spec()).await;
     let uid = plugin.uid().unwrap();
 

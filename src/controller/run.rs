@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::{
@@ -200,9 +201,9 @@ async fn controller_for(
         let plugins = plugin_reader.clone();
         let state = shared.admin.clone();
         async move {
-            let _ = plugins.wait_until_ready().await;
-            let _ = stores.deployments.wait_until_ready().await;
-            let _ = stores.pods.wait_until_ready().await;
+            synced(&plugins).await;
+            synced(&stores.deployments).await;
+            synced(&stores.pods).await;
             state.ready.store(true, Ordering::Relaxed);
             info!("caches synced; reconciling");
         }
@@ -228,6 +229,20 @@ async fn controller_for(
             }
         })
         .await;
+}
+
+/// Waits until `store` has its first full list. The store's readiness wakes only the
+/// last task that polled it, and the controller polls it too, so poll again each second
+/// rather than wait for a wake-up that may go to the controller.
+async fn synced<K>(store: &Store<K>)
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    while tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready())
+        .await
+        .is_err()
+    {}
 }
 
 fn count_plugins_by_condition(metrics: &Metrics, stores: &[Store<DeserializeGuard<Plugin>>]) {
