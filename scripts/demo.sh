@@ -33,25 +33,27 @@ step "operator, sample chat API and sample plugin images (make images)" "the car
 make --no-print-directory images
 
 step "the Plugin CRD" ""
-kubectl apply --server-side -f crds/plugins.chat.dev.yaml >/dev/null
+kubectl apply --server-side --force-conflicts -f crds/plugins.chat.dev.yaml >/dev/null
 kubectl wait --for=condition=Established crd/plugins.plugins.chat.dev --timeout=60s >/dev/null
 
 step "the sample chat API in namespace chat-system" "kubectl -n chat-system logs deploy/chat-api"
-kubectl apply --server-side -f deploy/examples/sample-chat-api.yaml >/dev/null
+kubectl apply --server-side --force-conflicts -f deploy/examples/sample-chat-api.yaml >/dev/null
 kubectl -n chat-system rollout status deploy/chat-api --timeout=120s
 
 step "the operator, with its Helm chart, in namespace plugin-operator-system" \
   "kubectl -n plugin-operator-system logs deploy/plugin-operator"
 ensure_helm
 HELM="$HELM_BIN/helm"
+kubectl create namespace "$DEMO_NS" --dry-run=client -o yaml | kubectl apply --server-side -f - >/dev/null
+kubectl label namespace "$DEMO_NS" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
+# The demo's operator watches only the demo namespace (a Role there, no cluster-wide access).
 "$HELM" upgrade --install plugin-operator charts/plugin-operator \
-  --namespace plugin-operator-system --create-namespace --wait --timeout 180s >/dev/null
+  --namespace plugin-operator-system --create-namespace --set "watchNamespaces={$DEMO_NS}" \
+  --wait --timeout 180s >/dev/null
 kubectl -n plugin-operator-system rollout status deploy/plugin-operator --timeout=120s
 
 step "the sample plugin 'weather' in namespace $DEMO_NS (restricted Pod Security)" \
   "kubectl -n $DEMO_NS describe plugin weather"
-kubectl create namespace "$DEMO_NS" --dry-run=client -o yaml | kubectl apply --server-side -f - >/dev/null
-kubectl label namespace "$DEMO_NS" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
 kubectl -n "$DEMO_NS" apply --server-side -f deploy/examples/weather.yaml >/dev/null
 kubectl -n "$DEMO_NS" wait --for=condition=Ready plugin/weather --timeout=180s
 kubectl -n "$DEMO_NS" get plugins
@@ -71,6 +73,7 @@ cat <<TXT
 
 The plugin is Ready. To go on:
   export KUBECONFIG=$KUBECONFIG_PATH
+  export PATH=$B/bin:\$PATH      # kubectl and helm of the local cluster
   kubectl get plugins -A                       # status of every plugin
   kubectl -n $DEMO_NS describe plugin weather     # conditions and events
   kubectl -n $DEMO_NS logs $POD -c broker   # every decision of the broker
