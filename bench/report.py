@@ -111,7 +111,7 @@ def operator_section(op, floor):
                f"{o if o is None else f'{o:.1f}'} | {f if f is None else f'{f:.1f}'} | {ratio} |")
     if op:
         out.append(f"| of which creating the Plugins (s) | {op['create_seconds']:.1f} | {floor.get('write_seconds', 0) if floor else 0:.1f} (all writes) | |")
-        out.append(f"| operator writes counted during convergence | {op['writes_during_convergence']:.0f} | {7 * n - n} + {n} creates | |")
+        out.append(f"| operator write counter after convergence and settling | {op['writes_during_convergence']:.0f} | {6 * n} applies + {n} creates | |")
         out.append(f"| operator VmRSS idle, before any Plugin (MiB) | {op['rss_idle_kib'] / 1024:.1f} | | |")
         out.append(f"| operator VmHWM with {n} Plugins (MiB) | {op['hwm_kib'] / 1024:.1f} | | |")
         out.append(f"| steady state {op['steady_seconds']} s: operator's own write counter | {op['steady_operator_writes']:.0f} | | |")
