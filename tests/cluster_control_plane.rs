@@ -27,7 +27,11 @@ fn pod(name: &str, container_security: serde_json::Value, pod_security: serde_js
 }
 
 fn privileged_pod() -> Pod {
-    pod("privileged", serde_json::json!({"privileged": true}), serde_json::json!({}))
+    pod(
+        "privileged",
+        serde_json::json!({"privileged": true}),
+        serde_json::json!({}),
+    )
 }
 
 #[tokio::test]
@@ -66,7 +70,10 @@ async fn restricted_namespace_refuses_privileged_pod_and_admits_restricted_one()
     // The refusal comes from the namespace label: an unlabelled namespace admits the
     // same privileged pod (server-side dry run, nothing is stored).
     let open = TestNamespace::create(&client, "cp-open", &[]).await;
-    let dry = PostParams { dry_run: true, ..Default::default() };
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
     open.api::<Pod>()
         .create(&dry, &privileged_pod())
         .await
@@ -89,8 +96,11 @@ async fn token_review_accepts_projected_token_for_its_audience_only() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "cp-token", &[]).await;
     let sas: Api<ServiceAccount> = ns.api();
-    let sa: ServiceAccount = serde_json::from_value(serde_json::json!({"metadata": {"name": "broker"}})).unwrap();
-    sas.create(&PostParams::default(), &sa).await.expect("create ServiceAccount");
+    let sa: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "broker"}})).unwrap();
+    sas.create(&PostParams::default(), &sa)
+        .await
+        .expect("create ServiceAccount");
 
     let audience = "chat-api.example";
     let request: TokenRequest = serde_json::from_value(serde_json::json!({
@@ -106,14 +116,28 @@ async fn token_review_accepts_projected_token_for_its_audience_only() {
 
     let good = review(&client, &token, audience).await;
     let status = good.status.expect("TokenReview status");
-    assert_eq!(status.authenticated, Some(true), "token refused for its own audience: {status:?}");
+    assert_eq!(
+        status.authenticated,
+        Some(true),
+        "token refused for its own audience: {status:?}"
+    );
     let user = status.user.expect("user info");
-    assert_eq!(user.username.as_deref(), Some(format!("system:serviceaccount:{}:broker", ns.name).as_str()));
-    assert_eq!(status.audiences.as_deref(), Some(&[audience.to_string()][..]));
+    assert_eq!(
+        user.username.as_deref(),
+        Some(format!("system:serviceaccount:{}:broker", ns.name).as_str())
+    );
+    assert_eq!(
+        status.audiences.as_deref(),
+        Some(&[audience.to_string()][..])
+    );
 
     let bad = review(&client, &token, "some-other-audience").await;
     let status = bad.status.expect("TokenReview status");
-    assert_ne!(status.authenticated, Some(true), "token accepted for a wrong audience: {status:?}");
+    assert_ne!(
+        status.authenticated,
+        Some(true),
+        "token accepted for a wrong audience: {status:?}"
+    );
     assert!(
         status.error.as_deref().unwrap_or("").contains("audience"),
         "refusal should name the audience: {status:?}"

@@ -12,7 +12,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, LogParams, PostParams};
-use support::{TestNamespace, client, restricted_container_security, wait_pod_finished, wait_pod_ready};
+use support::{
+    TestNamespace, client, restricted_container_security, wait_pod_finished, wait_pod_ready,
+};
 
 const IMAGE: &str = "localhost/po-echo:test";
 
@@ -73,13 +75,18 @@ async fn start_echo(ns: &TestNamespace) {
             "resources": {"limits": {"memory": "32Mi", "cpu": "200m"}}
         }),
     );
-    pods.create(&PostParams::default(), &server).await.expect("create echo pod");
+    pods.create(&PostParams::default(), &server)
+        .await
+        .expect("create echo pod");
     let svc: Service = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "echo"},
         "spec": {"selector": {"app": "echo"}, "ports": [{"port": 80, "targetPort": 8080}]}
     }))
     .unwrap();
-    ns.api::<Service>().create(&PostParams::default(), &svc).await.expect("create echo Service");
+    ns.api::<Service>()
+        .create(&PostParams::default(), &svc)
+        .await
+        .expect("create echo Service");
     wait_pod_ready(&pods, "echo", Duration::from_secs(60)).await;
 }
 
@@ -95,10 +102,15 @@ async fn call_echo(ns: &TestNamespace, name: &str, tries: u32) -> (bool, String)
         &["get", &target, &tries],
         serde_json::json!({"resources": {"limits": {"memory": "32Mi", "cpu": "200m"}}}),
     );
-    pods.create(&PostParams::default(), &client_pod).await.expect("create client pod");
+    pods.create(&PostParams::default(), &client_pod)
+        .await
+        .expect("create client pod");
     let done = wait_pod_finished(&pods, name, Duration::from_secs(90)).await;
     let phase = done.status.and_then(|s| s.phase).unwrap_or_default();
-    let logs = pods.logs(name, &LogParams::default()).await.unwrap_or_default();
+    let logs = pods
+        .logs(name, &LogParams::default())
+        .await
+        .unwrap_or_default();
     (phase == "Succeeded", logs)
 }
 
@@ -110,13 +122,30 @@ async fn local_image_runs_and_is_reachable_through_its_service_by_dns_name() {
     start_echo(&ns).await;
 
     let (ok, logs) = call_echo(&ns, "client", 10).await;
-    assert!(ok, "client could not reach echo.{}.svc.cluster.local: {logs}", ns.name);
-    assert!(logs.contains("hello from echo"), "unexpected answer: {logs}");
+    assert!(
+        ok,
+        "client could not reach echo.{}.svc.cluster.local: {logs}",
+        ns.name
+    );
+    assert!(
+        logs.contains("hello from echo"),
+        "unexpected answer: {logs}"
+    );
 
     // Container logs come from the kubelet (apiserver -> kubelet over TLS).
-    let server_logs = ns.api::<Pod>().logs("echo", &LogParams::default()).await.expect("echo logs");
-    assert!(server_logs.contains("po-echo listening on 0.0.0.0:8080"), "server logs: {server_logs}");
-    assert!(server_logs.contains("request from"), "server logs show no request: {server_logs}");
+    let server_logs = ns
+        .api::<Pod>()
+        .logs("echo", &LogParams::default())
+        .await
+        .expect("echo logs");
+    assert!(
+        server_logs.contains("po-echo listening on 0.0.0.0:8080"),
+        "server logs: {server_logs}"
+    );
+    assert!(
+        server_logs.contains("request from"),
+        "server logs show no request: {server_logs}"
+    );
 }
 
 #[tokio::test]
@@ -127,7 +156,10 @@ async fn network_policy_denying_ingress_blocks_a_connection_that_works_without_i
     start_echo(&ns).await;
 
     let (ok, logs) = call_echo(&ns, "before", 10).await;
-    assert!(ok, "without a policy the client must reach the server: {logs}");
+    assert!(
+        ok,
+        "without a policy the client must reach the server: {logs}"
+    );
 
     let deny: NetworkPolicy = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "deny-ingress-to-echo"},
@@ -142,10 +174,16 @@ async fn network_policy_denying_ingress_blocks_a_connection_that_works_without_i
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let (ok, logs) = call_echo(&ns, "after", 2).await;
-    assert!(!ok, "the NetworkPolicy should block ingress to echo, but the client got through: {logs}");
+    assert!(
+        !ok,
+        "the NetworkPolicy should block ingress to echo, but the client got through: {logs}"
+    );
     assert!(logs.contains("FAILED"), "client logs: {logs}");
     // Name resolution still worked: it is the connection that was refused.
-    assert!(!logs.contains("resolve"), "the failure should be the connection, not DNS: {logs}");
+    assert!(
+        !logs.contains("resolve"),
+        "the failure should be the connection, not DNS: {logs}"
+    );
 
     // Deleting the policy restores the connection.
     ns.api::<NetworkPolicy>()
@@ -154,7 +192,10 @@ async fn network_policy_denying_ingress_blocks_a_connection_that_works_without_i
         .expect("delete NetworkPolicy");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (ok, logs) = call_echo(&ns, "again", 10).await;
-    assert!(ok, "after deleting the policy the client must get through again: {logs}");
+    assert!(
+        ok,
+        "after deleting the policy the client must get through again: {logs}"
+    );
 }
 
 #[tokio::test]
@@ -169,10 +210,16 @@ async fn container_over_its_memory_limit_is_oom_killed() {
         &["alloc", "256"],
         serde_json::json!({"resources": {"requests": {"memory": "16Mi"}, "limits": {"memory": "32Mi", "cpu": "500m"}}}),
     );
-    pods.create(&PostParams::default(), &hog).await.expect("create hog pod");
+    pods.create(&PostParams::default(), &hog)
+        .await
+        .expect("create hog pod");
     let done = wait_pod_finished(&pods, "hog", Duration::from_secs(90)).await;
     let status = done.status.expect("pod status");
-    assert_eq!(status.phase.as_deref(), Some("Failed"), "status: {status:#?}");
+    assert_eq!(
+        status.phase.as_deref(),
+        Some("Failed"),
+        "status: {status:#?}"
+    );
     let terminated = status
         .container_statuses
         .as_ref()
@@ -180,7 +227,11 @@ async fn container_over_its_memory_limit_is_oom_killed() {
         .and_then(|c| c.state.as_ref())
         .and_then(|s| s.terminated.as_ref())
         .unwrap_or_else(|| panic!("no terminated state: {status:#?}"));
-    assert_eq!(terminated.reason.as_deref(), Some("OOMKilled"), "status: {status:#?}");
+    assert_eq!(
+        terminated.reason.as_deref(),
+        Some("OOMKilled"),
+        "status: {status:#?}"
+    );
     assert_eq!(terminated.exit_code, 137, "status: {status:#?}");
 }
 
@@ -203,7 +254,16 @@ async fn kubectl_exec_and_logs_reach_the_container() {
 
     // exec: apiserver -> kubelet (TLS, client certificate) -> containerd streaming.
     let out = kubectl()
-        .args(["-n", &ns.name, "exec", "echo", "--", "/po-echo", "get", "127.0.0.1:8080"])
+        .args([
+            "-n",
+            &ns.name,
+            "exec",
+            "echo",
+            "--",
+            "/po-echo",
+            "get",
+            "127.0.0.1:8080",
+        ])
         .output()
         .expect("run kubectl exec");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -213,7 +273,13 @@ async fn kubectl_exec_and_logs_reach_the_container() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let out = kubectl().args(["-n", &ns.name, "logs", "echo"]).output().expect("run kubectl logs");
+    let out = kubectl()
+        .args(["-n", &ns.name, "logs", "echo"])
+        .output()
+        .expect("run kubectl logs");
     let logs = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && logs.contains("request from 127.0.0.1"), "kubectl logs: {logs}");
+    assert!(
+        out.status.success() && logs.contains("request from 127.0.0.1"),
+        "kubectl logs: {logs}"
+    );
 }

@@ -53,11 +53,16 @@ impl TestNamespace {
         // The namespace's default ServiceAccount must exist before pods are admitted.
         let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
             Api::namespaced(client.clone(), &name);
-        wait_until(Duration::from_secs(30), "default ServiceAccount", || async {
-            sa.get_opt("default").await.ok().flatten().is_some()
-        })
+        wait_until(
+            Duration::from_secs(30),
+            "default ServiceAccount",
+            || async { sa.get_opt("default").await.ok().flatten().is_some() },
+        )
         .await;
-        TestNamespace { name, client: client.clone() }
+        TestNamespace {
+            name,
+            client: client.clone(),
+        }
     }
 
     /// A restricted namespace: `pod-security.kubernetes.io/enforce=restricted`.
@@ -88,7 +93,9 @@ impl Drop for TestNamespace {
         // The test's client is bound to the test's runtime, which this drop blocks, so
         // delete with a fresh client on a fresh runtime in its own thread.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(rt) = rt {
                 rt.block_on(async move {
                     if let Ok(client) = Client::try_default().await {
@@ -126,7 +133,10 @@ where
         if check().await {
             return;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -148,7 +158,11 @@ pub async fn wait_pod_finished(pods: &Api<Pod>, name: &str, timeout: Duration) -
     let start = Instant::now();
     loop {
         if let Ok(p) = pods.get(name).await {
-            let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+            let phase = p
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default();
             if phase == "Succeeded" || phase == "Failed" {
                 return p;
             }
@@ -179,7 +193,10 @@ pub async fn wait_pod_ready(pods: &Api<Pod>, name: &str, timeout: Duration) -> P
                 return p;
             }
             if start.elapsed() > timeout {
-                panic!("pod {name} not Ready within {timeout:?}; status: {:#?}", p.status);
+                panic!(
+                    "pod {name} not Ready within {timeout:?}; status: {:#?}",
+                    p.status
+                );
             }
         } else if start.elapsed() > timeout {
             panic!("pod {name} not found within {timeout:?}");

@@ -26,11 +26,17 @@ const CACHE_FOR: Duration = Duration::from_secs(60);
 
 impl Authenticator {
     pub fn new(client: kube::Client, audience: String) -> Self {
-        Self { client, audience, cache: Mutex::default() }
+        Self {
+            client,
+            audience,
+            cache: Mutex::default(),
+        }
     }
 
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, String> {
-        let header = headers.get("authorization").ok_or("no Authorization header")?;
+        let header = headers
+            .get("authorization")
+            .ok_or("no Authorization header")?;
         let token = header
             .to_str()
             .ok()
@@ -44,7 +50,10 @@ impl Authenticator {
             return Ok(caller.clone());
         }
         let review = TokenReview {
-            spec: TokenReviewSpec { token: Some(token.clone()), audiences: Some(vec![self.audience.clone()]) },
+            spec: TokenReviewSpec {
+                token: Some(token.clone()),
+                audiences: Some(vec![self.audience.clone()]),
+            },
             ..Default::default()
         };
         let reviewed = Api::<TokenReview>::all(self.client.clone())
@@ -53,16 +62,25 @@ impl Authenticator {
             .map_err(|e| format!("TokenReview failed: {e}"))?;
         let status = reviewed.status.ok_or("TokenReview gave no status")?;
         if status.authenticated != Some(true) {
-            return Err(status.error.unwrap_or_else(|| "token not accepted for this audience".into()));
+            return Err(status
+                .error
+                .unwrap_or_else(|| "token not accepted for this audience".into()));
         }
         let username = status.user.and_then(|u| u.username).unwrap_or_default();
         let (namespace, account) = username
             .strip_prefix("system:serviceaccount:")
             .and_then(|rest| rest.split_once(':'))
             .ok_or("the token is not a ServiceAccount's")?;
-        let plugin = account.strip_prefix("plugin-").ok_or("the ServiceAccount is not a plugin's")?;
-        let caller = Caller { plugin_segment: format!("{namespace}.{plugin}") };
-        self.cache.lock().unwrap().insert(token, (caller.clone(), Instant::now()));
+        let plugin = account
+            .strip_prefix("plugin-")
+            .ok_or("the ServiceAccount is not a plugin's")?;
+        let caller = Caller {
+            plugin_segment: format!("{namespace}.{plugin}"),
+        };
+        self.cache
+            .lock()
+            .unwrap()
+            .insert(token, (caller.clone(), Instant::now()));
         Ok(caller)
     }
 }

@@ -35,7 +35,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let listen = std::env::var("LISTEN").unwrap_or_else(|_| "0.0.0.0:8080".into());
     let audience = std::env::var("CHAT_API_AUDIENCE").unwrap_or_else(|_| "chat-api".into());
     let client = kube::Client::try_default().await?;
-    let app = Arc::new(App { auth: Authenticator::new(client, audience), store: Store::with_sample_data() });
+    let app = Arc::new(App {
+        auth: Authenticator::new(client, audience),
+        store: Store::with_sample_data(),
+    });
     let listener = TcpListener::bind(&listen).await?;
     println!("{{\"msg\":\"sample chat API listening\",\"address\":\"{listen}\"}}");
     loop {
@@ -46,7 +49,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(handle(&app, request).await) }
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -61,12 +66,20 @@ async fn handle(app: &App, request: Request<Incoming>) -> Reply {
         Ok(caller) => caller,
         Err(reason) => {
             log(&method, &path, "-", 401);
-            return json(StatusCode::UNAUTHORIZED, serde_json::json!({"error": "unauthenticated", "reason": reason}));
+            return json(
+                StatusCode::UNAUTHORIZED,
+                serde_json::json!({"error": "unauthenticated", "reason": reason}),
+            );
         }
     };
     let body = match Limited::new(request.into_body(), 1 << 20).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => return json(StatusCode::PAYLOAD_TOO_LARGE, serde_json::json!({"error": "too large"})),
+        Err(_) => {
+            return json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                serde_json::json!({"error": "too large"}),
+            );
+        }
     };
     let (status, reply) = routes::route(&app.store, &caller, &method, &path, &body);
     log(&method, &path, &caller.plugin_segment, status.as_u16());
@@ -74,7 +87,10 @@ async fn handle(app: &App, request: Request<Incoming>) -> Reply {
 }
 
 fn log(method: &hyper::Method, path: &str, caller: &str, status: u16) {
-    println!("{}", serde_json::json!({"msg": "request", "method": method.as_str(), "path": path, "caller": caller, "status": status}));
+    println!(
+        "{}",
+        serde_json::json!({"msg": "request", "method": method.as_str(), "path": path, "caller": caller, "status": status})
+    );
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Reply {

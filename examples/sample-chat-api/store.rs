@@ -23,7 +23,8 @@ impl Store {
                 vec![serde_json::json!({"id": "m1", "user": "U1", "text": format!("welcome to {channel}")})],
             );
         }
-        data.users.insert("U1".into(), serde_json::json!({"id": "U1", "name": "ada"}));
+        data.users
+            .insert("U1".into(), serde_json::json!({"id": "U1", "name": "ada"}));
         data.files.insert("F1".into(), "sample file".into());
         Self(Mutex::new(data))
     }

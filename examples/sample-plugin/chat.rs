@@ -23,19 +23,36 @@ pub async fn call(method: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
 
 /// A plain request to any URL, with no credential.
 pub async fn plain(method: &str, url: &str) -> (u16, Value) {
-    send(hyper::Request::builder().method(method).uri(url).body(Full::new(Bytes::new()))).await
+    send(
+        hyper::Request::builder()
+            .method(method)
+            .uri(url)
+            .body(Full::new(Bytes::new())),
+    )
+    .await
 }
 
 async fn send(request: Result<hyper::Request<Full<Bytes>>, hyper::http::Error>) -> (u16, Value) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let Ok(request) = request else { return (0, json!({"error": "bad request line"})) };
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(15), client.request(request)).await;
-    let Ok(answer) = answer else { return (0, json!({"error": "no answer within 15 s"})) };
+    let Ok(request) = request else {
+        return (0, json!({"error": "bad request line"}));
+    };
+    let answer =
+        tokio::time::timeout(std::time::Duration::from_secs(15), client.request(request)).await;
+    let Ok(answer) = answer else {
+        return (0, json!({"error": "no answer within 15 s"}));
+    };
     match answer {
         Ok(response) => {
             let status = response.status().as_u16();
-            let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let value = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
             (status, value)
         }
         Err(error) => (0, json!({"error": error.to_string()})),

@@ -28,8 +28,12 @@ use tokio::net::{TcpListener, TcpStream};
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("read-file") => std::process::exit(read_file(args.get(2).map(String::as_str).unwrap_or("/"))),
-        Some("connect") => std::process::exit(connect_command(args.get(2).map(String::as_str).unwrap_or("")).await),
+        Some("read-file") => {
+            std::process::exit(read_file(args.get(2).map(String::as_str).unwrap_or("/")))
+        }
+        Some("connect") => {
+            std::process::exit(connect_command(args.get(2).map(String::as_str).unwrap_or("")).await)
+        }
         Some("call") => {
             let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
             let (status, body) = chat::call(&arg(2), &arg(3), arg(4).into_bytes()).await;
@@ -44,19 +48,32 @@ async fn main() {
         }
         _ => {}
     }
-    if let Some(code) = std::env::var("EXIT_AT_START").ok().and_then(|c| c.parse::<i32>().ok()) {
+    if let Some(code) = std::env::var("EXIT_AT_START")
+        .ok()
+        .and_then(|c| c.parse::<i32>().ok())
+    {
         eprintln!("exiting at start with code {code}, as asked");
         std::process::exit(code);
     }
-    let _ballast = std::env::var("ALLOCATE_MB").ok().and_then(|m| m.parse::<usize>().ok()).map(allocate);
+    let _ballast = std::env::var("ALLOCATE_MB")
+        .ok()
+        .and_then(|m| m.parse::<usize>().ok())
+        .map(allocate);
     let port = std::env::var("PLUGIN_PORT").unwrap_or_else(|_| "8080".into());
-    let listener = TcpListener::bind(format!("0.0.0.0:{port}")).await.expect("the plugin port is free");
+    let listener = TcpListener::bind(format!("0.0.0.0:{port}"))
+        .await
+        .expect("the plugin port is free");
     println!("{{\"msg\":\"sample plugin listening\",\"port\":{port}}}");
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         tokio::spawn(async move {
-            let service = service_fn(|request| async { Ok::<_, Infallible>(handle(request).await) });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let service =
+                service_fn(|request| async { Ok::<_, Infallible>(handle(request).await) });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -64,11 +81,19 @@ async fn main() {
 async fn handle(request: Request<Incoming>) -> Response<Full<Bytes>> {
     let query = request.uri().query().unwrap_or_default().to_string();
     let param = |name: &str| {
-        query.split('&').find_map(|pair| pair.strip_prefix(&format!("{name}="))).map(percent_decode)
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+            .map(percent_decode)
     };
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     match (method, path.as_str()) {
         (_, "/healthz") => reply(StatusCode::OK, json!({"status": "ok"})),
         (Method::POST, "/invoke") => reply(StatusCode::OK, invoke().await),
@@ -85,10 +110,13 @@ async fn handle(request: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         (_, "/connect") => {
             let address = param("addr").unwrap_or_default();
-            reply(StatusCode::OK, match try_connect(&address).await {
-                Ok(()) => json!({"connected": true}),
-                Err(error) => json!({"connected": false, "error": error}),
-            })
+            reply(
+                StatusCode::OK,
+                match try_connect(&address).await {
+                    Ok(()) => json!({"connected": true}),
+                    Err(error) => json!({"connected": false, "error": error}),
+                },
+            )
         }
         _ => reply(StatusCode::NOT_FOUND, json!({"error": "not found"})),
     }
@@ -96,12 +124,21 @@ async fn handle(request: Request<Incoming>) -> Response<Full<Bytes>> {
 
 /// The demo: read the channel, post a reply, count invocations in the plugin's own store.
 async fn invoke() -> Value {
-    let plugin = std::env::var("PLUGIN_ID").unwrap_or_default().replace('/', ".");
+    let plugin = std::env::var("PLUGIN_ID")
+        .unwrap_or_default()
+        .replace('/', ".");
     let (read_status, messages) = chat::call("GET", "/api/v1/channels/C123/messages", vec![]).await;
     let count = messages["messages"].as_array().map(Vec::len).unwrap_or(0);
-    let reply_body = json!({"text": format!("I read {count} messages")}).to_string().into_bytes();
+    let reply_body = json!({"text": format!("I read {count} messages")})
+        .to_string()
+        .into_bytes();
     let (post_status, _) = chat::call("POST", "/api/v1/channels/C123/messages", reply_body).await;
-    let (kv_status, _) = chat::call("PUT", &format!("/api/v1/kv/{plugin}/invocations"), b"1".to_vec()).await;
+    let (kv_status, _) = chat::call(
+        "PUT",
+        &format!("/api/v1/kv/{plugin}/invocations"),
+        b"1".to_vec(),
+    )
+    .await;
     json!({"read": read_status, "posted": post_status, "remembered": kv_status, "messagesSeen": count})
 }
 
@@ -152,7 +189,9 @@ fn percent_decode(text: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(byte) => {
                         out.push(byte);
