@@ -17,51 +17,48 @@ use super::error::Error;
 /// Annotation holding the hash of the applied configuration of a child.
 pub const APPLIED_HASH_ANNOTATION: &str = "plugins.chat.dev/applied-hash";
 
-/// Applies every child that differs from the cache. Returns how many were written.
+/// Applies every child that differs from the cache, all at once. Returns how many were
+/// written.
 pub async fn apply_children(
     ctx: &Context,
     namespace: &str,
     children: Children,
 ) -> Result<usize, Error> {
-    let client = &ctx.client;
-    let stores = &ctx.stores;
-    let mut written = 0;
-    written += apply(
-        ctx,
-        Api::namespaced(client.clone(), namespace),
-        &stores.service_accounts,
-        children.service_account,
-    )
-    .await?;
-    written += apply(
-        ctx,
-        Api::namespaced(client.clone(), namespace),
-        &stores.config_maps,
-        children.config_map,
-    )
-    .await?;
-    written += apply(
-        ctx,
-        Api::namespaced(client.clone(), namespace),
-        &stores.deployments,
-        children.deployment,
-    )
-    .await?;
-    written += apply(
-        ctx,
-        Api::namespaced(client.clone(), namespace),
-        &stores.services,
-        children.service,
-    )
-    .await?;
-    written += apply(
-        ctx,
-        Api::namespaced(client.clone(), namespace),
-        &stores.network_policies,
-        children.network_policy,
-    )
-    .await?;
-    Ok(written)
+    let (client, stores) = (&ctx.client, &ctx.stores);
+    let api = || client.clone();
+    let written = futures::try_join!(
+        apply(
+            ctx,
+            Api::namespaced(api(), namespace),
+            &stores.service_accounts,
+            children.service_account
+        ),
+        apply(
+            ctx,
+            Api::namespaced(api(), namespace),
+            &stores.config_maps,
+            children.config_map
+        ),
+        apply(
+            ctx,
+            Api::namespaced(api(), namespace),
+            &stores.deployments,
+            children.deployment
+        ),
+        apply(
+            ctx,
+            Api::namespaced(api(), namespace),
+            &stores.services,
+            children.service
+        ),
+        apply(
+            ctx,
+            Api::namespaced(api(), namespace),
+            &stores.network_policies,
+            children.network_policy
+        ),
+    )?;
+    Ok(written.0 + written.1 + written.2 + written.3 + written.4)
 }
 
 async fn apply<K>(
