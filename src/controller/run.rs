@@ -121,6 +121,7 @@ where
 /// A cache of the objects the operator manages (by label), without managedFields.
 fn reflect<K>(
     api: Api<K>,
+    trim: fn(&mut K),
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send,
@@ -134,11 +135,46 @@ where
         api,
         watcher::Config::default().labels(&selector).any_semantic(),
     )
-    .modify(|object| object.managed_fields_mut().clear())
+    .modify(move |object| {
+        object.managed_fields_mut().clear();
+        trim(object);
+    })
     .default_backoff()
     .reflect(writer)
     .touched_objects();
     (reader, stream)
+}
+
+/// What the caches keep of each child: the apply step reads only metadata (the applied
+/// hash annotation), the status step a Deployment's generation and status and a pod's
+/// labels and status. Dropping the rest keeps memory flat with many Plugins.
+mod trim {
+    use super::*;
+
+    pub fn nothing<K>(_: &mut K) {}
+
+    pub fn deployment(deployment: &mut Deployment) {
+        if let Some(spec) = deployment.spec.as_mut() {
+            spec.template = Default::default();
+        }
+    }
+
+    pub fn config_map(config_map: &mut ConfigMap) {
+        config_map.data = None;
+        config_map.binary_data = None;
+    }
+
+    pub fn service(service: &mut Service) {
+        service.spec = None;
+    }
+
+    pub fn network_policy(policy: &mut NetworkPolicy) {
+        policy.spec = None;
+    }
+
+    pub fn pod(pod: &mut Pod) {
+        pod.spec = None;
+    }
 }
 
 /// What every namespace's controller shares.
@@ -158,12 +194,15 @@ async fn controller_for(
     shutdown: watch::Receiver<bool>,
 ) {
     let client = &shared.client;
-    let (service_accounts, sa_stream) = reflect::<ServiceAccount>(api(client, &namespace));
-    let (config_maps, cm_stream) = reflect::<ConfigMap>(api(client, &namespace));
-    let (deployments, deploy_stream) = reflect::<Deployment>(api(client, &namespace));
-    let (services, svc_stream) = reflect::<Service>(api(client, &namespace));
-    let (network_policies, np_stream) = reflect::<NetworkPolicy>(api(client, &namespace));
-    let (pods, pod_stream) = reflect::<Pod>(api(client, &namespace));
+    let (service_accounts, sa_stream) =
+        reflect::<ServiceAccount>(api(client, &namespace), trim::nothing);
+    let (config_maps, cm_stream) = reflect::<ConfigMap>(api(client, &namespace), trim::config_map);
+    let (deployments, deploy_stream) =
+        reflect::<Deployment>(api(client, &namespace), trim::deployment);
+    let (services, svc_stream) = reflect::<Service>(api(client, &namespace), trim::service);
+    let (network_policies, np_stream) =
+        reflect::<NetworkPolicy>(api(client, &namespace), trim::network_policy);
+    let (pods, pod_stream) = reflect::<Pod>(api(client, &namespace), trim::pod);
     let stores = ChildStores {
         service_accounts,
         config_maps,
