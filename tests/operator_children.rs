@@ -306,15 +306,11 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
     };
     pod.metadata.name = Some("dry-run".into());
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let admitted = pods
-        .create(
-            &PostParams {
-                dry_run: true,
-                ..Default::default()
-            },
-            &pod,
-        )
-        .await;
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let admitted = pods.create(&dry_run, &pod).await;
     assert!(
         admitted.is_ok(),
         "restricted PodSecurity refused the plugin pod: {:?}",
@@ -328,15 +324,7 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
         .as_mut()
         .unwrap()
         .allow_privilege_escalation = Some(true);
-    let refused = pods
-        .create(
-            &PostParams {
-                dry_run: true,
-                ..Default::default()
-            },
-            &pod,
-        )
-        .await;
+    let refused = pods.create(&dry_run, &pod).await;
     let message = refused
         .expect_err("a loosened pod must be refused")
         .to_string();

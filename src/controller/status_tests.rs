@@ -73,19 +73,18 @@ fn waiting(reason: &str, last_reason: Option<&str>) -> ContainerStatus {
     }
 }
 
+/// The status for the default desired state, with no previous status, at `now()`.
+fn status_of(deployment: Option<&Deployment>, pods: &[Pod]) -> PluginStatus {
+    plugin_status(&desired(), deployment, pods, None, &now())
+}
+
 fn find<'a>(status: &'a PluginStatus, type_: &str) -> &'a Condition {
     status.conditions.iter().find(|c| c.type_ == type_).unwrap()
 }
 
 #[test]
 fn plugin_with_all_pods_ready_and_current_is_ready() {
-    let status = plugin_status(
-        &desired(),
-        Some(&deployment(1, 1, 1, true)),
-        &[],
-        None,
-        &now(),
-    );
+    let status = status_of(Some(&deployment(1, 1, 1, true)), &[]);
     assert_eq!(find(&status, "Ready").status, "True");
     assert_eq!(find(&status, "Ready").reason, "Available");
     assert_eq!(find(&status, "Progressing").status, "False");
@@ -106,13 +105,7 @@ fn plugin_with_all_pods_ready_and_current_is_ready() {
 
 #[test]
 fn plugin_whose_deployment_has_not_caught_up_is_progressing() {
-    let status = plugin_status(
-        &desired(),
-        Some(&deployment(1, 1, 1, false)),
-        &[],
-        None,
-        &now(),
-    );
+    let status = status_of(Some(&deployment(1, 1, 1, false)), &[]);
     assert_eq!(find(&status, "Ready").status, "False");
     assert_eq!(find(&status, "Ready").reason, "RollingOut");
     assert_eq!(find(&status, "Progressing").status, "True");
@@ -120,7 +113,7 @@ fn plugin_whose_deployment_has_not_caught_up_is_progressing() {
 
 #[test]
 fn plugin_without_a_deployment_yet_is_progressing() {
-    let status = plugin_status(&desired(), None, &[], None, &now());
+    let status = status_of(None, &[]);
     assert_eq!(find(&status, "Progressing").status, "True");
     assert_eq!(status.ready_replicas, Some(0));
 }
@@ -140,13 +133,7 @@ fn paused_plugin_scaled_to_zero_is_ready_with_reason_paused() {
 #[test]
 fn image_pull_failure_is_degraded_with_the_pull_reason() {
     let pods = [pod_with(waiting("ImagePullBackOff", None))];
-    let status = plugin_status(
-        &desired(),
-        Some(&deployment(1, 0, 1, true)),
-        &pods,
-        None,
-        &now(),
-    );
+    let status = status_of(Some(&deployment(1, 0, 1, true)), &pods);
     let degraded = find(&status, "Degraded");
     assert_eq!(
         (degraded.status.as_str(), degraded.reason.as_str()),
@@ -176,13 +163,7 @@ fn image_pull_failure_is_degraded_with_the_pull_reason() {
 #[test]
 fn crash_looping_plugin_is_degraded_with_crash_loop_back_off() {
     let pods = [pod_with(waiting("CrashLoopBackOff", Some("Error")))];
-    let status = plugin_status(
-        &desired(),
-        Some(&deployment(1, 0, 1, true)),
-        &pods,
-        None,
-        &now(),
-    );
+    let status = status_of(Some(&deployment(1, 0, 1, true)), &pods);
     assert_eq!(find(&status, "Degraded").reason, "CrashLoopBackOff");
     let message = &find(&status, "Degraded").message;
     assert!(message.contains("last exit code 137"), "{message}");
@@ -191,13 +172,7 @@ fn crash_looping_plugin_is_degraded_with_crash_loop_back_off() {
 #[test]
 fn crash_loop_after_an_oom_kill_is_reported_as_oom_killed() {
     let pods = [pod_with(waiting("CrashLoopBackOff", Some("OOMKilled")))];
-    let status = plugin_status(
-        &desired(),
-        Some(&deployment(1, 0, 1, true)),
-        &pods,
-        None,
-        &now(),
-    );
+    let status = status_of(Some(&deployment(1, 0, 1, true)), &pods);
     assert_eq!(find(&status, "Degraded").reason, "OOMKilled");
     assert!(find(&status, "Degraded").message.contains("memory limit"));
 }
@@ -209,13 +184,7 @@ fn running_container_that_recovered_from_an_old_oom_kill_is_not_degraded() {
         running: Some(ContainerStateRunning::default()),
         ..Default::default()
     });
-    let status = plugin_status(
-        &desired(),
-        Some(&deployment(1, 1, 1, true)),
-        &[pod_with(container)],
-        None,
-        &now(),
-    );
+    let status = status_of(Some(&deployment(1, 1, 1, true)), &[pod_with(container)]);
     assert_eq!(find(&status, "Degraded").status, "False");
     assert_eq!(find(&status, "Ready").status, "True");
 }
@@ -239,13 +208,7 @@ fn unschedulable_pod_is_reported_with_the_schedulers_message() {
         }),
         ..Default::default()
     };
-    let status = plugin_status(
-        &desired(),
-        Some(&deployment(1, 0, 1, true)),
-        &[pod],
-        None,
-        &now(),
-    );
+    let status = status_of(Some(&deployment(1, 0, 1, true)), &[pod]);
     assert_eq!(find(&status, "Degraded").reason, "Unschedulable");
     assert!(
         find(&status, "Degraded")
@@ -271,7 +234,7 @@ fn pod_refused_by_pod_security_admission_is_reported_as_such() {
     let d = replica_failure(
         "pods \"plugin-weather-x\" is forbidden: violates PodSecurity \"restricted:latest\": runAsNonRoot != true",
     );
-    let status = plugin_status(&desired(), Some(&d), &[], None, &now());
+    let status = status_of(Some(&d), &[]);
     assert_eq!(find(&status, "Degraded").reason, "PodSecurityRejected");
     assert!(find(&status, "Degraded").message.contains("runAsNonRoot"));
 }
@@ -281,7 +244,7 @@ fn pod_refused_by_a_quota_is_reported_as_quota_exceeded() {
     let d = replica_failure(
         "pods \"x\" is forbidden: exceeded quota: small, requested: memory=128Mi, used: memory=0, limited: memory=64Mi",
     );
-    let status = plugin_status(&desired(), Some(&d), &[], None, &now());
+    let status = status_of(Some(&d), &[]);
     assert_eq!(find(&status, "Degraded").reason, "QuotaExceeded");
 }
 
@@ -325,13 +288,7 @@ fn unchanged_condition_keeps_its_transition_time_and_a_changed_one_gets_now() {
 
 #[test]
 fn same_inputs_give_an_identical_status_so_nothing_is_rewritten() {
-    let first = plugin_status(
-        &desired(),
-        Some(&deployment(1, 1, 1, true)),
-        &[],
-        None,
-        &now(),
-    );
+    let first = status_of(Some(&deployment(1, 1, 1, true)), &[]);
     let later = Time("2027-01-01T00:00:00Z".parse().unwrap());
     let second = plugin_status(
         &desired(),
@@ -345,33 +302,15 @@ fn same_inputs_give_an_identical_status_so_nothing_is_rewritten() {
 
 #[test]
 fn kstatus_conditions_mirror_progressing_and_degraded() {
-    let rolling = plugin_status(
-        &desired(),
-        Some(&deployment(1, 0, 0, false)),
-        &[],
-        None,
-        &now(),
-    );
+    let rolling = status_of(Some(&deployment(1, 0, 0, false)), &[]);
     assert_eq!(find(&rolling, "Reconciling").status, "True");
     assert_eq!(find(&rolling, "Stalled").status, "False");
     let pods = [pod_with(waiting("CrashLoopBackOff", Some("Error")))];
-    let broken = plugin_status(
-        &desired(),
-        Some(&deployment(1, 0, 1, true)),
-        &pods,
-        None,
-        &now(),
-    );
+    let broken = status_of(Some(&deployment(1, 0, 1, true)), &pods);
     assert_eq!(find(&broken, "Stalled").status, "True");
     assert_eq!(find(&broken, "Stalled").reason, "CrashLoopBackOff");
     assert_eq!(find(&broken, "Reconciling").status, "False");
-    let ready = plugin_status(
-        &desired(),
-        Some(&deployment(1, 1, 1, true)),
-        &[],
-        None,
-        &now(),
-    );
+    let ready = status_of(Some(&deployment(1, 1, 1, true)), &[]);
     assert_eq!(find(&ready, "Reconciling").status, "False");
     assert_eq!(find(&ready, "Stalled").status, "False");
 }
