@@ -300,3 +300,38 @@ async fn decisions_are_counted_in_metrics_per_scope() {
     );
     assert!(text.contains(r#"broker_decision_duration_seconds_count{scope="users:read"} 1"#));
 }
+
+#[tokio::test]
+async fn every_decision_gets_one_audit_line_with_its_id_and_never_the_query() {
+    let fixture = Fixture::start(&policy(&[("messages:read", &[])])).await;
+    let allowed = fixture
+        .call(
+            "GET",
+            "/api/v1/channels/C1/messages?token=secret-in-query",
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    let denied = fixture
+        .call("POST", "/api/v1/channels/C1/messages", &[], b"{}")
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+
+    let lines = fixture.audit_lines().await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let (first, second) = (&lines[0], &lines[1]);
+    assert_eq!(first["outcome"], "allowed");
+    assert_eq!(first["scope"], "messages:read");
+    assert_eq!(first["path"], "/api/v1/channels/C1/messages");
+    assert_eq!(first["status"], 200);
+    let forwarded_id = &fixture.chat_api.requests()[0].headers["x-broker-decision-id"];
+    assert_eq!(first["decision_id"], forwarded_id.to_str().unwrap());
+    assert_eq!(second["outcome"], "denied");
+    assert_eq!(second["reason"], "ScopeNotGranted");
+    assert_eq!(second["scope"], "messages:write");
+    assert_eq!(second["status"], 403);
+    assert_eq!(second["decision_id"], denied.json()["decisionId"]);
+    let text = String::from_utf8(fixture.audit.lock().unwrap().clone()).unwrap();
+    assert!(!text.contains("secret-in-query"), "the query was audited");
+}

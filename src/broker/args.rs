@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::audit_log::AuditDestination;
 use crate::policy::ports;
 use crate::telemetry::LogFormat;
 
@@ -73,8 +74,13 @@ pub struct BrokerArgs {
     #[arg(long, env = "BROKER_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// The format of log and audit lines.
     #[arg(long, env = "BROKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+
+    /// Where audit lines go: standard output unless a test keeps them in memory.
+    #[arg(skip)]
+    pub audit_destination: AuditDestination,
 }
 
 /// `250ms`, `10s`, `2m`, or a bare number of seconds.

@@ -1,4 +1,5 @@
-//! Decision ids and the one structured audit line written for every outbound decision.
+//! Decision ids and the content of the one audit line written for every outbound
+//! decision ([`super::audit_log`] writes it).
 //!
 //! The line names the call, never its credentials: no header value and no query string
 //! is ever logged.
@@ -24,6 +25,17 @@ impl DecisionId {
             process: 0xabcd,
             sequence,
         }
+    }
+}
+
+impl DecisionId {
+    /// The id as a header value, formatted without a heap allocation of its own.
+    pub fn header_value(&self) -> http::HeaderValue {
+        let mut text = [0u8; 21];
+        let mut cursor = std::io::Cursor::new(&mut text[..]);
+        let _ = std::io::Write::write_fmt(&mut cursor, format_args!("{self}"));
+        let written = usize::try_from(cursor.position()).unwrap_or(0);
+        http::HeaderValue::from_bytes(&text[..written]).expect("hex digits and a dash")
     }
 }
 
@@ -111,24 +123,6 @@ pub struct AuditRecord<'a> {
     pub latency: Duration,
 }
 
-impl AuditRecord<'_> {
-    pub fn log(&self) {
-        tracing::info!(
-            target: "broker::audit",
-            decision_id = %self.id,
-            plugin = self.plugin,
-            scope = self.scope.unwrap_or(""),
-            method = self.method,
-            path = self.path,
-            outcome = self.outcome.as_str(),
-            reason = self.reason.unwrap_or(""),
-            status = self.status,
-            latency_ms = self.latency.as_secs_f64() * 1000.0,
-            "decision"
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +134,6 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.to_string()[..8], b.to_string()[..8]);
         assert_eq!(a.to_string().len(), 21);
+        assert_eq!(a.header_value(), a.to_string().as_str());
     }
 }

@@ -5,27 +5,27 @@ use http::header::{self, HeaderMap, HeaderName};
 
 /// Headers that belong to one connection (RFC 9110 section 7.6.1), plus the
 /// non-standard ones proxies still see in the wild.
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "keep-alive",
+    "proxy-connection",
 ];
 
 /// Headers a plugin could use to act as someone else toward the chat API.
-static IDENTITY: [HeaderName; 7] = [
-    header::AUTHORIZATION,
-    header::COOKIE,
-    header::HOST,
-    header::FORWARDED,
-    header::VIA,
-    HeaderName::from_static("x-real-ip"),
-    HeaderName::from_static("x-client-ip"),
+const IDENTITY: [&str; 7] = [
+    "authorization",
+    "cookie",
+    "host",
+    "forwarded",
+    "via",
+    "x-real-ip",
+    "x-client-ip",
 ];
 
 /// The header that carries the decision id to the chat API, for correlating logs.
@@ -33,34 +33,57 @@ pub const DECISION_ID: HeaderName = HeaderName::from_static("x-broker-decision-i
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
+    if !headers.keys().any(|name| is_hop_by_hop(name.as_str())) {
+        return;
+    }
+    let listed = listed_in_connection(headers);
+    *headers = keep(std::mem::take(headers), |name| {
+        is_hop_by_hop(name) || listed.iter().any(|listed| listed == name)
+    });
+}
+
+/// A plugin's request headers as the chat API gets them: hop-by-hop, credential, proxy
+/// and `x-forwarded-*` headers go, and so does any decision id the plugin made up.
+pub fn for_chat_api(headers: HeaderMap) -> HeaderMap {
+    let listed = listed_in_connection(&headers);
+    keep(headers, |name| {
+        is_hop_by_hop(name)
+            || IDENTITY.contains(&name)
+            || name == DECISION_ID.as_str()
+            || name.starts_with("x-forwarded-")
+            || listed.iter().any(|listed| listed == name)
+    })
+}
+
+fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
+
+/// The header names a `Connection` header lists, lowercase (usually none).
+fn listed_in_connection(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed.iter().chain(&HOP_BY_HOP) {
-        headers.remove(name);
-    }
+        .collect()
 }
 
-/// Prepares a plugin's request headers for the chat API: hop-by-hop, credential,
-/// proxy and `x-forwarded-*` headers go, and so does any decision id the plugin made up.
-pub fn strip_for_chat_api(headers: &mut HeaderMap) {
-    strip_hop_by_hop(headers);
-    for name in &IDENTITY {
-        headers.remove(name);
+/// The headers whose name `drop` refuses, in one pass and without copying values.
+fn keep(headers: HeaderMap, drop: impl Fn(&str) -> bool) -> HeaderMap {
+    let mut kept = HeaderMap::with_capacity(headers.len());
+    let mut current: Option<HeaderName> = None;
+    for (name, value) in headers {
+        // `into_iter` names a header once, then gives its further values without a name.
+        if let Some(name) = name {
+            current = (!drop(name.as_str())).then_some(name);
+        }
+        if let Some(name) = &current {
+            kept.append(name.clone(), value);
+        }
     }
-    headers.remove(&DECISION_ID);
-    let forwarded: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("x-forwarded-"))
-        .cloned()
-        .collect();
-    for name in forwarded {
-        headers.remove(&name);
-    }
+    kept
 }
 
 #[cfg(test)]
@@ -90,9 +113,51 @@ mod tests {
                 HeaderValue::from_static(value),
             );
         }
-        strip_for_chat_api(&mut headers);
+        let headers = for_chat_api(headers);
         let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["content-type", "x-request-id"]);
+    }
+
+    #[test]
+    fn every_value_of_a_repeated_header_is_kept_in_order() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("accept", "text/plain"),
+            ("cookie", "a=1"),
+            ("accept", "application/json"),
+            ("cookie", "b=2"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let headers = for_chat_api(headers);
+        let accept: Vec<_> = headers.get_all("accept").iter().collect();
+        assert_eq!(accept, ["text/plain", "application/json"]);
+        assert!(headers.get("cookie").is_none());
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_in_both_directions() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "close, x-private"),
+            ("x-private", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "text/plain"),
+            ("set-cookie", "a=1"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_hop_by_hop(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "set-cookie"]);
     }
 }

@@ -10,6 +10,7 @@
 pub mod admin;
 mod args;
 pub mod audit;
+pub mod audit_log;
 pub mod body;
 pub mod compiled;
 pub mod credential;
@@ -41,6 +42,7 @@ pub use denial::Denial;
 
 use admin::Admin;
 use audit::DecisionIds;
+use audit_log::AuditLog;
 use credential::CredentialLoader;
 use inbound::Inbound;
 use metrics::Metrics;
@@ -100,6 +102,7 @@ pub struct RunningBroker {
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     loaders: Vec<JoinHandle<()>>,
+    audit_log: AuditLog,
     grace: std::time::Duration,
 }
 
@@ -118,6 +121,7 @@ impl RunningBroker {
         for loader in self.loaders {
             loader.abort();
         }
+        self.audit_log.flush();
         drained
     }
 }
@@ -137,9 +141,11 @@ pub async fn start(args: &BrokerArgs, listeners: Listeners) -> Result<RunningBro
     let (mut credential_loader, credential) =
         CredentialLoader::new(&args.token_file, metrics.clone());
     credential_loader.poll_once().await;
+    let audit_log = AuditLog::new(args.log_format, args.audit_destination.clone());
     let loaders = vec![
         tokio::spawn(policy_loader.run(args.policy_poll_interval)),
         tokio::spawn(credential_loader.run(args.token_poll_interval)),
+        audit_log.spawn_writer(),
     ];
 
     let outbound = Arc::new(Outbound {
@@ -150,6 +156,7 @@ pub async fn start(args: &BrokerArgs, listeners: Listeners) -> Result<RunningBro
         timeout: args.upstream_timeout,
         metrics: metrics.clone(),
         ids: DecisionIds::default(),
+        audit_log: audit_log.clone(),
         no_scope: Arc::new(String::new()),
     });
     let inbound = Arc::new(Inbound {
@@ -210,6 +217,7 @@ pub async fn start(args: &BrokerArgs, listeners: Listeners) -> Result<RunningBro
         stop,
         servers,
         loaders,
+        audit_log,
         grace: args.shutdown_grace,
     })
 }

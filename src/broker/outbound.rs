@@ -7,17 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::audit::{AuditRecord, DecisionId, DecisionIds, Outcome};
+use super::audit_log::AuditLog;
 use super::body::{BodyRefusal, ProxyBody, declared_length, incoming, limit_request_body};
 use super::compiled::CompiledPolicy;
 use super::credential::Credential;
 use super::decide::{Call, Decision, Verdict, decide};
 use super::denial::Denial;
-use super::headers::{DECISION_ID, strip_for_chat_api, strip_hop_by_hop};
+use super::headers::{DECISION_ID, for_chat_api, strip_hop_by_hop};
 use super::metrics::Metrics;
 use super::policy_store::PolicyStore;
 use super::rate_limit::retry_after_seconds;
@@ -33,6 +34,7 @@ pub struct Outbound {
     pub timeout: Duration,
     pub metrics: Arc<Metrics>,
     pub ids: DecisionIds,
+    pub audit_log: AuditLog,
     /// The metrics label of calls that matched no scope.
     pub no_scope: Arc<String>,
 }
@@ -41,7 +43,8 @@ impl Outbound {
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
         let id = self.ids.next();
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        let headers = std::mem::take(&mut parts.headers);
         let Some(policy) = self.policy.current() else {
             let denial = Denial::PolicyNotLoaded;
             let subject = Subject {
@@ -71,7 +74,9 @@ impl Outbound {
             parts: &parts,
             started,
         };
-        let result = self.forward(id, &decision, &policy, &parts, body).await;
+        let result = self
+            .forward(id, &decision, &policy, &parts, headers, body)
+            .await;
         self.audit(&subject, result.as_ref().map(Response::status));
         result.unwrap_or_else(|denial| to_proxy_response(denial.to_response(id)))
     }
@@ -82,6 +87,7 @@ impl Outbound {
         decision: &Decision<'a>,
         policy: &'a CompiledPolicy,
         parts: &Parts,
+        headers: HeaderMap,
         body: Incoming,
     ) -> Result<Response<ProxyBody>, Denial<'a>> {
         if let Verdict::Deny(denial) = decision.verdict {
@@ -95,7 +101,7 @@ impl Outbound {
             scope: scope_name,
             limit,
         };
-        if declared_length(&parts.headers).is_some_and(|length| length > limit) {
+        if declared_length(&headers).is_some_and(|length| length > limit) {
             return Err(too_large);
         }
         if let Some(scope) = decision.scope
@@ -116,7 +122,7 @@ impl Outbound {
         let deadline = Instant::now() + self.timeout;
         let body = match tokio::time::timeout_at(
             deadline,
-            limit_request_body(body, &parts.headers, limit),
+            limit_request_body(body, &headers, limit),
         )
         .await
         {
@@ -136,13 +142,10 @@ impl Outbound {
         let mut request = Request::new(body);
         *request.method_mut() = parts.method.clone();
         *request.uri_mut() = uri;
-        *request.headers_mut() = parts.headers.clone();
-        let headers = request.headers_mut();
-        strip_for_chat_api(headers);
+        let mut headers = for_chat_api(headers);
         headers.insert(header::AUTHORIZATION, authorization);
-        if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
-            headers.insert(DECISION_ID, value);
-        }
+        headers.insert(DECISION_ID, id.header_value());
+        *request.headers_mut() = headers;
 
         let response = match self.forwarder.send(request, deadline).await {
             Ok(response) => response,
@@ -169,7 +172,7 @@ impl Outbound {
             .scope
             .map(|scope| scope.as_str())
             .or_else(|| result.err().and_then(Denial::scope));
-        AuditRecord {
+        self.audit_log.record(&AuditRecord {
             id: subject.id,
             plugin: subject.plugin,
             scope,
@@ -179,8 +182,7 @@ impl Outbound {
             reason,
             status: status.as_u16(),
             latency,
-        }
-        .log();
+        });
         self.metrics
             .record_decision(subject.scope.unwrap_or(&self.no_scope), outcome, latency);
     }

@@ -71,17 +71,20 @@ impl Target {
 
     /// The URI of a call whose request target was `path_and_query`.
     pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-        let path_and_query = path_and_query.map_or("/", PathAndQuery::as_str);
-        let full = if self.path_prefix.is_empty() {
-            path_and_query.to_owned()
-        } else {
-            format!("{}{path_and_query}", self.path_prefix)
-        };
-        Uri::builder()
+        let builder = Uri::builder()
             .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(full)
-            .build()
+            .authority(self.authority.clone());
+        let builder = match path_and_query {
+            // The common case: no prefix, and the plugin's own path is reused as parsed.
+            Some(path_and_query) if self.path_prefix.is_empty() => {
+                builder.path_and_query(path_and_query.clone())
+            }
+            _ => {
+                let path_and_query = path_and_query.map_or("/", PathAndQuery::as_str);
+                builder.path_and_query(format!("{}{path_and_query}", self.path_prefix))
+            }
+        };
+        builder.build()
     }
 }
 
@@ -176,6 +179,20 @@ mod tests {
         assert_eq!(
             target.uri_for(Some(&pq)).unwrap().to_string(),
             "http://chat-api.chat.svc:8080/base/api/v1/users?limit=5"
+        );
+    }
+
+    #[test]
+    fn without_a_prefix_the_call_path_is_kept_as_is() {
+        let target = Target::parse("http://chat-api:8080").unwrap();
+        let pq = PathAndQuery::from_static("/api/v1/users?limit=5");
+        assert_eq!(
+            target.uri_for(Some(&pq)).unwrap().to_string(),
+            "http://chat-api:8080/api/v1/users?limit=5"
+        );
+        assert_eq!(
+            target.uri_for(None).unwrap().to_string(),
+            "http://chat-api:8080/"
         );
     }
 

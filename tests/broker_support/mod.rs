@@ -20,6 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use plugin_operator::broker::audit_log::AuditDestination;
 use plugin_operator::broker::{self, BrokerArgs, Listeners, RunningBroker};
 use plugin_operator::policy::{
     BrokerPolicy, EnforcementMode, InboundLimits, POLICY_FILE_NAME, ScopeGrant, default_catalog,
@@ -197,6 +198,8 @@ pub struct Fixture {
     pub policy_dir: TempDir,
     pub token_dir: TempDir,
     pub client: Client<HttpConnector, Full<Bytes>>,
+    /// The audit lines the broker wrote.
+    pub audit: Arc<Mutex<Vec<u8>>>,
 }
 
 /// A response read whole.
@@ -236,7 +239,8 @@ pub fn args(
         policy_poll_interval: Duration::from_millis(100),
         token_poll_interval: Duration::from_millis(100),
         shutdown_grace: Duration::from_secs(5),
-        log_format: LogFormat::Plain,
+        log_format: LogFormat::Json,
+        audit_destination: AuditDestination::Memory(Arc::default()),
     }
 }
 
@@ -263,6 +267,10 @@ impl Fixture {
             plugin.addr.port(),
         );
         adjust(&mut args);
+        let audit = match &args.audit_destination {
+            AuditDestination::Memory(lines) => lines.clone(),
+            AuditDestination::Stdout => Arc::default(),
+        };
         let listeners = Listeners::bind(&args).await.unwrap();
         let broker = broker::start(&args, listeners).await.unwrap();
         let client = Client::builder(TokioExecutor::new()).build_http();
@@ -273,7 +281,28 @@ impl Fixture {
             policy_dir,
             token_dir,
             client,
+            audit,
         }
+    }
+
+    /// Every audit line written so far, parsed; waits up to a second for the writer.
+    pub async fn audit_lines(&self) -> Vec<serde_json::Value> {
+        let parse = |bytes: &[u8]| -> Vec<serde_json::Value> {
+            String::from_utf8_lossy(bytes)
+                .lines()
+                .map(|line| serde_json::from_str(line).expect("an audit line is JSON"))
+                .collect()
+        };
+        let mut lines = parse(&self.audit.lock().unwrap());
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let now = parse(&self.audit.lock().unwrap());
+            if !now.is_empty() && now.len() == lines.len() {
+                break;
+            }
+            lines = now;
+        }
+        lines
     }
 
     pub fn broker(&self) -> &RunningBroker {
