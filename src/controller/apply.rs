@@ -61,19 +61,22 @@ pub async fn apply_children(
     Ok(written.0 + written.1 + written.2 + written.3 + written.4)
 }
 
-async fn apply<K>(
+/// Applies `desired` unless the cached copy (the whole object or only its metadata)
+/// carries the same applied hash.
+async fn apply<K, Cached>(
     ctx: &Context,
     api: Api<K>,
-    cache: &Store<K>,
+    cache: &Store<Cached>,
     mut desired: K,
 ) -> Result<usize, Error>
 where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+    Cached: Resource<DynamicType = ()> + Clone + 'static,
 {
     let hash = applied_hash(&desired);
     let name = desired.name_any();
     let reference =
-        ObjectRef::<K>::new(&name).within(desired.namespace().as_deref().unwrap_or_default());
+        ObjectRef::<Cached>::new(&name).within(desired.namespace().as_deref().unwrap_or_default());
     let unchanged = cache
         .get(&reference)
         .is_some_and(|current| current.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&hash));

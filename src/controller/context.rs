@@ -10,21 +10,25 @@ use k8s_openapi::api::{
     networking::v1::NetworkPolicy,
 };
 use kube::Client;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::config::OperatorConfig;
 use super::metrics::Metrics;
+use super::written::WrittenStatuses;
 use crate::api::Plugin;
 
-/// Read-only caches of everything the operator manages, kept by watches.
+/// Read-only caches of everything the operator manages, kept by watches. Children
+/// whose content the status does not depend on are watched as metadata only: the
+/// apply step reads nothing but their applied-hash annotation.
 #[derive(Clone)]
 pub struct ChildStores {
-    pub service_accounts: Store<ServiceAccount>,
-    pub config_maps: Store<ConfigMap>,
+    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
-    pub network_policies: Store<NetworkPolicy>,
+    pub services: Store<PartialObjectMeta<Service>>,
+    pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
     pub pods: Store<Pod>,
 }
 
@@ -36,6 +40,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Consecutive failures per Plugin, for exponential backoff.
     pub failures: Mutex<HashMap<ObjectRef<Plugin>, u32>>,
+    /// Statuses written that the Plugin cache may not show yet.
+    pub written_statuses: WrittenStatuses,
 }
 
 impl Context {

@@ -16,6 +16,7 @@ mod metrics;
 mod reconcile;
 mod run;
 pub mod status;
+mod written;
 
 pub use args::ControllerArgs;
 pub use run::run;

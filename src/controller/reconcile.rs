@@ -17,6 +17,7 @@ use super::build::{ChildNames, FIELD_MANAGER, PLUGIN_LABEL, build_children};
 use super::context::Context;
 use super::error::{Error, backoff_delay};
 use super::status::{Desired, plugin_status};
+use super::written::previous_status;
 use crate::api::status::condition;
 use crate::api::{Plugin, PluginStatus};
 
@@ -34,6 +35,7 @@ pub async fn reconcile(
     };
     if plugin.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove the children.
+        ctx.written_statuses.forget_unless_behind(plugin);
         return Ok(Action::await_change());
     }
     let started = Instant::now();
@@ -85,16 +87,15 @@ async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Erro
         endpoint: names.endpoint(),
     };
     let now = Time(now_to_the_second());
-    let status = plugin_status(
-        &desired,
-        deployment.as_deref(),
-        &pods,
-        plugin.status.as_ref(),
-        &now,
-    );
-    if plugin.status.as_ref() != Some(&status) {
+    let written = ctx.written_statuses.get(&ObjectRef::from_obj(plugin));
+    let previous = previous_status(plugin, written.as_ref());
+    let status = plugin_status(&desired, deployment.as_deref(), &pods, previous, &now);
+    if previous != Some(&status) {
         write_status(plugin, &status, ctx).await?;
-        publish_transitions(plugin, plugin.status.as_ref(), &status, ctx).await;
+        ctx.written_statuses.remember(plugin, &status);
+        publish_transitions(plugin, previous, &status, ctx).await;
+    } else {
+        ctx.written_statuses.forget_unless_behind(plugin);
     }
     Ok(Action::requeue(RESYNC))
 }

@@ -15,7 +15,7 @@ use k8s_openapi::api::{
     networking::v1::NetworkPolicy,
 };
 use kube::api::Api;
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -145,9 +145,11 @@ where
     (reader, stream)
 }
 
-/// What the caches keep of each child: the apply step reads only metadata (the applied
-/// hash annotation), the status step a Deployment's generation and status and a pod's
-/// labels and status. Dropping the rest keeps memory flat with many Plugins.
+/// What the caches keep of each child. The apply step reads only metadata (the applied
+/// hash annotation), so service accounts, config maps, services and network policies
+/// are watched as metadata only; the status step reads a Deployment's generation and
+/// status and a pod's labels and status, so the rest of those is dropped. This keeps
+/// memory flat with many Plugins and spares the API server sending what is not read.
 mod trim {
     use super::*;
 
@@ -157,19 +159,6 @@ mod trim {
         if let Some(spec) = deployment.spec.as_mut() {
             spec.template = Default::default();
         }
-    }
-
-    pub fn config_map(config_map: &mut ConfigMap) {
-        config_map.data = None;
-        config_map.binary_data = None;
-    }
-
-    pub fn service(service: &mut Service) {
-        service.spec = None;
-    }
-
-    pub fn network_policy(policy: &mut NetworkPolicy) {
-        policy.spec = None;
     }
 
     pub fn pod(pod: &mut Pod) {
@@ -195,13 +184,15 @@ async fn controller_for(
 ) {
     let client = &shared.client;
     let (service_accounts, sa_stream) =
-        reflect::<ServiceAccount>(api(client, &namespace), trim::nothing);
-    let (config_maps, cm_stream) = reflect::<ConfigMap>(api(client, &namespace), trim::config_map);
+        reflect::<PartialObjectMeta<ServiceAccount>>(api(client, &namespace), trim::nothing);
+    let (config_maps, cm_stream) =
+        reflect::<PartialObjectMeta<ConfigMap>>(api(client, &namespace), trim::nothing);
     let (deployments, deploy_stream) =
         reflect::<Deployment>(api(client, &namespace), trim::deployment);
-    let (services, svc_stream) = reflect::<Service>(api(client, &namespace), trim::service);
+    let (services, svc_stream) =
+        reflect::<PartialObjectMeta<Service>>(api(client, &namespace), trim::nothing);
     let (network_policies, np_stream) =
-        reflect::<NetworkPolicy>(api(client, &namespace), trim::network_policy);
+        reflect::<PartialObjectMeta<NetworkPolicy>>(api(client, &namespace), trim::nothing);
     let (pods, pod_stream) = reflect::<Pod>(api(client, &namespace), trim::pod);
     let stores = ChildStores {
         service_accounts,
@@ -218,6 +209,7 @@ async fn controller_for(
         metrics: shared.metrics.clone(),
         recorder: shared.recorder.clone(),
         failures: Mutex::new(HashMap::new()),
+        written_statuses: Default::default(),
     });
 
     let (plugin_reader, plugin_writer) = reflector::store::<DeserializeGuard<Plugin>>();
