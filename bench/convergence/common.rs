@@ -13,7 +13,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::core::ObjectMeta;
+use kube::core::{ObjectMeta, PartialObjectMeta};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator::controller::build::PLUGIN_LABEL;
@@ -164,86 +166,150 @@ pub struct Progress {
     pub with_children: usize,
 }
 
-async fn owners_of<K>(client: &Client, namespace: &str) -> BTreeSet<String>
+/// Watches of the namespace's Plugins and of their children's metadata, started before
+/// the first write so convergence is seen as it happens without asking the API server
+/// over and over. Both runs (floor and operator) keep the same watches, so they add the
+/// same load to both. (Listing the namespace every 250 ms, as an earlier version did,
+/// loaded the API server during the operator's whole run but only at the floor's end.)
+pub struct ConvergenceWatch {
+    plugins: Store<Plugin>,
+    service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    deployments: Store<PartialObjectMeta<Deployment>>,
+    services: Store<PartialObjectMeta<Service>>,
+    network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn watch<K>(
+    client: &Client,
+    namespace: &str,
+    selector: Option<&str>,
+) -> (Store<K>, tokio::task::JoinHandle<()>)
 where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
         + DeserializeOwned
-        + std::fmt::Debug,
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let list = api
-        .list_metadata(&ListParams::default().labels(PLUGIN_LABEL))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
-    list.into_iter()
-        .filter_map(|m| m.metadata.labels?.get(PLUGIN_LABEL).cloned())
-        .collect()
+    let (reader, writer) = reflector::store();
+    let config = match selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
+    let stream = watcher(Api::<K>::namespaced(client.clone(), namespace), config)
+        .default_backoff()
+        .reflect(writer);
+    let task = tokio::spawn(async move {
+        stream.for_each(|_| async {}).await;
+    });
+    (reader, task)
 }
 
-pub async fn progress_of(client: &Client, namespace: &str) -> Progress {
-    let plugins: Api<Plugin> = Api::namespaced(client.clone(), namespace);
-    let list = plugins
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
-    let with_status = list
-        .iter()
-        .filter(|p| {
-            p.metadata.generation.is_some()
-                && p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
-        })
-        .count();
-    let (sa, cm, deploy, svc, np) = futures::join!(
-        owners_of::<ServiceAccount>(client, namespace),
-        owners_of::<ConfigMap>(client, namespace),
-        owners_of::<Deployment>(client, namespace),
-        owners_of::<Service>(client, namespace),
-        owners_of::<NetworkPolicy>(client, namespace),
-    );
-    let with_children = list
-        .iter()
-        .filter_map(|p| p.metadata.name.as_ref())
-        .filter(|name| {
-            [&sa, &cm, &deploy, &svc, &np]
+impl ConvergenceWatch {
+    pub async fn start(client: &Client, namespace: &str) -> Self {
+        let (plugins, a) = watch::<Plugin>(client, namespace, None);
+        let (service_accounts, b) = watch(client, namespace, Some(PLUGIN_LABEL));
+        let (config_maps, c) = watch(client, namespace, Some(PLUGIN_LABEL));
+        let (deployments, d) = watch(client, namespace, Some(PLUGIN_LABEL));
+        let (services, e) = watch(client, namespace, Some(PLUGIN_LABEL));
+        let (network_policies, f) = watch(client, namespace, Some(PLUGIN_LABEL));
+        let watch = Self {
+            plugins,
+            service_accounts,
+            config_maps,
+            deployments,
+            services,
+            network_policies,
+            tasks: vec![a, b, c, d, e, f],
+        };
+        for ready in [
+            watch.plugins.wait_until_ready().await.is_ok(),
+            watch.service_accounts.wait_until_ready().await.is_ok(),
+            watch.config_maps.wait_until_ready().await.is_ok(),
+            watch.deployments.wait_until_ready().await.is_ok(),
+            watch.services.wait_until_ready().await.is_ok(),
+            watch.network_policies.wait_until_ready().await.is_ok(),
+        ] {
+            assert!(ready, "a convergence watch did not start");
+        }
+        watch
+    }
+
+    pub fn progress(&self) -> Progress {
+        fn owners<K: Resource<DynamicType = ()> + Clone + 'static>(
+            store: &Store<K>,
+        ) -> BTreeSet<String> {
+            store
+                .state()
                 .iter()
-                .all(|set| set.contains(*name))
-        })
-        .count();
-    Progress {
-        with_status,
-        with_children,
+                .filter_map(|object| object.meta().labels.as_ref()?.get(PLUGIN_LABEL).cloned())
+                .collect()
+        }
+        let plugins = self.plugins.state();
+        let with_status = plugins
+            .iter()
+            .filter(|p| {
+                p.metadata.generation.is_some()
+                    && p.status.as_ref().and_then(|s| s.observed_generation)
+                        == p.metadata.generation
+            })
+            .count();
+        let owner_sets = [
+            owners(&self.service_accounts),
+            owners(&self.config_maps),
+            owners(&self.deployments),
+            owners(&self.services),
+            owners(&self.network_policies),
+        ];
+        let with_children = plugins
+            .iter()
+            .filter_map(|p| p.metadata.name.as_ref())
+            .filter(|name| owner_sets.iter().all(|set| set.contains(*name)))
+            .count();
+        Progress {
+            with_status,
+            with_children,
+        }
+    }
+
+    /// Checks the watched state every 50 ms until `count` Plugins have all children and
+    /// a current status. Returns the time from `started`, or None on timeout.
+    pub async fn wait_converged(
+        &self,
+        count: usize,
+        started: Instant,
+        timeout: Duration,
+    ) -> Option<Duration> {
+        let mut last_report = Instant::now();
+        loop {
+            let now = self.progress();
+            if now.with_status == count && now.with_children == count {
+                return Some(started.elapsed());
+            }
+            if last_report.elapsed() > Duration::from_secs(5) {
+                progress(&format!(
+                    "{} / {count} with children, {} / {count} with status",
+                    now.with_children, now.with_status
+                ));
+                last_report = Instant::now();
+            }
+            if started.elapsed() > timeout {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
-/// Polls every 250 ms until `count` Plugins have all children and a current status.
-/// Returns the time from `started` to the first poll that saw it, or None on timeout.
-pub async fn wait_converged(
-    client: &Client,
-    namespace: &str,
-    count: usize,
-    started: Instant,
-    timeout: Duration,
-) -> Option<Duration> {
-    let mut last_report = Instant::now();
-    loop {
-        let now = progress_of(client, namespace).await;
-        if now.with_status == count && now.with_children == count {
-            return Some(started.elapsed());
+impl Drop for ConvergenceWatch {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
         }
-        if last_report.elapsed() > Duration::from_secs(5) {
-            progress(&format!(
-                "{} / {count} with children, {} / {count} with status",
-                now.with_children, now.with_status
-            ));
-            last_report = Instant::now();
-        }
-        if started.elapsed() > timeout {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -334,4 +400,38 @@ pub async fn clean_up(client: &Client, namespace: &str) {
         .delete_collection(&DeleteParams::background(), &ListParams::default())
         .await;
     delete_namespace(client, namespace).await;
+}
+
+/// CPU seconds (user + system) a process has used so far.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of the line, 11 and 12 counting from 0 after
+    // the name.
+    let total = ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0);
+    total / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The pid of the local cluster's kube-apiserver, if it runs on this machine.
+pub fn apiserver_pid() -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            (comm.trim() == "kube-apiserver").then_some(pid)
+        })
 }

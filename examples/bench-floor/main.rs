@@ -116,6 +116,9 @@ async fn main() {
         "namespace {namespace}; creating {count} Plugins and their children, {} at a time",
         common::CONCURRENCY
     ));
+    let watch = common::ConvergenceWatch::start(&client, &namespace).await;
+    let apiserver = common::apiserver_pid();
+    let apiserver_cpu_before = apiserver.map(common::cpu_seconds);
     let started = Instant::now();
     stream::iter(0..count)
         .map(|index| one_plugin(&client, &config, &namespace, index))
@@ -123,15 +126,15 @@ async fn main() {
         .for_each(|_| async {})
         .await;
     let written = started.elapsed();
-    let converged = common::wait_converged(
-        &client,
-        &namespace,
-        count,
-        started,
-        Duration::from_secs(600),
-    )
-    .await;
+    let converged = watch
+        .wait_converged(count, started, Duration::from_secs(600))
+        .await;
+    drop(watch);
     let converged_s = converged.map(|d| d.as_secs_f64());
+    let apiserver_cpu = apiserver
+        .map(common::cpu_seconds)
+        .zip(apiserver_cpu_before)
+        .map(|(after, before)| after - before);
     common::progress(&format!("floor converged: {converged_s:?} s"));
     common::clean_up(&client, &namespace).await;
     println!(
@@ -140,6 +143,7 @@ async fn main() {
             "plugins": count,
             "write_seconds": written.as_secs_f64(),
             "converge_seconds": converged_s,
+            "apiserver_cpu_seconds": apiserver_cpu,
         })
     );
     if converged.is_none() {

@@ -28,6 +28,19 @@ async fn metric(admin: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// The operator's writes so far by kind, from its `/metrics`.
+async fn writes_by_kind(admin: &str) -> serde_json::Map<String, serde_json::Value> {
+    let text = http_get(admin, "/metrics").await.unwrap_or_default();
+    text.lines()
+        .filter(|line| line.starts_with("plugin_operator_api_writes_total{"))
+        .filter_map(|line| {
+            let kind = line.split("kind=\"").nth(1)?.split('"').next()?;
+            let value: f64 = line.rsplit(' ').next()?.parse().ok()?;
+            Some((kind.to_string(), json!(value)))
+        })
+        .collect()
+}
+
 async fn http_get(address: &str, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
@@ -101,6 +114,10 @@ async fn main() {
     ));
 
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &namespace);
+    let watch = common::ConvergenceWatch::start(&client, &namespace).await;
+    let apiserver = common::apiserver_pid();
+    let apiserver_cpu_before = apiserver.map(common::cpu_seconds);
+    let operator_cpu_before = common::cpu_seconds(pid);
     let started = Instant::now();
     common::create_plugins(&plugins, count).await;
     let created = started.elapsed();
@@ -108,8 +125,15 @@ async fn main() {
         "created {count} Plugins in {:.1} s; waiting for convergence",
         created.as_secs_f64()
     ));
-    let converged = common::wait_converged(&client, &namespace, count, started, timeout).await;
+    let converged = watch.wait_converged(count, started, timeout).await;
+    drop(watch);
     let converged_s = converged.map(|d| d.as_secs_f64());
+    let operator_cpu = common::cpu_seconds(pid) - operator_cpu_before;
+    let writes_at_convergence = writes_by_kind(&admin).await;
+    let apiserver_cpu = apiserver
+        .map(common::cpu_seconds)
+        .zip(apiserver_cpu_before)
+        .map(|(after, before)| after - before);
     progress(&format!("converged: {converged_s:?} s"));
 
     // Let the last status writes and their watch events pass (at most 60 s).
@@ -156,6 +180,9 @@ async fn main() {
         "create_seconds": created.as_secs_f64(),
         "converge_seconds": converged_s,
         "writes_during_convergence": writes_total,
+        "writes_by_kind_at_convergence": writes_at_convergence,
+        "operator_cpu_seconds": operator_cpu,
+        "apiserver_cpu_seconds": apiserver_cpu,
         "rss_idle_kib": idle_rss,
         "readyz_before_plugins": ready_before,
         "readyz_after_convergence": ready_after,
