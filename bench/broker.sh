@@ -6,8 +6,13 @@
 # (nginx returning a fixed 200 body) run on CPU 0. Loads: fixed rates with oha
 # (--latency-correction, so queueing is not hidden) and a closed-loop maximum with wrk.
 #
+# Every measurement is repeated in BENCH_ROUNDS rounds (default 3), the variants taking
+# turns within each round, so a slow moment of a shared machine hits all of them alike;
+# the report gives medians over the rounds.
+#
 # Environment: BROKER_BIN (default target/release/plugin-operator), BENCH_SECONDS (per
-# run, default 10), BENCH_RATES (default "1000 5000"), BENCH_OUT (JSON lines file),
+# run, default 10), BENCH_RATES (default "1000 5000"), BENCH_ROUNDS (default 3),
+# BENCH_OUT (JSON lines file),
 # BENCH_PROFILE=1 also records a perf profile of the broker at maximum load.
 set -euo pipefail
 
@@ -15,6 +20,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BROKER_BIN:-$ROOT/target/release/plugin-operator}
 DURATION=${BENCH_SECONDS:-10}
 RATES=${BENCH_RATES:-1000 5000}
+ROUNDS=${BENCH_ROUNDS:-3}
 OUT=${BENCH_OUT:-$ROOT/build/bench/broker.jsonl}
 OHA=${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}
 CONNECTIONS_FIXED=16
@@ -135,44 +141,46 @@ for v in "${VARIANTS[@]}"; do
   taskset -c 0 wrk -t1 -c$CONNECTIONS_MAX -d3s "${HEADERS[@]}" "http://127.0.0.1:${PORT[$v]}$REQ_PATH" > /dev/null
 done
 
-for rate in $RATES; do
-  for v in "${VARIANTS[@]}"; do
-    say "fixed rate $rate/s for ${DURATION}s: $v"
-    cpu0=$(cpu_seconds "${PID[$v]}")
-    json=$(taskset -c 0 "$OHA" --no-tui --output-format json -z "${DURATION}s" -q "$rate" \
-      -c $CONNECTIONS_FIXED --latency-correction "${HEADERS[@]}" "http://127.0.0.1:${PORT[$v]}$REQ_PATH")
-    cpu1=$(cpu_seconds "${PID[$v]}")
-    rss=$( [[ $v == broker ]] && vm_kib "$BROKER_PID" VmRSS || echo null)
-    record "$(jq -c --arg v "$v" --arg load "$rate/s" --argjson cpu "$(echo "$cpu1 - $cpu0" | bc)" --argjson rss "$rss" '{
-      variant: $v, load: $load, tool: "oha",
-      requests: ([.statusCodeDistribution[]] | add), rps: .summary.requestsPerSec,
-      ok: (.statusCodeDistribution["200"] // 0),
-      errors: ([.errorDistribution[]?] | add // 0),
-      p50_us: (.latencyPercentiles.p50 * 1e6), p99_us: (.latencyPercentiles.p99 * 1e6),
-      p999_us: (.latencyPercentiles["p99.9"] * 1e6), cpu_seconds: $cpu, rss_kib: $rss}' <<< "$json")"
+for round in $(seq 1 "$ROUNDS"); do
+  for rate in $RATES; do
+    for v in "${VARIANTS[@]}"; do
+      say "round $round/$ROUNDS: fixed rate $rate/s for ${DURATION}s: $v"
+      cpu0=$(cpu_seconds "${PID[$v]}")
+      json=$(taskset -c 0 "$OHA" --no-tui --output-format json -z "${DURATION}s" -q "$rate" \
+        -c $CONNECTIONS_FIXED --latency-correction "${HEADERS[@]}" "http://127.0.0.1:${PORT[$v]}$REQ_PATH")
+      cpu1=$(cpu_seconds "${PID[$v]}")
+      rss=$( [[ $v == broker ]] && vm_kib "$BROKER_PID" VmRSS || echo null)
+      record "$(jq -c --arg v "$v" --argjson round "$round" --arg load "$rate/s" --argjson cpu "$(echo "$cpu1 - $cpu0" | bc)" --argjson rss "$rss" '{
+        variant: $v, round: $round, load: $load, tool: "oha",
+        requests: ([.statusCodeDistribution[]] | add), rps: .summary.requestsPerSec,
+        ok: (.statusCodeDistribution["200"] // 0),
+        errors: ([.errorDistribution[]?] | add // 0),
+        p50_us: (.latencyPercentiles.p50 * 1e6), p99_us: (.latencyPercentiles.p99 * 1e6),
+        p999_us: (.latencyPercentiles["p99.9"] * 1e6), cpu_seconds: $cpu, rss_kib: $rss}' <<< "$json")"
+    done
   done
-done
 
-for v in "${VARIANTS[@]}"; do
-  say "closed-loop maximum, $CONNECTIONS_MAX connections, ${DURATION}s: $v"
-  cpu0=$(cpu_seconds "${PID[$v]}")
-  SAMPLERS=()
-  if [[ $v == broker ]]; then
-    ( sleep $((DURATION / 2)); vm_kib "$BROKER_PID" VmRSS > "$RUN/broker-load-rss" ) &
-    SAMPLERS+=($!)
-    if [[ ${BENCH_PROFILE:-0} == 1 ]] && command -v perf > /dev/null; then
-      ( sleep 2; perf record -F 999 -g -p "$BROKER_PID" -o "$(dirname "$OUT")/broker.perf.data" -- sleep 5 > /dev/null 2>&1 ) &
+  for v in "${VARIANTS[@]}"; do
+    say "round $round/$ROUNDS: closed-loop maximum, $CONNECTIONS_MAX connections, ${DURATION}s: $v"
+    cpu0=$(cpu_seconds "${PID[$v]}")
+    SAMPLERS=()
+    if [[ $v == broker ]]; then
+      ( sleep $((DURATION / 2)); vm_kib "$BROKER_PID" VmRSS > "$RUN/broker-load-rss" ) &
       SAMPLERS+=($!)
+      if [[ ${BENCH_PROFILE:-0} == 1 && $round == 1 ]] && command -v perf > /dev/null; then
+        ( sleep 2; perf record -F 999 -g -p "$BROKER_PID" -o "$(dirname "$OUT")/broker.perf.data" -- sleep 5 > /dev/null 2>&1 ) &
+        SAMPLERS+=($!)
+      fi
     fi
-  fi
-  line=$(taskset -c 0 wrk -t1 -c$CONNECTIONS_MAX -d"${DURATION}s" -s "$ROOT/bench/broker/report.lua" \
-    "${HEADERS[@]}" "http://127.0.0.1:${PORT[$v]}$REQ_PATH" | tail -n 1)
-  cpu1=$(cpu_seconds "${PID[$v]}")
-  for sampler in "${SAMPLERS[@]}"; do wait "$sampler"; done
-  rss=$( [[ $v == broker ]] && cat "$RUN/broker-load-rss" || echo null)
-  record "$(jq -c --arg v "$v" --argjson cpu "$(echo "$cpu1 - $cpu0" | bc)" --argjson rss "$rss" \
-    '{variant: $v, load: "max", tool: "wrk", requests, rps, ok: (.requests - .non2xx - .errors), errors: (.errors + .non2xx),
-      p50_us, p99_us, p999_us, cpu_seconds: $cpu, rss_kib: $rss}' <<< "$line")"
+    line=$(taskset -c 0 wrk -t1 -c$CONNECTIONS_MAX -d"${DURATION}s" -s "$ROOT/bench/broker/report.lua" \
+      "${HEADERS[@]}" "http://127.0.0.1:${PORT[$v]}$REQ_PATH" | tail -n 1)
+    cpu1=$(cpu_seconds "${PID[$v]}")
+    for sampler in "${SAMPLERS[@]}"; do wait "$sampler"; done
+    rss=$( [[ $v == broker ]] && cat "$RUN/broker-load-rss" || echo null)
+    record "$(jq -c --arg v "$v" --argjson round "$round" --argjson cpu "$(echo "$cpu1 - $cpu0" | bc)" --argjson rss "$rss" \
+      '{variant: $v, round: $round, load: "max", tool: "wrk", requests, rps, ok: (.requests - .non2xx - .errors), errors: (.errors + .non2xx),
+        p50_us, p99_us, p999_us, cpu_seconds: $cpu, rss_kib: $rss}' <<< "$line")"
+  done
 done
 
 record "$(jq -nc --argjson idle "$BROKER_IDLE_RSS" --argjson rss "$(vm_kib "$BROKER_PID" VmRSS)" \

@@ -29,67 +29,103 @@ def verdict(ok):
     return "**met**" if ok else "**missed**"
 
 
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def per_cpu(r):
+    cpu = r.get("cpu_seconds") or 0
+    return r["requests"] / cpu if cpu > 0 else None
+
+
 def broker_section(rows):
+    """Medians over the rounds; ratios are taken within each round, then their median."""
     out = []
     runs = [r for r in rows if r.get("variant") != "broker-memory"]
     memory = next((r for r in rows if r.get("variant") == "broker-memory"), None)
     if not runs:
         return out, []
-    out.append("| load | variant | p50 ms | p99 ms | p99.9 ms | throughput req/s | non-200 | proxy CPU s | req per proxy CPU-s |")
-    out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    by = {}
+    rounds = {}
+    loads, variants = [], []
     for r in runs:
-        by[(r["load"], r["variant"])] = r
-        cpu = r.get("cpu_seconds") or 0
-        per_cpu = f"{r['requests'] / cpu:,.0f}" if cpu > 0 and r["variant"] != "direct" else "—"
-        cpu_text = f"{cpu:.2f}" if r["variant"] != "direct" else f"{cpu:.2f} (upstream)"
-        out.append(
-            f"| {r['load']} | {r['variant']} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | {ms(r['p999_us'])} "
-            f"| {r['rps']:,.0f} | {r.get('errors', 0)} | {cpu_text} | {per_cpu} |"
-        )
+        rounds.setdefault((r["load"], r["variant"]), []).append(r)
+        if r["load"] not in loads:
+            loads.append(r["load"])
+        if r["variant"] not in variants:
+            variants.append(r["variant"])
+    count = max(len(v) for v in rounds.values())
+
+    def med(load, variant, key):
+        return median([r.get(key) for r in rounds.get((load, variant), [])])
+
+    def paired(load, other, value):
+        """Median over rounds of value(broker run, other run) for runs of the same round."""
+        others = {r.get("round", 1): r for r in rounds.get((load, other), [])}
+        return median([value(b, others[b.get("round", 1)])
+                       for b in rounds.get((load, "broker"), []) if b.get("round", 1) in others])
+
+    out.append(f"Each figure is the median of {count} round(s); within a round the variants take turns.")
     out.append("")
-    out.append("Ratios, same run (broker / other):")
+    out.append("| load | variant | p50 ms | p99 ms | p99.9 ms | throughput req/s | non-200 (all rounds) | proxy CPU s | req per proxy CPU-s |")
+    out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for load in loads:
+        for v in variants:
+            if (load, v) not in rounds:
+                continue
+            cpu = med(load, v, "cpu_seconds") or 0
+            errors = sum(r.get("errors", 0) for r in rounds[(load, v)])
+            per = median([per_cpu(r) for r in rounds[(load, v)]])
+            per_text = f"{per:,.0f}" if per and v != "direct" else "—"
+            cpu_text = f"{cpu:.2f}" if v != "direct" else f"{cpu:.2f} (upstream)"
+            out.append(
+                f"| {load} | {v} | {ms(med(load, v, 'p50_us'))} | {ms(med(load, v, 'p99_us'))} "
+                f"| {ms(med(load, v, 'p999_us'))} | {med(load, v, 'rps'):,.0f} | {errors} | {cpu_text} | {per_text} |"
+            )
+    out.append("")
+    out.append("Ratios (broker / other), taken within each round, median over the rounds:")
     out.append("")
     out.append("| load | metric | broker/direct | broker/HAProxy | broker/nginx | broker − direct (added) |")
     out.append("| --- | --- | ---: | ---: | ---: | ---: |")
-    loads = []
-    for r in runs:
-        if r["load"] not in loads:
-            loads.append(r["load"])
     for load in loads:
-        b = by.get((load, "broker"))
-        if not b:
+        if (load, "broker") not in rounds:
             continue
         for key, name in (("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9"), ("rps", "throughput")):
             cells = []
             for other in ("direct", "haproxy", "nginx"):
-                o = by.get((load, other))
-                cells.append(f"{b[key] / o[key]:.2f}" if o and o[key] else "—")
-            d = by.get((load, "direct"))
-            added = f"{(b[key] - d[key]) / 1000:+.3f} ms" if d and key != "rps" else "—"
-            out.append(f"| {load} | {name} | {' | '.join(cells)} | {added} |")
+                ratio = paired(load, other, lambda b, o: b[key] / o[key] if o[key] else None)
+                cells.append(f"{ratio:.2f}" if ratio is not None else "—")
+            added = paired(load, "direct", lambda b, o: b[key] - o[key])
+            added_text = f"{added / 1000:+.3f} ms" if added is not None and key != "rps" else "—"
+            out.append(f"| {load} | {name} | {' | '.join(cells)} | {added_text} |")
     out.append("")
     targets = []
-    b1, d1 = by.get(("1000/s", "broker")), by.get(("1000/s", "direct"))
-    if b1 and d1:
-        added = (b1["p99_us"] - d1["p99_us"]) / 1000
+    added = paired("1000/s", "direct", lambda b, o: b["p99_us"] - o["p99_us"])
+    if added is not None:
+        all_added = sorted((b["p99_us"] - o["p99_us"]) / 1000 for b, o in zip(
+            sorted(rounds[("1000/s", "broker")], key=lambda r: r.get("round", 1)),
+            sorted(rounds[("1000/s", "direct")], key=lambda r: r.get("round", 1))))
         targets.append(("Broker p99 added latency at 1,000 req/s < 0.5 ms",
-                        f"{added:.3f} ms (broker p99 {ms(b1['p99_us'])} ms, direct {ms(d1['p99_us'])} ms)",
-                        added < 0.5))
-    bm, hm = by.get(("max", "broker")), by.get(("max", "haproxy"))
-    if bm and hm:
-        per_core_b = bm["requests"] / bm["cpu_seconds"] if bm.get("cpu_seconds") else 0
-        per_core_h = hm["requests"] / hm["cpu_seconds"] if hm.get("cpu_seconds") else 0
+                        f"{added / 1000:.3f} ms, median of {count} (each round: "
+                        f"{', '.join(f'{a:.3f}' for a in all_added)} ms)",
+                        added / 1000 < 0.5))
+    rps_ratio = paired("max", "haproxy", lambda b, o: b["rps"] / o["rps"] if o["rps"] else None)
+    cpu_ratio = paired("max", "haproxy", lambda b, o: (per_cpu(b) or 0) / per_cpu(o) if per_cpu(o) else None)
+    if rps_ratio is not None:
         targets.append(("Broker throughput per core ≥ HAProxy's (same checks)",
-                        f"closed loop on one core: broker {bm['rps']:,.0f} req/s vs HAProxy {hm['rps']:,.0f} req/s "
-                        f"(ratio {bm['rps'] / hm['rps']:.2f}); per CPU-second {per_core_b:,.0f} vs {per_core_h:,.0f} "
-                        f"(ratio {per_core_b / per_core_h if per_core_h else 0:.2f})",
-                        bm["rps"] >= hm["rps"]))
+                        f"closed loop on one core: broker {med('max', 'broker', 'rps'):,.0f} req/s vs HAProxy "
+                        f"{med('max', 'haproxy', 'rps'):,.0f} req/s (median of per-round ratios {rps_ratio:.2f}); "
+                        f"per CPU-second ratio {cpu_ratio:.2f}",
+                        rps_ratio >= 1.0))
     if memory:
         hwm_mib = memory["hwm_kib"] / 1024
+        under_load = med("max", "broker", "rss_kib") or 0
         out.append(
             f"Broker memory (release build): VmRSS idle {memory['rss_idle_kib'] / 1024:.1f} MiB, "
-            f"under load (mid closed-loop run) {(bm or {}).get('rss_kib', 0) / 1024:.1f} MiB, "
+            f"under load (mid closed-loop run) {under_load / 1024:.1f} MiB, "
             f"VmHWM after all runs {hwm_mib:.1f} MiB; {memory['audit_lines']:,} audit lines written."
         )
         out.append("")
@@ -97,21 +133,38 @@ def broker_section(rows):
     return out, targets
 
 
-def operator_section(op, floor):
+def operator_section(ops, floors):
+    """Convergence: the operator/floor ratio of each round (floor then operator), median
+    over rounds. Memory and steady state: the last round, the one with the quiet window."""
     out, targets = [], []
-    if not op and not floor:
+    if not ops and not floors:
         return out, targets
+    op = ops[-1] if ops else None
+    n = (op or floors[-1])["plugins"]
+    pairs = [(o.get("converge_seconds"), f.get("converge_seconds")) for o, f in zip(ops, floors)]
+    ratios = [o / f for o, f in pairs if o and f]
+    o_med = median([o for o, _ in pairs])
+    f_med = median([f for _, f in pairs])
+    ratio = median(ratios)
+    out.append(f"Convergence: {len(pairs)} round(s), each the floor then the operator; medians.")
+    out.append("")
     out.append("| measure | operator | floor | operator/floor |")
     out.append("| --- | ---: | ---: | ---: |")
-    n = (op or floor)["plugins"]
-    o = op.get("converge_seconds") if op else None
-    f = floor.get("converge_seconds") if floor else None
-    ratio = f"{o / f:.2f}" if o and f else "—"
+    fmt = lambda v, spec=".1f": "—" if v is None else format(v, spec)
     out.append(f"| {n} Plugins created → all children + status at generation (s) | "
-               f"{o if o is None else f'{o:.1f}'} | {f if f is None else f'{f:.1f}'} | {ratio} |")
+               f"{fmt(o_med)} | {fmt(f_med)} | {fmt(ratio, '.2f')} |")
+    for index, (o, f) in enumerate(pairs, 1):
+        out.append(f"| round {index} (s) | {fmt(o)} | {fmt(f)} | {fmt(o / f if o and f else None, '.2f')} |")
+    api_o = median([x.get("apiserver_cpu_seconds") for x in ops])
+    api_f = median([x.get("apiserver_cpu_seconds") for x in floors])
+    out.append(f"| API server CPU seconds until converged | {fmt(api_o)} | {fmt(api_f)} | "
+               f"{fmt(api_o / api_f if api_o and api_f else None, '.2f')} |")
     if op:
-        out.append(f"| of which creating the Plugins (s) | {op['create_seconds']:.1f} | {floor.get('write_seconds', 0) if floor else 0:.1f} (all writes) | |")
-        out.append(f"| operator write counter after convergence and settling | {op['writes_during_convergence']:.0f} | {6 * n} applies + {n} creates | |")
+        out.append(f"| operator CPU seconds until converged | {fmt(median([x.get('operator_cpu_seconds') for x in ops]))} | | |")
+        out.append(f"| of which creating the Plugins (s) | {op['create_seconds']:.1f} | | |")
+        by_kind = op.get("writes_by_kind_at_convergence") or {}
+        kinds = ", ".join(f"{k} {v:.0f}" for k, v in sorted(by_kind.items()))
+        out.append(f"| operator writes at convergence (last round) | {kinds or '—'} | {n} creates, {5 * n} applies, {n} status | |")
         out.append(f"| operator VmRSS idle, before any Plugin (MiB) | {op['rss_idle_kib'] / 1024:.1f} | | |")
         out.append(f"| operator VmHWM with {n} Plugins (MiB) | {op['hwm_kib'] / 1024:.1f} | | |")
         out.append(f"| steady state {op['steady_seconds']} s: operator's own write counter | {op['steady_operator_writes']:.0f} | | |")
@@ -119,8 +172,10 @@ def operator_section(op, floor):
         out.append(f"| steady state: API server APPLY/PATCH/POST/PUT on plugin kinds, whole cluster | {op['steady_apiserver_writes_cluster_wide']} | | |")
         out.append(f"| steady state: reconciles meanwhile | {op['steady_reconciles']:.0f} | | |")
         out.append("")
-        if o and f:
-            targets.append(("Convergence within 1.5× the floor", f"{o:.1f} s vs {f:.1f} s = {o / f:.2f}×", o / f <= 1.5))
+        if ratio is not None:
+            targets.append(("Convergence within 1.5× the floor",
+                            f"median {o_med:.1f} s vs {f_med:.1f} s; median ratio {ratio:.2f}× "
+                            f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})", ratio <= 1.5))
         hwm = op["hwm_kib"] / 1024
         targets.append((f"Operator < 64 MiB resident at {n} Plugins", f"VmHWM {hwm:.1f} MiB", hwm < 64))
         targets.append(("No writes in steady state",
@@ -135,14 +190,21 @@ def operator_section(op, floor):
     return out, targets
 
 
+def load_rounds(results, name):
+    """name-1.json, name-2.json, ... in round order, or name.json alone."""
+    rounds = sorted((f for f in os.listdir(results) if f.startswith(f"{name}-") and f.endswith(".json")),
+                    key=lambda f: int(f[len(name) + 1:-5]))
+    paths = [os.path.join(results, f) for f in rounds] or [os.path.join(results, f"{name}.json")]
+    return [row for row in (load_json(p) for p in paths) if row]
+
+
 def main():
     results = sys.argv[1] if len(sys.argv) > 1 else "build/bench"
     lines = []
     broker, t1 = broker_section(load_lines(os.path.join(results, "broker.jsonl")))
     if broker:
         lines += ["### Broker", ""] + broker
-    operator, t2 = operator_section(load_json(os.path.join(results, "operator.json")),
-                                    load_json(os.path.join(results, "floor.json")))
+    operator, t2 = operator_section(load_rounds(results, "operator"), load_rounds(results, "floor"))
     if operator:
         lines += ["### Operator", ""] + operator
     targets = t1 + t2
