@@ -111,6 +111,33 @@ pub async fn create_namespace(client: &Client, what: &str) -> String {
     name
 }
 
+/// Waits (up to `limit`) until no benchmark namespace but `own` exists: a namespace
+/// still being deleted makes API server writes of its own (garbage collection), which
+/// the steady-state count must not see.
+pub async fn wait_for_other_bench_namespaces_gone(client: &Client, own: &str, limit: Duration) {
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let deadline = Instant::now() + limit;
+    loop {
+        let others: Vec<String> = namespaces
+            .list_metadata(&ListParams::default().labels("bench.plugins.chat.dev=yes"))
+            .await
+            .map(|list| list.items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|namespace| namespace.metadata.name)
+            .filter(|name| name != own)
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            progress(&format!("still terminating, counted anyway: {others:?}"));
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 pub async fn delete_namespace(client: &Client, name: &str) {
     let _ = Api::<Namespace>::all(client.clone())
         .delete(name, &DeleteParams::background())

@@ -147,6 +147,8 @@ async fn main() {
         }
         previous = now;
     }
+    common::wait_for_other_bench_namespaces_gone(&client, &namespace, Duration::from_secs(120))
+        .await;
     let (_, hwm_converged) = common::memory_kib(pid);
     let ready_after = http_get(&admin, "/readyz").await.is_some();
     progress(&format!(
