@@ -335,3 +335,63 @@ async fn every_decision_gets_one_audit_line_with_its_id_and_never_the_query() {
     let text = String::from_utf8(fixture.audit.lock().unwrap().clone()).unwrap();
     assert!(!text.contains("secret-in-query"), "the query was audited");
 }
+
+/// Sends `paths` one after another over one connection to the outbound listener, as a
+/// plugin with a keep-alive client does; returns the statuses.
+async fn calls_on_one_connection(fixture: &Fixture, paths: &[&str]) -> Vec<StatusCode> {
+    use http_body_util::{BodyExt, Empty};
+    let stream = tokio::net::TcpStream::connect(fixture.broker().outbound_addr)
+        .await
+        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut statuses = vec![];
+    for path in paths {
+        sender.ready().await.unwrap();
+        let request = http::Request::get(*path)
+            .header("host", "broker")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        statuses.push(response.status());
+        response.into_body().collect().await.unwrap();
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn calls_on_one_plugin_connection_share_one_chat_api_connection() {
+    let fixture = Fixture::start(&policy(&[("users:read", &[])])).await;
+    let statuses = calls_on_one_connection(&fixture, &["/api/v1/users"; 3]).await;
+    assert_eq!(statuses, [StatusCode::OK; 3]);
+    assert_eq!(fixture.chat_api.count(), 3);
+    assert_eq!(
+        fixture
+            .chat_api
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_chat_api_connection_closed_between_calls_is_replaced() {
+    let fixture = Fixture::start(&policy(&[("users:read", &[])])).await;
+    let statuses = calls_on_one_connection(
+        &fixture,
+        &["/api/v1/users?close=1", "/api/v1/users", "/api/v1/users"],
+    )
+    .await;
+    assert_eq!(statuses, [StatusCode::OK; 3]);
+    assert_eq!(fixture.chat_api.count(), 3);
+    assert_eq!(
+        fixture
+            .chat_api
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+}

@@ -138,7 +138,7 @@ impl Inbound {
             Ok(response) => response,
             Err(ForwardError::TimedOut) => return Err(timed_out),
             Err(ForwardError::Unreachable(error)) => {
-                tracing::warn!(error = %error_chain(&error), "plugin unreachable");
+                tracing::warn!(error = %error_chain(error.as_ref()), "plugin unreachable");
                 return Err(Denial::PluginUnavailable);
             }
         };

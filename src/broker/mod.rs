@@ -48,7 +48,7 @@ use inbound::Inbound;
 use metrics::Metrics;
 use outbound::Outbound;
 use policy_store::PolicyLoader;
-use upstream::{Forwarder, Target, TargetError};
+use upstream::{Dedicated, Forwarder, Target, TargetError};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -184,21 +184,30 @@ pub async fn start(args: &BrokerArgs, listeners: Listeners) -> Result<RunningBro
         tokio::spawn(server::serve(
             "outbound",
             listeners.outbound,
-            move |request| outbound.clone().handle(request),
+            move || {
+                let (outbound, dedicated) = (outbound.clone(), Arc::new(Dedicated::default()));
+                move |request| outbound.clone().handle(dedicated.clone(), request)
+            },
             timeout,
             stopping.clone(),
         )),
         tokio::spawn(server::serve(
             "inbound",
             listeners.inbound,
-            move |request| inbound.clone().handle(request),
+            move || {
+                let inbound = inbound.clone();
+                move |request| inbound.clone().handle(request)
+            },
             timeout,
             stopping.clone(),
         )),
         tokio::spawn(server::serve(
             "admin",
             listeners.admin,
-            move |request| admin.clone().handle(request),
+            move || {
+                let admin = admin.clone();
+                move |request| admin.clone().handle(request)
+            },
             timeout,
             stopping,
         )),

@@ -22,7 +22,7 @@ use super::headers::{DECISION_ID, for_chat_api, strip_hop_by_hop};
 use super::metrics::Metrics;
 use super::policy_store::PolicyStore;
 use super::rate_limit::retry_after_seconds;
-use super::upstream::{ForwardError, Forwarder, Target};
+use super::upstream::{Dedicated, ForwardError, Forwarder, Target};
 
 /// Everything the outbound listener needs, shared by all its connections.
 #[derive(Debug)]
@@ -40,7 +40,12 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+    /// Handles one call of the plugin connection that `dedicated` belongs to.
+    pub async fn handle(
+        self: Arc<Self>,
+        dedicated: Arc<Dedicated>,
+        request: Request<Incoming>,
+    ) -> Response<ProxyBody> {
         let started = Instant::now();
         let id = self.ids.next();
         let (mut parts, body) = request.into_parts();
@@ -75,7 +80,14 @@ impl Outbound {
             started,
         };
         let result = self
-            .forward(id, &decision, &policy, &parts, headers, body)
+            .forward(
+                id,
+                &decision,
+                &policy,
+                &parts,
+                Sent { headers, body },
+                &dedicated,
+            )
             .await;
         self.audit(&subject, result.as_ref().map(Response::status));
         result.unwrap_or_else(|denial| to_proxy_response(denial.to_response(id)))
@@ -87,8 +99,8 @@ impl Outbound {
         decision: &Decision<'a>,
         policy: &'a CompiledPolicy,
         parts: &Parts,
-        headers: HeaderMap,
-        body: Incoming,
+        Sent { headers, body }: Sent,
+        dedicated: &Dedicated,
     ) -> Result<Response<ProxyBody>, Denial<'a>> {
         if let Verdict::Deny(denial) = decision.verdict {
             return Err(denial);
@@ -147,11 +159,11 @@ impl Outbound {
         headers.insert(DECISION_ID, id.header_value());
         *request.headers_mut() = headers;
 
-        let response = match self.forwarder.send(request, deadline).await {
+        let response = match self.forwarder.send_on(dedicated, request, deadline).await {
             Ok(response) => response,
             Err(ForwardError::TimedOut) => return Err(Denial::UpstreamTimedOut),
             Err(ForwardError::Unreachable(error)) => {
-                tracing::warn!(decision_id = %id, error = %error_chain(&error), "chat API unreachable");
+                tracing::warn!(decision_id = %id, error = %error_chain(error.as_ref()), "chat API unreachable");
                 return Err(Denial::UpstreamUnavailable);
             }
         };
@@ -186,6 +198,12 @@ impl Outbound {
         self.metrics
             .record_decision(subject.scope.unwrap_or(&self.no_scope), outcome, latency);
     }
+}
+
+/// What the plugin sent beyond the method and path: forwarded once the call is allowed.
+struct Sent {
+    headers: HeaderMap,
+    body: Incoming,
 }
 
 /// The call an audit line is about, gathered while it is handled.

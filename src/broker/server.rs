@@ -24,14 +24,16 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 pub type ShutdownSignal = watch::Receiver<bool>;
 
 /// Serves `listener` until `shutdown` turns true, then waits for open connections to
-/// finish their current request.
-pub async fn serve<H, F>(
+/// finish their current request. `handler_for_connection` makes the request handler of
+/// each new connection (so a handler can keep state for its connection).
+pub async fn serve<M, H, F>(
     name: &'static str,
     listener: TcpListener,
-    handler: H,
+    handler_for_connection: M,
     header_read_timeout: Duration,
     mut shutdown: ShutdownSignal,
 ) where
+    M: Fn() -> H + Send + 'static,
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
@@ -57,7 +59,7 @@ pub async fn serve<H, F>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
+        let handler = handler_for_connection();
         let service = service_fn(move |request| {
             let handler = handler.clone();
             async move { Ok::<_, Infallible>(handler(request).await) }

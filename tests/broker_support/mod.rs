@@ -43,10 +43,13 @@ pub struct Recorded {
 }
 
 /// A loopback HTTP server that records every request and answers 200 `upstream ok`.
-/// A `sleep_ms=N` query makes it wait N ms before answering.
+/// A `sleep_ms=N` query makes it wait N ms before answering; `close=1` makes it close
+/// the connection after answering.
 #[derive(Clone)]
 pub struct StandIn {
     pub addr: SocketAddr,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
     pub recorded: Arc<Mutex<Vec<Recorded>>>,
     pub in_flight: Arc<AtomicUsize>,
     pub max_in_flight: Arc<AtomicUsize>,
@@ -57,6 +60,7 @@ impl StandIn {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Self {
             addr: listener.local_addr().unwrap(),
+            connections: Arc::default(),
             recorded: Arc::default(),
             in_flight: Arc::default(),
             max_in_flight: Arc::default(),
@@ -67,6 +71,7 @@ impl StandIn {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                shared.connections.fetch_add(1, Ordering::SeqCst);
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request| shared.clone().answer(request));
@@ -93,6 +98,10 @@ impl StandIn {
             .query()
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("sleep_ms=")))
             .and_then(|ms| ms.parse().ok());
+        let close = parts
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "close=1"));
         self.recorded.lock().unwrap().push(Recorded {
             method: parts.method,
             uri: parts.uri.to_string(),
@@ -110,6 +119,11 @@ impl StandIn {
         response
             .headers_mut()
             .insert("keep-alive", "timeout=5".parse().unwrap());
+        if close {
+            response
+                .headers_mut()
+                .insert("connection", "close".parse().unwrap());
+        }
         Ok(response)
     }
 
