@@ -91,10 +91,20 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    fn headers_of(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        headers
+    }
+
     #[test]
     fn plugin_credentials_and_proxy_headers_are_stripped() {
-        let mut headers = HeaderMap::new();
-        for (name, value) in [
+        let headers = headers_of(&[
             ("authorization", "Bearer stolen"),
             ("cookie", "session=1"),
             ("proxy-authorization", "Basic eA=="),
@@ -107,12 +117,7 @@ mod tests {
             ("x-broker-decision-id", "forged"),
             ("content-type", "application/json"),
             ("x-request-id", "abc"),
-        ] {
-            headers.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
-        }
+        ]);
         let headers = for_chat_api(headers);
         let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
@@ -121,18 +126,12 @@ mod tests {
 
     #[test]
     fn every_value_of_a_repeated_header_is_kept_in_order() {
-        let mut headers = HeaderMap::new();
-        for (name, value) in [
+        let headers = headers_of(&[
             ("accept", "text/plain"),
             ("cookie", "a=1"),
             ("accept", "application/json"),
             ("cookie", "b=2"),
-        ] {
-            headers.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
-        }
+        ]);
         let headers = for_chat_api(headers);
         let accept: Vec<_> = headers.get_all("accept").iter().collect();
         assert_eq!(accept, ["text/plain", "application/json"]);
@@ -141,20 +140,14 @@ mod tests {
 
     #[test]
     fn hop_by_hop_headers_go_in_both_directions() {
-        let mut headers = HeaderMap::new();
-        for (name, value) in [
+        let mut headers = headers_of(&[
             ("connection", "close, x-private"),
             ("x-private", "1"),
             ("keep-alive", "timeout=5"),
             ("transfer-encoding", "chunked"),
             ("content-type", "text/plain"),
             ("set-cookie", "a=1"),
-        ] {
-            headers.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
-        }
+        ]);
         strip_hop_by_hop(&mut headers);
         let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
