@@ -64,12 +64,7 @@ async fn one_plugin(client: &Client, config: &OperatorConfig, namespace: &str, i
     let plugin = common::create_plugin(&plugins, index).await;
     let names = ChildNames::of(&plugin).expect("a created Plugin has a uid");
     let children = build_children(&plugin, config).expect("the children build");
-    let replicas = children
-        .deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
+    let replicas = children.desired_replicas();
     apply(client, namespace, children.service_account).await;
     apply(client, namespace, children.config_map).await;
     apply(client, namespace, children.deployment).await;

@@ -200,18 +200,17 @@ impl Forwarder {
                 Some(sender) => sender,
                 None => self.connect(&target).await?,
             };
-            let (sender, result) = match send_ready(sender, request).await {
-                Err((_, Some(unsent))) => {
-                    let fresh = self.connect(&target).await?;
-                    send_ready(fresh, unsent).await
+            let sent = match send_ready(sender, request).await {
+                Err((_, Some(unsent))) => send_ready(self.connect(&target).await?, unsent).await,
+                sent => sent,
+            };
+            match sent {
+                Ok((sender, response)) => {
+                    dedicated.put_back(sender);
+                    Ok(response)
                 }
-                other => other,
+                Err((error, _)) => Err(ForwardError::Unreachable(Box::new(error))),
             }
-            .map_or_else(|(error, _)| (None, Err(error)), |(s, r)| (Some(s), Ok(r)));
-            if let Some(sender) = sender {
-                dedicated.put_back(sender);
-            }
-            result.map_err(|error| ForwardError::Unreachable(Box::new(error)))
         };
         match tokio::time::timeout_at(deadline, attempt).await {
             Ok(result) => result,

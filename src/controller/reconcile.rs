@@ -54,12 +54,7 @@ async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Erro
     let names = ChildNames::of(plugin).map_err(|e| Error::InvalidSpec(e.to_string()))?;
     let children =
         build_children(plugin, &ctx.config).map_err(|e| Error::InvalidSpec(e.to_string()))?;
-    let desired_replicas = children
-        .deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
+    let desired_replicas = children.desired_replicas();
     let written = super::apply::apply_children(ctx, &names.namespace, children).await?;
     if written > 0 {
         info!(plugin = %names.plugin_id(), written, "applied children");

@@ -46,6 +46,17 @@ pub struct Children {
     pub network_policy: NetworkPolicy,
 }
 
+impl Children {
+    /// The replicas the Deployment asks for (1 when it does not say).
+    pub fn desired_replicas(&self) -> i32 {
+        self.deployment
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.replicas)
+            .unwrap_or(1)
+    }
+}
+
 /// Why a Plugin cannot be built. The API server's schema refuses most bad specs; these
 /// are the ones it cannot see.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
