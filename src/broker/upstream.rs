@@ -198,10 +198,12 @@ impl Forwarder {
         let attempt = async {
             let sender = match dedicated.take() {
                 Some(sender) => sender,
-                None => self.connect(&target).await?,
+                None => self.connect_boxed(&target).await?,
             };
             let sent = match send_ready(sender, request).await {
-                Err((_, Some(unsent))) => send_ready(self.connect(&target).await?, unsent).await,
+                Err((_, Some(unsent))) => {
+                    send_ready(self.connect_boxed(&target).await?, unsent).await
+                }
                 sent => sent,
             };
             match sent {
@@ -216,6 +218,12 @@ impl Forwarder {
             Ok(result) => result,
             Err(_) => Err(ForwardError::TimedOut),
         }
+    }
+
+    /// [`Self::connect`] on the heap: connecting is rare and its future large, so
+    /// boxing it keeps every call's future (moved a few times per call) small.
+    async fn connect_boxed(&self, uri: &Uri) -> Result<SendRequest<ProxyBody>, ForwardError> {
+        Box::pin(self.connect(uri)).await
     }
 
     /// A new HTTP/1.1 connection to where `uri` points, driven by its own task.
