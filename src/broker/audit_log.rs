@@ -194,9 +194,9 @@ fn json_line(out: &mut Vec<u8>, timestamp: &Timestamp<'_>, record: &AuditRecord<
     }
     let _ = writeln!(
         out,
-        "\",\"status\":{},\"latency_ms\":{:.3},\"target\":\"broker::audit\"}}",
+        "\",\"status\":{},\"latency_ms\":{},\"target\":\"broker::audit\"}}",
         record.status,
-        record.latency.as_secs_f64() * 1000.0
+        Milliseconds(record.latency)
     );
 }
 
@@ -205,7 +205,7 @@ fn plain_line(out: &mut Vec<u8>, timestamp: &Timestamp<'_>, record: &AuditRecord
     let _ = writeln!(
         out,
         "{timestamp}  INFO broker::audit: decision decision_id={} plugin={} scope={} method={} \
-         path={} outcome={} reason={} status={} latency_ms={:.3}",
+         path={} outcome={} reason={} status={} latency_ms={}",
         record.id,
         quoted(record.plugin),
         quoted(record.scope.unwrap_or("")),
@@ -214,8 +214,19 @@ fn plain_line(out: &mut Vec<u8>, timestamp: &Timestamp<'_>, record: &AuditRecord
         record.outcome.as_str(),
         record.reason.unwrap_or(""),
         record.status,
-        record.latency.as_secs_f64() * 1000.0
+        Milliseconds(record.latency)
     );
+}
+
+/// A duration in milliseconds with three decimals (whole microseconds), written with
+/// integer arithmetic: formatting a float was a visible part of each call's cost.
+struct Milliseconds(std::time::Duration);
+
+impl std::fmt::Display for Milliseconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let micros = self.0.as_micros();
+        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
+    }
 }
 
 /// Appends `value` escaped for the inside of a JSON string (RFC 8259): quote, backslash
@@ -270,6 +281,15 @@ mod tests {
     fn lines_of(log: &AuditLog, memory: &Arc<Mutex<Vec<u8>>>) -> String {
         log.flush();
         String::from_utf8(memory.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn latency_is_written_in_milliseconds_to_the_microsecond() {
+        let written = |duration| Milliseconds(duration).to_string();
+        assert_eq!(written(Duration::from_micros(1234)), "1.234");
+        assert_eq!(written(Duration::from_micros(7)), "0.007");
+        assert_eq!(written(Duration::from_nanos(999)), "0.000");
+        assert_eq!(written(Duration::from_secs(12)), "12000.000");
     }
 
     #[test]
