@@ -33,57 +33,54 @@ pub const DECISION_ID: HeaderName = HeaderName::from_static("x-broker-decision-i
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(|name| is_hop_by_hop(name.as_str())) {
-        return;
-    }
     let listed = listed_in_connection(headers);
-    *headers = keep(std::mem::take(headers), |name| {
+    remove_where(headers, |name| {
         is_hop_by_hop(name) || listed.iter().any(|listed| listed == name)
     });
 }
 
 /// A plugin's request headers as the chat API gets them: hop-by-hop, credential, proxy
 /// and `x-forwarded-*` headers go, and so does any decision id the plugin made up.
-pub fn for_chat_api(headers: HeaderMap) -> HeaderMap {
+pub fn for_chat_api(mut headers: HeaderMap) -> HeaderMap {
     let listed = listed_in_connection(&headers);
-    keep(headers, |name| {
+    remove_where(&mut headers, |name| {
         is_hop_by_hop(name)
             || IDENTITY.contains(&name)
             || name == DECISION_ID.as_str()
             || name.starts_with("x-forwarded-")
             || listed.iter().any(|listed| listed == name)
-    })
+    });
+    headers
 }
 
 fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.contains(&name)
 }
 
-/// The header names a `Connection` header lists, lowercase (usually none).
+/// The header names a `Connection` header lists beyond the hop-by-hop ones (usually
+/// none: `keep-alive` and `close` are the common values, so this rarely allocates).
 fn listed_in_connection(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|name| {
+            !name.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
+        })
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect()
 }
 
-/// The headers whose name `drop` refuses, in one pass and without copying values.
-fn keep(headers: HeaderMap, drop: impl Fn(&str) -> bool) -> HeaderMap {
-    let mut kept = HeaderMap::with_capacity(headers.len());
-    let mut current: Option<HeaderName> = None;
-    for (name, value) in headers {
-        // `into_iter` names a header once, then gives its further values without a name.
-        if let Some(name) = name {
-            current = (!drop(name.as_str())).then_some(name);
-        }
-        if let Some(name) = &current {
-            kept.append(name.clone(), value);
-        }
+/// Removes, in place, every header whose name `doomed` picks, with all its values.
+/// Header maps here are small (hyper accepts at most 100 headers), so scanning again
+/// for the next one costs less than building a new map, and allocates nothing.
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
+    while let Some(name) = headers.keys().find(|name| doomed(name.as_str())).cloned() {
+        headers.remove(&name);
     }
-    kept
 }
 
 #[cfg(test)]
@@ -152,5 +149,28 @@ mod tests {
         let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["content-type", "set-cookie"]);
+    }
+
+    #[test]
+    fn every_connection_value_and_listed_name_in_any_case_goes() {
+        let mut headers = headers_of(&[
+            ("connection", "Keep-Alive"),
+            ("connection", "X-Private-One ,x-private-two"),
+            ("x-private-one", "1"),
+            ("x-private-two", "2"),
+            ("keep-alive", "timeout=5"),
+            ("content-length", "2"),
+        ]);
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["content-length"]);
+    }
+
+    #[test]
+    fn headers_without_hop_by_hop_ones_are_left_as_they_are() {
+        let before = headers_of(&[("content-type", "text/plain"), ("x-a", "1"), ("x-a", "2")]);
+        let mut after = before.clone();
+        strip_hop_by_hop(&mut after);
+        assert_eq!(after, before);
     }
 }
