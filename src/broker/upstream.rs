@@ -198,12 +198,10 @@ impl Forwarder {
         let attempt = async {
             let sender = match dedicated.take() {
                 Some(sender) => sender,
-                None => self.connect_boxed(&target).await?,
+                None => self.connect(&target).await?,
             };
             let sent = match send_ready(sender, request).await {
-                Err((_, Some(unsent))) => {
-                    send_ready(self.connect_boxed(&target).await?, unsent).await
-                }
+                Err((_, Some(unsent))) => send_ready(self.connect(&target).await?, unsent).await,
                 sent => sent,
             };
             match sent {
@@ -220,29 +218,28 @@ impl Forwarder {
         }
     }
 
-    /// [`Self::connect`] on the heap: connecting is rare and its future large, so
-    /// boxing it keeps every call's future (moved a few times per call) small.
-    async fn connect_boxed(&self, uri: &Uri) -> Result<SendRequest<ProxyBody>, ForwardError> {
-        Box::pin(self.connect(uri)).await
-    }
-
-    /// A new HTTP/1.1 connection to where `uri` points, driven by its own task.
+    /// A new HTTP/1.1 connection to where `uri` points, driven by its own task. The work
+    /// is boxed: connecting is rare and its future large, and unboxed it would make every
+    /// call's future (moved a few times per call) that much larger.
     async fn connect(&self, uri: &Uri) -> Result<SendRequest<ProxyBody>, ForwardError> {
-        let unreachable = |error: BoxError| ForwardError::Unreachable(error);
-        let mut connector = self.connector.clone();
-        std::future::poll_fn(|cx| connector.poll_ready(cx))
-            .await
-            .map_err(unreachable)?;
-        let io = connector.call(uri.clone()).await.map_err(unreachable)?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|error| unreachable(Box::new(error)))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection to the chat API ended with an error");
-            }
-        });
-        Ok(sender)
+        Box::pin(async move {
+            let unreachable = |error: BoxError| ForwardError::Unreachable(error);
+            let mut connector = self.connector.clone();
+            std::future::poll_fn(|cx| connector.poll_ready(cx))
+                .await
+                .map_err(unreachable)?;
+            let io = connector.call(uri.clone()).await.map_err(unreachable)?;
+            let (sender, connection) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(|error| unreachable(Box::new(error)))?;
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "connection to the chat API ended with an error");
+                }
+            });
+            Ok(sender)
+        })
+        .await
     }
 }
 
