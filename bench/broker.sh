@@ -13,7 +13,9 @@
 # Environment: BROKER_BIN (default target/release/plugin-operator), BENCH_SECONDS (per
 # run, default 10), BENCH_RATES (default "1000 5000"), BENCH_ROUNDS (default 3),
 # BENCH_OUT (JSON lines file),
-# BENCH_PROFILE=1 also records a perf profile of the broker at maximum load.
+# BENCH_PROFILE=1 also records a perf profile of the broker at maximum load,
+# BROKER_BASELINE_BIN adds a second broker build (variant "baseline", e.g. the build
+# before a change) that takes its turn in every round like the others.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +35,15 @@ BROKER_ADMIN=$((UPSTREAM_PORT + 3))
 HAPROXY_PORT=$((UPSTREAM_PORT + 4))
 NGINX_PORT=$((UPSTREAM_PORT + 5))
 PLUGIN_PORT=$((UPSTREAM_PORT + 6))
+BASELINE_PORT=$((UPSTREAM_PORT + 7))
+BASELINE_INBOUND=$((UPSTREAM_PORT + 8))
+BASELINE_ADMIN=$((UPSTREAM_PORT + 9))
+BASELINE_PLUGIN_PORT=$((UPSTREAM_PORT + 10))
+BASELINE_BIN=${BROKER_BASELINE_BIN:-}
+if [[ -n $BASELINE_BIN && ! -x $BASELINE_BIN ]]; then
+  echo "BROKER_BASELINE_BIN=$BASELINE_BIN is not an executable file" >&2
+  exit 1
+fi
 TOKEN=bench-broker-token-0123456789abcdef
 
 REQ_PATH=/api/v1/channels/C123/messages?limit=10
@@ -40,7 +51,8 @@ HEADERS=(-H "Authorization: Bearer plugin-own-secret" -H "Cookie: session=plugin
 
 say() { printf '   [%s] %s\n' "$(date +%T)" "$*" >&2; }
 
-for port in $UPSTREAM_PORT $BROKER_PORT $BROKER_INBOUND $BROKER_ADMIN $HAPROXY_PORT $NGINX_PORT; do
+for port in $UPSTREAM_PORT $BROKER_PORT $BROKER_INBOUND $BROKER_ADMIN $HAPROXY_PORT $NGINX_PORT \
+  $BASELINE_PORT $BASELINE_INBOUND $BASELINE_ADMIN; do
   if ss -Hltn "sport = :$port" | grep -q .; then
     echo "port $port on 127.0.0.1 is in use; set BENCH_PORT_BASE to a free range" >&2
     exit 1
@@ -116,6 +128,20 @@ wait_port "$NGINX_PORT"
 declare -A PORT=([direct]=$UPSTREAM_PORT [broker]=$BROKER_PORT [haproxy]=$HAPROXY_PORT [nginx]=$NGINX_PORT)
 declare -A PID=([direct]=$(cat "$RUN/upstream.pid") [broker]=$BROKER_PID [haproxy]=$HAPROXY_PID [nginx]=$NGINX_PID)
 VARIANTS=(direct broker haproxy nginx)
+
+if [[ -n $BASELINE_BIN ]]; then
+  say "baseline broker: $BASELINE_BIN on CPU 1, outbound 127.0.0.1:$BASELINE_PORT"
+  taskset -c 1 "$BASELINE_BIN" broker \
+    --outbound-bind "127.0.0.1:$BASELINE_PORT" --inbound-bind "127.0.0.1:$BASELINE_INBOUND" \
+    --admin-bind "127.0.0.1:$BASELINE_ADMIN" --chat-api-url "http://127.0.0.1:$UPSTREAM_PORT" \
+    --plugin-port "$BASELINE_PLUGIN_PORT" --token-file "$RUN/token" --policy-file "$RUN/policy.json" \
+    --plugin-id bench/plugin --log-format json > "$RUN/baseline-audit.log" 2> "$RUN/baseline-stderr.log" &
+  PIDS+=($!)
+  PORT[baseline]=$BASELINE_PORT
+  PID[baseline]=$!
+  VARIANTS=(direct broker baseline haproxy nginx)
+  wait_port "$BASELINE_PORT"
+fi
 
 say "checking that each does the same thing: the granted call 200, an ungranted one 403"
 for v in "${VARIANTS[@]}"; do

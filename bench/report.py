@@ -62,11 +62,11 @@ def broker_section(rows):
     def med(load, variant, key):
         return median([r.get(key) for r in rounds.get((load, variant), [])])
 
-    def paired(load, other, value):
-        """Median over rounds of value(broker run, other run) for runs of the same round."""
+    def paired(load, other, value, variant="broker"):
+        """Median over rounds of value(variant's run, other run) for runs of the same round."""
         others = {r.get("round", 1): r for r in rounds.get((load, other), [])}
         return median([value(b, others[b.get("round", 1)])
-                       for b in rounds.get((load, "broker"), []) if b.get("round", 1) in others])
+                       for b in rounds.get((load, variant), []) if b.get("round", 1) in others])
 
     out.append(f"Each figure is the median of {count} round(s); within a round the variants take turns.")
     out.append("")
@@ -88,14 +88,16 @@ def broker_section(rows):
     out.append("")
     out.append("Ratios (broker / other), taken within each round, median over the rounds:")
     out.append("")
-    out.append("| load | metric | broker/direct | broker/HAProxy | broker/nginx | broker − direct (added) |")
-    out.append("| --- | --- | ---: | ---: | ---: | ---: |")
+    others = ["direct", "haproxy", "nginx"] + (["baseline"] if "baseline" in variants else [])
+    names = {"direct": "direct", "haproxy": "HAProxy", "nginx": "nginx", "baseline": "baseline"}
+    out.append(f"| load | metric | {' | '.join(f'broker/{names[o]}' for o in others)} | broker − direct (added) |")
+    out.append(f"| --- | --- | {' | '.join('---:' for _ in others)} | ---: |")
     for load in loads:
         if (load, "broker") not in rounds:
             continue
         for key, name in (("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9"), ("rps", "throughput")):
             cells = []
-            for other in ("direct", "haproxy", "nginx"):
+            for other in others:
                 ratio = paired(load, other, lambda b, o: b[key] / o[key] if o[key] else None)
                 cells.append(f"{ratio:.2f}" if ratio is not None else "—")
             added = paired(load, "direct", lambda b, o: b[key] - o[key])
@@ -108,9 +110,15 @@ def broker_section(rows):
         all_added = sorted((b["p99_us"] - o["p99_us"]) / 1000 for b, o in zip(
             sorted(rounds[("1000/s", "broker")], key=lambda r: r.get("round", 1)),
             sorted(rounds[("1000/s", "direct")], key=lambda r: r.get("round", 1))))
+        peers = []
+        for other in ("haproxy", "nginx"):
+            peer = paired("1000/s", "direct", lambda b, o: b["p99_us"] - o["p99_us"], variant=other)
+            if peer is not None:
+                peers.append(f"{names[other]} {peer / 1000:.3f} ms")
+        peers_text = f"; the same rounds through {', '.join(peers)}" if peers else ""
         targets.append(("Broker p99 added latency at 1,000 req/s < 0.5 ms",
                         f"{added / 1000:.3f} ms, median of {count} (each round: "
-                        f"{', '.join(f'{a:.3f}' for a in all_added)} ms)",
+                        f"{', '.join(f'{a:.3f}' for a in all_added)} ms){peers_text}",
                         added / 1000 < 0.5))
     rps_ratio = paired("max", "haproxy", lambda b, o: b["rps"] / o["rps"] if o["rps"] else None)
     cpu_ratio = paired("max", "haproxy", lambda b, o: (per_cpu(b) or 0) / per_cpu(o) if per_cpu(o) else None)

@@ -11,6 +11,8 @@
 # BENCH_ONLY=broker|operator runs one half; BENCH_PLUGINS (1000), BENCH_SECONDS (10),
 # BENCH_STEADY_SECONDS (60), BENCH_ROUNDS (broker, 3) and BENCH_OPERATOR_ROUNDS (2)
 # change the sizes. Repeated rounds take turns, and the report gives medians.
+# BROKER_BASELINE_BIN=<a broker binary> adds it as a fifth variant, "baseline" (before
+# and after a change, in the same rounds).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
