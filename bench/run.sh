@@ -12,7 +12,8 @@
 # BENCH_STEADY_SECONDS (60), BENCH_ROUNDS (broker, 3) and BENCH_OPERATOR_ROUNDS (2)
 # change the sizes. Repeated rounds take turns, and the report gives medians.
 # BROKER_BASELINE_BIN=<a broker binary> adds it as a fifth variant, "baseline" (before
-# and after a change, in the same rounds).
+# and after a change, in the same rounds). If step 4 has to start the local cluster, the
+# cluster is stopped again at the end (BENCH_KEEP_CLUSTER=1 keeps it).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -26,6 +27,17 @@ export KUBECONFIG=${KUBECONFIG:-$ROOT/build/cluster/kubeconfig}
 mkdir -p "$OUT"
 
 step() { printf '== [%s] %s\n' "$(date +%T)" "$*" >&2; }
+
+# A cluster this script starts is stopped again when it ends, on success or failure;
+# BENCH_KEEP_CLUSTER=1 leaves it running. A cluster that was already up is left alone.
+STARTED_CLUSTER=0
+stop_started_cluster() {
+  if ((STARTED_CLUSTER)) && [[ ${BENCH_KEEP_CLUSTER:-0} != 1 ]]; then
+    echo "   stopping the local cluster this benchmark started (make cluster-down)" >&2
+    make --no-print-directory cluster-down > /dev/null || echo "   make cluster-down failed; run it by hand" >&2
+  fi
+}
+trap stop_started_cluster EXIT
 
 step "1/5 tools"
 missing=()
@@ -60,6 +72,7 @@ if [[ $ONLY == all || $ONLY == operator ]]; then
   KUBECTL=$(ls "$HOME"/.cache/plugin-operator/k8s-*/bin/kubectl 2> /dev/null | tail -n 1 || true)
   if [[ ! -f $KUBECONFIG || -z $KUBECTL ]] || ! "$KUBECTL" get --raw /readyz > /dev/null 2>&1; then
     echo "   no cluster kubeconfig; starting the local cluster (make cluster-up)" >&2
+    STARTED_CLUSTER=1
     make --no-print-directory cluster-up
   fi
   rm -f "$OUT"/floor-*.json "$OUT"/operator-*.json
