@@ -387,6 +387,25 @@ pub async fn resource_versions(client: &Client, namespace: &str) -> BTreeMap<Str
     out
 }
 
+/// How many Deployments of the namespace the deployment controller has not caught up
+/// with yet (`status.observedGeneration` behind `metadata.generation`); their status
+/// writes, and the Plugin status changes that follow them, are still to come.
+pub async fn deployments_not_observed(client: &Client, namespace: &str) -> usize {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let items = api
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    items
+        .iter()
+        .filter(|d| {
+            let observed = d.status.as_ref().and_then(|s| s.observed_generation);
+            observed.is_none() || observed < d.metadata.generation
+        })
+        .count()
+}
+
 /// Writes the API server counted (all clients, whole cluster) for the kinds the operator
 /// manages, as in tests/operator_steady_state.rs: APPLY, PATCH, POST and PUT, without
 /// Deployment status (the deployment controller's).

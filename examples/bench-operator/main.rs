@@ -136,14 +136,36 @@ async fn main() {
         .map(|(after, before)| after - before);
     progress(&format!("converged: {converged_s:?} s"));
 
-    // Let the last status writes and their watch events pass (at most 60 s).
+    // Steady state means nothing left to react to: wait (at most 10 min) until the
+    // deployment controller has observed every Deployment (the Plugins' Ready conditions
+    // follow its status writes; with its default client rate limit of 20 requests/s
+    // that takes minutes for 1,000 of them) and the operator wrote nothing for 3 s.
+    let settle_started = Instant::now();
+    let settle_deadline = settle_started + Duration::from_secs(600);
     let mut previous = metric(&admin, "plugin_operator_api_writes_total").await;
-    let settle_deadline = Instant::now() + Duration::from_secs(60);
+    let mut last_report = settle_started;
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let now = metric(&admin, "plugin_operator_api_writes_total").await;
-        if now == previous || Instant::now() > settle_deadline {
+        let behind = common::deployments_not_observed(&client, &namespace).await;
+        if now == previous && behind == 0 {
+            progress(&format!(
+                "settled after {:.0} s: every Deployment observed, no operator write for 3 s",
+                settle_started.elapsed().as_secs_f64()
+            ));
             break;
+        }
+        if Instant::now() > settle_deadline {
+            progress(&format!(
+                "not settled after 600 s ({behind} Deployments not yet observed); counting anyway"
+            ));
+            break;
+        }
+        if last_report.elapsed() >= Duration::from_secs(30) {
+            progress(&format!(
+                "settling: {behind} of {count} Deployments not yet observed by the deployment controller"
+            ));
+            last_report = Instant::now();
         }
         previous = now;
     }
