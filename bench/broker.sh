@@ -99,17 +99,24 @@ taskset -c 0 nginx -p "$RUN" -e "$RUN/upstream-error.log" -c "$RUN/upstream-ngin
 PIDS+=($!)
 wait_port "$UPSTREAM_PORT"
 
-say "broker: $BIN on CPU 1, outbound 127.0.0.1:$BROKER_PORT"
+# start_broker NAME BINARY OUTBOUND INBOUND ADMIN PLUGIN_PORT: a broker on CPU 1, its
+# audit lines in $RUN/NAME-audit.log; sets STARTED_PID.
+start_broker() {
+  say "$1: $2 on CPU 1, outbound 127.0.0.1:$3"
+  taskset -c 1 "$2" broker \
+    --outbound-bind "127.0.0.1:$3" --inbound-bind "127.0.0.1:$4" \
+    --admin-bind "127.0.0.1:$5" --chat-api-url "http://127.0.0.1:$UPSTREAM_PORT" \
+    --plugin-port "$6" --token-file "$RUN/token" --policy-file "$RUN/policy.json" \
+    --plugin-id bench/plugin --log-format json > "$RUN/$1-audit.log" 2> "$RUN/$1-stderr.log" &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  wait_port "$3"
+}
+
 cp "$ROOT/bench/broker/policy.json" "$RUN/policy.json"
 printf '%s' "$TOKEN" > "$RUN/token"
-taskset -c 1 "$BIN" broker \
-  --outbound-bind "127.0.0.1:$BROKER_PORT" --inbound-bind "127.0.0.1:$BROKER_INBOUND" \
-  --admin-bind "127.0.0.1:$BROKER_ADMIN" --chat-api-url "http://127.0.0.1:$UPSTREAM_PORT" \
-  --plugin-port "$PLUGIN_PORT" --token-file "$RUN/token" --policy-file "$RUN/policy.json" \
-  --plugin-id bench/plugin --log-format json > "$RUN/broker-audit.log" 2> "$RUN/broker-stderr.log" &
-BROKER_PID=$!
-PIDS+=("$BROKER_PID")
-wait_port "$BROKER_PORT"
+start_broker broker "$BIN" "$BROKER_PORT" "$BROKER_INBOUND" "$BROKER_ADMIN" "$PLUGIN_PORT"
+BROKER_PID=$STARTED_PID
 
 say "haproxy $(haproxy -v | head -1 | awk '{print $3}') on CPU 1, 127.0.0.1:$HAPROXY_PORT"
 render haproxy.cfg "$HAPROXY_PORT"
@@ -130,17 +137,11 @@ declare -A PID=([direct]=$(cat "$RUN/upstream.pid") [broker]=$BROKER_PID [haprox
 VARIANTS=(direct broker haproxy nginx)
 
 if [[ -n $BASELINE_BIN ]]; then
-  say "baseline broker: $BASELINE_BIN on CPU 1, outbound 127.0.0.1:$BASELINE_PORT"
-  taskset -c 1 "$BASELINE_BIN" broker \
-    --outbound-bind "127.0.0.1:$BASELINE_PORT" --inbound-bind "127.0.0.1:$BASELINE_INBOUND" \
-    --admin-bind "127.0.0.1:$BASELINE_ADMIN" --chat-api-url "http://127.0.0.1:$UPSTREAM_PORT" \
-    --plugin-port "$BASELINE_PLUGIN_PORT" --token-file "$RUN/token" --policy-file "$RUN/policy.json" \
-    --plugin-id bench/plugin --log-format json > "$RUN/baseline-audit.log" 2> "$RUN/baseline-stderr.log" &
-  PIDS+=($!)
+  start_broker baseline "$BASELINE_BIN" "$BASELINE_PORT" "$BASELINE_INBOUND" "$BASELINE_ADMIN" \
+    "$BASELINE_PLUGIN_PORT"
   PORT[baseline]=$BASELINE_PORT
-  PID[baseline]=$!
+  PID[baseline]=$STARTED_PID
   VARIANTS=(direct broker baseline haproxy nginx)
-  wait_port "$BASELINE_PORT"
 fi
 
 say "checking that each does the same thing: the granted call 200, an ungranted one 403"
