@@ -35,7 +35,7 @@ generate: ## Regenerate the CRD (crds/, the chart) and deploy/ from the Rust typ
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
 test: ## Every test: unit, integration (real API server), end-to-end (real pods); starts the cluster

@@ -1,0 +1,1 @@
+//! The broker side of the test support.

@@ -1,0 +1,8 @@
+//! What the tests, the benchmark drivers and the fuzz targets share, in one place.
+//!
+//! - [`cluster`]: a client for the real API server, throwaway namespaces, waiting.
+//! - [`broker`]: the broker in-process, stand-ins for the chat API and the plugin,
+//!   policy builders and the decision oracle.
+
+pub mod broker;
+pub mod cluster;
