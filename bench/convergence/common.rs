@@ -18,7 +18,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use plugin_operator::api::{Plugin, PluginSpec};
-use plugin_operator::controller::build::PLUGIN_LABEL;
+use plugin_operator::controller::desired::PLUGIN_LABEL;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 

@@ -2,7 +2,7 @@
 //! children and a status, done directly.
 //!
 //! For each Plugin, 8 at a time (the operator's `--max-concurrent-reconciles`): create
-//! it, build its children with the operator's own `build_children` (same configuration
+//! it, build its children with the operator's own `validate` and `desired_children` (same configuration
 //! as the operator's defaults), server-side apply the five children under the same
 //! field manager with the same applied-hash annotation, and apply the status the
 //! operator would write first. Then the same convergence check as `bench-operator`.
@@ -23,9 +23,10 @@ use kube::{Client, Resource, ResourceExt};
 use plugin_operator::api::Plugin;
 use plugin_operator::controller::ControllerArgs;
 use plugin_operator::controller::apply::{APPLIED_HASH_ANNOTATION, applied_hash};
-use plugin_operator::controller::build::{ChildNames, FIELD_MANAGER, build_children};
 use plugin_operator::controller::config::OperatorConfig;
+use plugin_operator::controller::desired::{FIELD_MANAGER, desired_children};
 use plugin_operator::controller::status::{Desired, plugin_status};
+use plugin_operator::controller::validate::validate;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -62,8 +63,9 @@ where
 async fn one_plugin(client: &Client, config: &OperatorConfig, namespace: &str, index: usize) {
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), namespace);
     let plugin = common::create_plugin(&plugins, index).await;
-    let names = ChildNames::of(&plugin).expect("a created Plugin has a uid");
-    let children = build_children(&plugin, config).expect("the children build");
+    let valid = validate(&plugin, config).expect("a created Plugin is valid");
+    let names = &valid.names;
+    let children = desired_children(&valid, config);
     let replicas = children.desired_replicas();
     apply(client, namespace, children.service_account).await;
     apply(client, namespace, children.config_map).await;

@@ -43,7 +43,7 @@ pub mod condition {
     pub const STALLED: &str = "Stalled";
 }
 
-/// Condition reasons, one per situation a user must tell apart.
+/// Condition and Event reasons, one per situation a user must tell apart.
 pub mod reason {
     pub const AVAILABLE: &str = "Available";
     pub const ROLLING_OUT: &str = "RollingOut";
@@ -57,6 +57,12 @@ pub mod reason {
     pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
     pub const POD_CREATE_FAILED: &str = "PodCreateFailed";
     pub const ROLLOUT_STALLED: &str = "RolloutStalled";
+    /// The spec passed the API server but cannot be built.
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The API server refused a child; its message says why.
     pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// The object does not parse as a Plugin (Event only: it has no status to write).
+    pub const MALFORMED_PLUGIN: &str = "MalformedPlugin";
+    /// Writing the status failed (Event only).
+    pub const STATUS_UPDATE_FAILED: &str = "StatusUpdateFailed";
 }

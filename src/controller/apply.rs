@@ -10,8 +10,8 @@ use kube::{Resource, ResourceExt};
 use serde::{Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 
-use super::build::{Children, FIELD_MANAGER};
 use super::context::Context;
+use super::desired::{Children, FIELD_MANAGER};
 use super::error::Error;
 
 /// Annotation holding the hash of the applied configuration of a child.
@@ -109,20 +109,14 @@ pub fn applied_hash<K: Serialize>(desired: &K) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::build::{build_children, fixtures};
-    use crate::controller::config::OperatorConfig;
+    use crate::controller::desired::fixtures::{MINIMAL, children};
 
     #[test]
     fn same_plugin_gives_the_same_hash_and_a_changed_spec_a_new_one() {
-        let config = OperatorConfig::example();
-        let a = build_children(&fixtures::plugin(fixtures::MINIMAL), &config).unwrap();
-        let b = build_children(&fixtures::plugin(fixtures::MINIMAL), &config).unwrap();
+        let a = children(MINIMAL);
+        let b = children(MINIMAL);
         assert_eq!(applied_hash(&a.deployment), applied_hash(&b.deployment));
-        let changed = build_children(
-            &fixtures::plugin(&format!("{}replicas: 2\n", fixtures::MINIMAL)),
-            &config,
-        )
-        .unwrap();
+        let changed = children(&format!("{MINIMAL}replicas: 2\n"));
         assert_ne!(
             applied_hash(&a.deployment),
             applied_hash(&changed.deployment)

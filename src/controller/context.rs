@@ -16,7 +16,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::config::OperatorConfig;
 use super::metrics::Metrics;
-use super::written::WrittenStatuses;
+use super::status::written::WrittenStatuses;
 use crate::api::Plugin;
 
 /// Read-only caches of everything the operator manages, kept by watches. Children

@@ -1,7 +1,11 @@
-//! One error type for the reconcile pipeline. Each variant's name is its metric label
-//! and its Event reason.
+//! One error type for the reconcile pipeline. Each variant's name is its metric label,
+//! its Event reason and, where the user can act on it, the reason on the Plugin's
+//! `Ready` condition: one mapping, [`Error::reason`].
 
 use std::time::Duration;
+
+use super::validate::InvalidSpec;
+use crate::api::status::reason;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -11,7 +15,7 @@ pub enum Error {
     MalformedPlugin(String),
     /// The spec passed the API server but cannot be built. Waits for the spec to change.
     #[error("the Plugin cannot be built: {0}")]
-    InvalidSpec(String),
+    InvalidSpec(#[from] InvalidSpec),
     /// Writing a child failed; retried with backoff.
     #[error("applying {kind} {name} failed: {source}")]
     ApplyFailed {
@@ -29,11 +33,17 @@ impl Error {
     /// The variant's name: metric label and Event reason.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::MalformedPlugin(_) => "MalformedPlugin",
-            Self::InvalidSpec(_) => "InvalidSpec",
-            Self::ApplyFailed { .. } => "ApplyFailed",
-            Self::StatusUpdateFailed(_) => "StatusUpdateFailed",
+            Self::MalformedPlugin(_) => reason::MALFORMED_PLUGIN,
+            Self::InvalidSpec(_) => reason::INVALID_SPEC,
+            Self::ApplyFailed { .. } => reason::APPLY_FAILED,
+            Self::StatusUpdateFailed(_) => reason::STATUS_UPDATE_FAILED,
         }
+    }
+
+    /// Whether the failure is put on the Plugin's status: a malformed object has no
+    /// status to write and a failed status write cannot report itself.
+    pub fn shows_on_status(&self) -> bool {
+        matches!(self, Self::InvalidSpec(_) | Self::ApplyFailed { .. })
     }
 
     /// Permanent errors wait for the object to change; retrying cannot help.
@@ -62,7 +72,7 @@ mod tests {
 
     #[test]
     fn spec_errors_are_permanent_and_api_errors_are_not() {
-        assert!(Error::InvalidSpec("x".into()).is_permanent());
+        assert!(Error::InvalidSpec(InvalidSpec::MissingMetadata("uid")).is_permanent());
         assert!(Error::MalformedPlugin("x".into()).is_permanent());
         let api = kube::Error::Service("connection refused".into());
         assert!(!Error::StatusUpdateFailed(api).is_permanent());

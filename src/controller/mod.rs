@@ -1,22 +1,24 @@
 //! The operator: reconciles each Plugin into its children and reports their state.
 //!
-//! The pipeline is validate -> build -> apply -> status. `build` and `status` are pure
-//! and hold most of the logic; `apply` and `reconcile` are the thin layer that talks to
-//! the API server; `run` wires watches, leader election, metrics and shutdown.
+//! The pipeline is [`validate`] -> [`desired`] -> [`apply`] -> [`status`], one module per
+//! step, driven by `reconcile`. `validate`, `desired` and the status's computation are
+//! pure and hold most of the logic; `apply`, `status::report` and `reconcile` are the
+//! thin layer that talks to the API server; `run` wires watches, leader election,
+//! metrics and shutdown.
 
 mod admin;
 pub mod apply;
 mod args;
-pub mod build;
 pub mod config;
 mod context;
+pub mod desired;
 pub mod error;
 pub mod leader;
 mod metrics;
 mod reconcile;
 mod run;
 pub mod status;
-mod written;
+pub mod validate;
 
 pub use args::ControllerArgs;
 pub use run::run;

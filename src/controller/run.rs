@@ -27,9 +27,9 @@ use tracing::{error, info, warn};
 
 use super::admin::{self, AdminState};
 use super::args::ControllerArgs;
-use super::build::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PLUGIN_LABEL};
 use super::config::OperatorConfig;
 use super::context::{ChildStores, Context};
+use super::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PLUGIN_LABEL};
 use super::metrics::{ConditionLabels, Metrics};
 use super::reconcile::{error_policy, reconcile};
 use crate::api::Plugin;

@@ -1,11 +1,16 @@
-//! The status step's pure half: from the Plugin, its Deployment and its pods to the
-//! Plugin's status, with the real reason when something is wrong.
+//! The status step. This file is its pure half: from the Plugin, its Deployment and its
+//! pods (or a failed reconcile) to the Plugin's status, with the real reason when
+//! something is wrong. [`report`] writes the status and its Events; [`written`]
+//! remembers what was written until the cache shows it.
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ContainerState, ContainerStatus, Pod},
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+pub mod report;
+pub mod written;
 
 use crate::api::PluginStatus;
 use crate::api::status::{condition, reason};
@@ -75,6 +80,49 @@ pub fn plugin_status(
         ),
     };
     let progressing = problem.is_none() && !rolled_out;
+    let conditions = conditions(
+        generation,
+        (ready_status, ready_reason, ready_message),
+        progressing,
+        problem.as_ref(),
+    );
+    PluginStatus {
+        observed_generation: Some(generation),
+        conditions: keep_transition_times(conditions, previous, now),
+        replicas: Some(replicas),
+        ready_replicas: Some(ready),
+        endpoint: Some(endpoint),
+    }
+}
+
+/// The status of a Plugin whose reconcile failed: Ready False and Degraded (Stalled)
+/// True with the failure's reason and message, at the Plugin's generation, so
+/// `kubectl get plugins` and kstatus show it. What the previous status said of the pods
+/// and the endpoint is kept: the failure did not change them.
+pub fn failed_status(
+    generation: i64,
+    failure: &Problem,
+    previous: Option<&PluginStatus>,
+    now: &Time,
+) -> PluginStatus {
+    let ready = ("False", failure.reason, failure.message.clone());
+    let conditions = conditions(generation, ready, false, Some(failure));
+    let before = previous.cloned().unwrap_or_default();
+    PluginStatus {
+        observed_generation: Some(generation),
+        conditions: keep_transition_times(conditions, previous, now),
+        ..before
+    }
+}
+
+/// Ready as given; Progressing (Reconciling) and Degraded (Stalled) from whether a
+/// rollout is under way and what is wrong.
+fn conditions(
+    generation: i64,
+    (ready_status, ready_reason, ready_message): (&str, &str, String),
+    progressing: bool,
+    problem: Option<&Problem>,
+) -> Vec<Condition> {
     let (progressing_reason, progressing_message) = if progressing {
         (
             reason::ROLLING_OUT,
@@ -84,11 +132,11 @@ pub fn plugin_status(
         (reason::AS_EXPECTED, "no rollout is under way")
     };
     let progressing_status = if progressing { "True" } else { "False" };
-    let (degraded_status, degraded_reason, degraded_message) = match &problem {
+    let (degraded_status, degraded_reason, degraded_message) = match problem {
         Some(problem) => ("True", problem.reason, problem.message.clone()),
         None => ("False", reason::AS_EXPECTED, "no problem found".to_string()),
     };
-    let conditions = vec![
+    vec![
         condition(
             condition::READY,
             ready_status,
@@ -125,14 +173,7 @@ pub fn plugin_status(
             degraded_message,
             generation,
         ),
-    ];
-    PluginStatus {
-        observed_generation: Some(generation),
-        conditions: keep_transition_times(conditions, previous, now),
-        replicas: Some(replicas),
-        ready_replicas: Some(ready),
-        endpoint: Some(endpoint),
-    }
+    ]
 }
 
 fn condition(
@@ -325,5 +366,4 @@ fn worse(a: Option<Problem>, b: Option<Problem>) -> Option<Problem> {
 }
 
 #[cfg(test)]
-#[path = "status_tests.rs"]
 mod tests;

@@ -14,9 +14,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::ChildNames;
-use super::resources::{amounts, plugin_resources};
+use super::resources::amounts;
 use crate::api::{Plugin, PluginEnvVar};
 use crate::controller::config::OperatorConfig;
+use crate::controller::validate::ValidPlugin;
 use crate::policy::{POLICY_FILE_NAME, ports};
 
 /// The broker and the plugin run as different users, so file permissions separate them.
@@ -35,11 +36,8 @@ const TOKEN_VOLUME: &str = "chat-api-token";
 const SCRATCH_VOLUME: &str = "scratch";
 
 /// The pod template of the plugin's Deployment.
-pub fn pod_template(
-    plugin: &Plugin,
-    names: &ChildNames,
-    config: &OperatorConfig,
-) -> PodTemplateSpec {
+pub fn pod_template(valid: &ValidPlugin, config: &OperatorConfig) -> PodTemplateSpec {
+    let (plugin, names) = (valid.plugin, &valid.names);
     let mut volumes = vec![policy_volume(names), token_volume(config)];
     if let Some(scratch) = scratch_size(plugin) {
         volumes.push(Volume {
@@ -70,7 +68,7 @@ pub fn pod_template(
                 ..Default::default()
             }),
             init_containers: Some(vec![broker_container(plugin, names, config)]),
-            containers: vec![plugin_container(plugin, names)],
+            containers: vec![plugin_container(valid)],
             volumes: Some(volumes),
             termination_grace_period_seconds: Some(30),
             ..Default::default()
@@ -122,7 +120,8 @@ fn broker_container(plugin: &Plugin, names: &ChildNames, config: &OperatorConfig
     }
 }
 
-fn plugin_container(plugin: &Plugin, names: &ChildNames) -> Container {
+fn plugin_container(valid: &ValidPlugin) -> Container {
+    let (plugin, names, resources) = (valid.plugin, &valid.names, &valid.resources);
     let spec = &plugin.spec;
     let mut env = vec![
         plain_env(
@@ -147,7 +146,7 @@ fn plugin_container(plugin: &Plugin, names: &ChildNames) -> Container {
         image_pull_policy: Some("IfNotPresent".into()),
         ports: Some(vec![container_port("http", spec.port as u16)]),
         env: Some(env),
-        resources: Some(plugin_resources(spec).requirements()),
+        resources: Some(resources.requirements()),
         readiness_probe: Some(Probe {
             tcp_socket: Some(TCPSocketAction {
                 port: IntOrString::Int(spec.port),

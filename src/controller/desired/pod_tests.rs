@@ -1,11 +1,13 @@
 use super::*;
-use crate::controller::build::fixtures::{MINIMAL, plugin};
-use crate::controller::build::{build_children, deployment, service};
+use crate::controller::desired::fixtures::{MINIMAL, children, plugin};
+use crate::controller::desired::{deployment, service};
+use crate::controller::validate::validate;
 use k8s_openapi::api::core::v1::PodSpec;
 
 fn pod(extra: &str) -> PodSpec {
     let p = plugin(&format!("{MINIMAL}{extra}"));
-    pod_template(&p, &ChildNames::of(&p).unwrap(), &OperatorConfig::example())
+    let config = OperatorConfig::example();
+    pod_template(&validate(&p, &config).unwrap(), &config)
         .spec
         .unwrap()
 }
@@ -276,7 +278,7 @@ fn deployment_runs_one_replica_by_default_and_none_when_paused() {
     let config = OperatorConfig::example();
     let replicas = |extra: &str| {
         let p = plugin(&format!("{MINIMAL}{extra}"));
-        deployment(&p, &ChildNames::of(&p).unwrap(), &config)
+        deployment(&validate(&p, &config).unwrap(), &config)
             .spec
             .unwrap()
             .replicas
@@ -308,7 +310,7 @@ fn service_targets_the_brokers_inbound_port_never_the_plugin() {
 
 #[test]
 fn policy_config_map_holds_the_compiled_policy() {
-    let children = build_children(&plugin(MINIMAL), &OperatorConfig::example()).unwrap();
+    let children = children(MINIMAL);
     let json = &children.config_map.data.unwrap()["policy.json"];
     let policy: crate::policy::BrokerPolicy = serde_json::from_str(json).unwrap();
     assert_eq!(policy.plugin_id, "team-a/weather");

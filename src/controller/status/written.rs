@@ -88,7 +88,7 @@ impl WrittenStatuses {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::build::fixtures;
+    use crate::controller::desired::fixtures;
 
     fn plugin_at(resource_version: &str, status: Option<PluginStatus>) -> Plugin {
         let mut plugin = fixtures::plugin(fixtures::MINIMAL);

@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{ChildNames, pod_template};
-use crate::api::Plugin;
 use crate::controller::config::OperatorConfig;
+use crate::controller::validate::ValidPlugin;
 use crate::policy::{BrokerPolicy, POLICY_FILE_NAME};
 
 /// The broker's identity toward the chat API. Its token is never automounted.
@@ -34,7 +34,8 @@ pub fn config_map(names: &ChildNames, policy: &BrokerPolicy) -> ConfigMap {
 }
 
 /// The plugin's pods. `paused` scales to zero; otherwise `replicas`, default 1.
-pub fn deployment(plugin: &Plugin, names: &ChildNames, config: &OperatorConfig) -> Deployment {
+pub fn deployment(valid: &ValidPlugin, config: &OperatorConfig) -> Deployment {
+    let (plugin, names) = (valid.plugin, &valid.names);
     let replicas = if plugin.spec.paused.unwrap_or(false) {
         0
     } else {
@@ -50,7 +51,7 @@ pub fn deployment(plugin: &Plugin, names: &ChildNames, config: &OperatorConfig) 
                 match_labels: Some(names.selector()),
                 ..Default::default()
             },
-            template: pod_template(plugin, names, config),
+            template: pod_template(valid, config),
             ..Default::default()
         }),
         ..Default::default()

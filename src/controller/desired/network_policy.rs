@@ -112,7 +112,7 @@ fn port(protocol: &str, number: i32) -> NetworkPolicyPort {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::build::fixtures::{MINIMAL, plugin};
+    use crate::controller::desired::fixtures::{MINIMAL, plugin};
 
     fn build(extra: &str) -> NetworkPolicySpec {
         let p = plugin(&format!("{MINIMAL}{extra}"));

@@ -1,6 +1,6 @@
 //! Compiles a Plugin's permissions into the broker's policy.
 
-use super::{BuildError, ChildNames};
+use super::ChildNames;
 use crate::api::{DatabaseAccessMode, PermissionMode, Plugin};
 use crate::controller::config::OperatorConfig;
 use crate::policy::{
@@ -15,11 +15,7 @@ pub const DEFAULT_KV_MAX_VALUE_BYTES: u64 = 65_536;
 pub const MAX_BODY_BYTES: u64 = 1 << 20;
 
 /// The policy the broker of this Plugin's pods enforces.
-pub fn broker_policy(
-    plugin: &Plugin,
-    names: &ChildNames,
-    config: &OperatorConfig,
-) -> Result<BrokerPolicy, BuildError> {
+pub fn broker_policy(plugin: &Plugin, names: &ChildNames, config: &OperatorConfig) -> BrokerPolicy {
     let spec = &plugin.spec;
     let permissions = spec.permissions.clone().unwrap_or_default();
     let mut grants: Vec<ScopeGrant> = permissions
@@ -58,7 +54,7 @@ pub fn broker_policy(
             }
         })
         .collect();
-    let policy = BrokerPolicy {
+    BrokerPolicy {
         plugin_id: names.plugin_id(),
         mode: match permissions.mode.unwrap_or_default() {
             PermissionMode::Enforce => EnforcementMode::Enforce,
@@ -89,21 +85,17 @@ pub fn broker_policy(
             max_body_bytes: MAX_BODY_BYTES,
         },
         catalog: config.catalog.clone(),
-    };
-    policy
-        .validate()
-        .map_err(|error| BuildError::InvalidPolicy(error.to_string()))?;
-    Ok(policy)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::build::fixtures::{MINIMAL, plugin};
+    use crate::controller::desired::fixtures::{MINIMAL, plugin};
 
     fn compile(extra: &str) -> BrokerPolicy {
         let p = plugin(&format!("{MINIMAL}{extra}"));
-        broker_policy(&p, &ChildNames::of(&p).unwrap(), &OperatorConfig::example()).unwrap()
+        broker_policy(&p, &ChildNames::of(&p).unwrap(), &OperatorConfig::example())
     }
 
     #[test]

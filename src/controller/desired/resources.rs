@@ -1,19 +1,20 @@
 //! Requests and limits of the plugin container, with defaults that never put a request
-//! above its limit.
+//! above its limit. Quantities are compared as the API server compares them.
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use std::collections::BTreeMap;
 
-use super::quantity::milli_units;
+use crate::api::quantity::{self, Amount};
 use crate::api::{PluginSpec, ResourceAmounts};
+use crate::controller::validate::InvalidSpec;
 
 pub const DEFAULT_CPU_REQUEST: &str = "50m";
 pub const DEFAULT_MEMORY_REQUEST: &str = "64Mi";
 pub const DEFAULT_CPU_LIMIT: &str = "500m";
 pub const DEFAULT_MEMORY_LIMIT: &str = "128Mi";
 
-/// The plugin container's four amounts after defaults.
+/// The plugin container's four amounts after defaults, as written in the spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PluginResourceAmounts {
     pub cpu_request: String,
@@ -23,68 +24,77 @@ pub struct PluginResourceAmounts {
 }
 
 /// Defaults fill what the spec leaves out: a missing request is the default capped at
-/// the limit, a missing limit is the default raised to the request.
-pub fn plugin_resources(spec: &PluginSpec) -> PluginResourceAmounts {
+/// the limit, a missing limit is the default raised to the request. Fails on a
+/// quantity the API server would not read.
+pub fn plugin_resources(spec: &PluginSpec) -> Result<PluginResourceAmounts, InvalidSpec> {
     let resources = spec.resources.clone().unwrap_or_default();
     let requests = resources.requests.unwrap_or_default();
     let limits = resources.limits.unwrap_or_default();
     let (cpu_request, cpu_limit) = pair(
-        amount(&requests, |a| &a.cpu),
-        amount(&limits, |a| &a.cpu),
+        amount(&requests, "resources.requests.cpu", |a| &a.cpu)?,
+        amount(&limits, "resources.limits.cpu", |a| &a.cpu)?,
         DEFAULT_CPU_REQUEST,
         DEFAULT_CPU_LIMIT,
     );
     let (memory_request, memory_limit) = pair(
-        amount(&requests, |a| &a.memory),
-        amount(&limits, |a| &a.memory),
+        amount(&requests, "resources.requests.memory", |a| &a.memory)?,
+        amount(&limits, "resources.limits.memory", |a| &a.memory)?,
         DEFAULT_MEMORY_REQUEST,
         DEFAULT_MEMORY_LIMIT,
     );
-    PluginResourceAmounts {
+    Ok(PluginResourceAmounts {
         cpu_request,
         cpu_limit,
         memory_request,
         memory_limit,
-    }
+    })
+}
+
+/// A quantity of the spec, read; `field` names it in the error.
+pub fn read_quantity(field: &'static str, value: &str) -> Result<Amount, InvalidSpec> {
+    quantity::parse(value).map_err(|source| InvalidSpec::Quantity {
+        field,
+        value: value.to_string(),
+        source,
+    })
 }
 
 fn amount(
     amounts: &ResourceAmounts,
-    field: fn(&ResourceAmounts) -> &Option<Quantity>,
-) -> Option<String> {
-    field(amounts).as_ref().map(|q| q.0.clone())
+    field: &'static str,
+    get: fn(&ResourceAmounts) -> &Option<Quantity>,
+) -> Result<Option<(String, Amount)>, InvalidSpec> {
+    get(amounts)
+        .as_ref()
+        .map(|q| Ok((q.0.clone(), read_quantity(field, &q.0)?)))
+        .transpose()
 }
 
 fn pair(
-    request: Option<String>,
-    limit: Option<String>,
+    request: Option<(String, Amount)>,
+    limit: Option<(String, Amount)>,
     default_request: &str,
     default_limit: &str,
 ) -> (String, String) {
+    let default = |text: &str| {
+        let amount = quantity::parse(text).expect("the defaults are quantities");
+        (text.to_string(), amount)
+    };
     match (request, limit) {
-        (Some(request), Some(limit)) => (request, limit),
+        (Some(request), Some(limit)) => (request.0, limit.0),
         (Some(request), None) => {
-            let limit = larger(&request, default_limit);
-            (request, limit)
+            let limit = std::cmp::max_by(default(default_limit), request.clone(), |a, b| {
+                a.1.cmp(&b.1)
+            });
+            (request.0, limit.0)
         }
-        (None, Some(limit)) => (smaller(&limit, default_request), limit),
+        (None, Some(limit)) => {
+            let request = std::cmp::min_by(limit.clone(), default(default_request), |a, b| {
+                a.1.cmp(&b.1)
+            });
+            (request.0, limit.0)
+        }
         (None, None) => (default_request.to_string(), default_limit.to_string()),
-    }
-}
-
-fn larger(a: &str, b: &str) -> String {
-    if milli_units(a) >= milli_units(b) {
-        a.to_string()
-    } else {
-        b.to_string()
-    }
-}
-
-fn smaller(a: &str, b: &str) -> String {
-    if milli_units(a) <= milli_units(b) {
-        a.to_string()
-    } else {
-        b.to_string()
     }
 }
 
@@ -109,15 +119,15 @@ pub fn amounts(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::build::fixtures::{MINIMAL, plugin};
+    use crate::controller::desired::fixtures::{MINIMAL, plugin};
 
     fn with_resources(yaml: &str) -> PluginResourceAmounts {
-        plugin_resources(&plugin(&format!("{MINIMAL}resources:\n{yaml}")).spec)
+        plugin_resources(&plugin(&format!("{MINIMAL}resources:\n{yaml}")).spec).unwrap()
     }
 
     #[test]
     fn plugin_without_resources_gets_the_documented_defaults() {
-        let amounts = plugin_resources(&plugin(MINIMAL).spec);
+        let amounts = plugin_resources(&plugin(MINIMAL).spec).unwrap();
         assert_eq!(amounts.cpu_request, "50m");
         assert_eq!(amounts.cpu_limit, "500m");
         assert_eq!(amounts.memory_request, "64Mi");
@@ -170,5 +180,21 @@ mod tests {
                 memory_limit: "256Mi".into(),
             }
         );
+    }
+
+    #[test]
+    fn a_request_in_micro_cores_above_the_default_limit_raises_the_limit() {
+        let amounts = with_resources("  requests: {cpu: 900000u}\n");
+        assert_eq!(
+            (amounts.cpu_request.as_str(), amounts.cpu_limit.as_str()),
+            ("900000u", "900000u")
+        );
+    }
+
+    #[test]
+    fn a_limit_in_an_exponent_form_below_the_default_request_caps_it() {
+        let amounts = with_resources("  limits: {cpu: '2e-2', memory: 0.03Gi}\n");
+        assert_eq!(amounts.cpu_request, "2e-2");
+        assert_eq!(amounts.memory_request, "0.03Gi");
     }
 }

@@ -1,18 +1,18 @@
-//! The build step: a Plugin and the operator's configuration in, the desired children
-//! out. Pure functions: no client, no clock, no randomness, so every field is tested
-//! without a cluster.
+//! The desired step: a validated Plugin and the operator's configuration in, every
+//! child it becomes out. Pure functions: no client, no clock, no randomness, so every
+//! field is tested without a cluster. What can fail is checked before, in
+//! [`validate`](super::validate); building cannot fail.
 
 mod network_policy;
 mod pod;
 mod policy;
-mod quantity;
 mod resources;
 mod workload;
 
 pub use network_policy::network_policy;
 pub use pod::{BROKER_UID, PLUGIN_UID, pod_template};
 pub use policy::broker_policy;
-pub use resources::{PluginResourceAmounts, plugin_resources};
+pub use resources::{PluginResourceAmounts, plugin_resources, read_quantity};
 pub use workload::{config_map, deployment, service, service_account};
 
 use std::collections::BTreeMap;
@@ -26,6 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::{Resource, ResourceExt};
 
 use super::config::OperatorConfig;
+use super::validate::{InvalidSpec, ValidPlugin};
 use crate::api::Plugin;
 
 /// The field manager of every object the operator writes.
@@ -57,27 +58,16 @@ impl Children {
     }
 }
 
-/// Why a Plugin cannot be built. The API server's schema refuses most bad specs; these
-/// are the ones it cannot see.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum BuildError {
-    #[error("the Plugin has no {0} yet")]
-    MissingMetadata(&'static str),
-    #[error("the compiled broker policy is invalid: {0}")]
-    InvalidPolicy(String),
-}
-
-/// Builds every child of `plugin`.
-pub fn build_children(plugin: &Plugin, config: &OperatorConfig) -> Result<Children, BuildError> {
-    let names = ChildNames::of(plugin)?;
-    let policy = broker_policy(plugin, &names, config)?;
-    Ok(Children {
-        service_account: service_account(&names),
-        config_map: config_map(&names, &policy),
-        deployment: deployment(plugin, &names, config),
-        service: service(&names),
-        network_policy: network_policy(plugin, &names, config),
-    })
+/// Every child of a validated Plugin.
+pub fn desired_children(valid: &ValidPlugin, config: &OperatorConfig) -> Children {
+    let names = &valid.names;
+    Children {
+        service_account: service_account(names),
+        config_map: config_map(names, &valid.policy),
+        deployment: deployment(valid, config),
+        service: service(names),
+        network_policy: network_policy(valid.plugin, names, config),
+    }
 }
 
 /// The names, labels and owner reference shared by one Plugin's children.
@@ -89,13 +79,13 @@ pub struct ChildNames {
 }
 
 impl ChildNames {
-    pub fn of(plugin: &Plugin) -> Result<Self, BuildError> {
+    pub fn of(plugin: &Plugin) -> Result<Self, InvalidSpec> {
         let namespace = plugin
             .namespace()
-            .ok_or(BuildError::MissingMetadata("namespace"))?;
+            .ok_or(InvalidSpec::MissingMetadata("namespace"))?;
         let owner = plugin
             .controller_owner_ref(&())
-            .ok_or(BuildError::MissingMetadata("uid"))?;
+            .ok_or(InvalidSpec::MissingMetadata("uid"))?;
         Ok(Self {
             plugin: plugin.name_any(),
             namespace,
@@ -163,16 +153,24 @@ pub(crate) mod fixtures {
     }
 
     pub const MINIMAL: &str = "image: registry.example/weather:1\nport: 8080\n";
+
+    /// The children of a Plugin with this spec, which must be valid.
+    pub fn children(spec_yaml: &str) -> super::Children {
+        let config = crate::controller::config::OperatorConfig::example();
+        let plugin = plugin(spec_yaml);
+        let valid = crate::controller::validate::validate(&plugin, &config).expect("valid spec");
+        super::desired_children(&valid, &config)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fixtures::{MINIMAL, plugin};
+    use fixtures::{MINIMAL, children};
 
     #[test]
     fn every_child_is_owned_by_the_plugin_as_controller() {
-        let children = build_children(&plugin(MINIMAL), &OperatorConfig::example()).unwrap();
+        let children = children(MINIMAL);
         let metas = [
             &children.service_account.metadata,
             &children.config_map.metadata,
@@ -193,7 +191,7 @@ mod tests {
 
     #[test]
     fn children_are_named_from_the_plugin() {
-        let children = build_children(&plugin(MINIMAL), &OperatorConfig::example()).unwrap();
+        let children = children(MINIMAL);
         assert_eq!(
             children.deployment.metadata.name.as_deref(),
             Some("plugin-weather")
@@ -213,16 +211,6 @@ mod tests {
         assert_eq!(
             children.config_map.metadata.name.as_deref(),
             Some("plugin-weather-broker-policy")
-        );
-    }
-
-    #[test]
-    fn plugin_without_uid_cannot_be_built() {
-        let mut p = plugin(MINIMAL);
-        p.metadata.uid = None;
-        assert_eq!(
-            build_children(&p, &OperatorConfig::example()),
-            Err(BuildError::MissingMetadata("uid"))
         );
     }
 }

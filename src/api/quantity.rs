@@ -1,0 +1,484 @@
+//! Kubernetes quantities (`500m`, `1.5Gi`, `900000u`, `12e-3`), read exactly as the API
+//! server reads them, so the operator never compares two quantities differently from
+//! the API server that later checks the Deployment it writes.
+//!
+//! The rules are the API server's, case by case:
+//! - every suffix: `n u m "" k M G T P E`, `Ki Mi Gi Ti Pi Ei`, and `e`/`E` exponents;
+//! - a number of at most 18 significant digits whose value is a whole number of
+//!   nano-units is kept exactly as written, however large;
+//! - anything else is rounded up to a whole nano-unit (`0.1n` is `1n`) and capped at
+//!   2^63-1 units;
+//! - odd forms the API server accepts are accepted alike (`.`, `+`, `Ki` are zero).
+//!
+//! `tests/operator/quantities.rs` sends generated quantities to a real API server and
+//! checks that its canonical form reads as the same amount.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+/// Why a string is not a quantity, in the API server's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    #[error(
+        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+    )]
+    Format,
+    #[error("unable to parse quantity's suffix")]
+    Suffix,
+    #[error("unable to parse numeric part of quantity")]
+    Numeric,
+}
+
+/// An exact amount: `digits` (most significant first, no leading or trailing zeros;
+/// none for zero) times ten to the `exponent`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Amount {
+    negative: bool,
+    digits: Vec<u8>,
+    exponent: i64,
+}
+
+/// The largest amount the API server keeps when it has to round: 2^63-1 units.
+const CAP: i64 = i64::MAX;
+/// Nano-units: the finest amount the API server keeps when it has to round.
+const NANO: i64 = -9;
+
+impl Amount {
+    pub fn zero() -> Self {
+        Self::new(false, vec![], 0)
+    }
+
+    fn new(negative: bool, mut digits: Vec<u8>, mut exponent: i64) -> Self {
+        let leading = digits.iter().take_while(|&&d| d == 0).count();
+        digits.drain(..leading);
+        while digits.last() == Some(&0) {
+            digits.pop();
+            exponent += 1;
+        }
+        if digits.is_empty() {
+            return Self {
+                negative: false,
+                digits,
+                exponent: 0,
+            };
+        }
+        Self {
+            negative,
+            digits,
+            exponent,
+        }
+    }
+
+    fn from_int(value: i128, exponent: i64) -> Self {
+        let digits = value.unsigned_abs().to_string();
+        let digits = digits.bytes().map(|b| b - b'0').collect();
+        Self::new(value < 0, digits, exponent)
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.digits.is_empty()
+    }
+
+    /// Position of the most significant digit, for comparing magnitudes.
+    fn magnitude(&self) -> i64 {
+        self.digits.len() as i64 + self.exponent
+    }
+
+    fn cmp_magnitude(&self, other: &Self) -> Ordering {
+        match (self.is_zero(), other.is_zero()) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Less,
+            (false, true) => return Ordering::Greater,
+            _ => {}
+        }
+        self.magnitude().cmp(&other.magnitude()).then_with(|| {
+            let len = self.digits.len().max(other.digits.len());
+            let digit = |a: &Self, i: usize| a.digits.get(i).copied().unwrap_or(0);
+            (0..len)
+                .map(|i| digit(self, i).cmp(&digit(other, i)))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        })
+    }
+}
+
+impl Ord for Amount {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let sign = |a: &Self| match (a.is_zero(), a.negative) {
+            (true, _) => 0,
+            (false, true) => -1,
+            (false, false) => 1,
+        };
+        sign(self).cmp(&sign(other)).then_with(|| {
+            let by_magnitude = self.cmp_magnitude(other);
+            if self.negative {
+                by_magnitude.reverse()
+            } else {
+                by_magnitude
+            }
+        })
+    }
+}
+
+impl PartialOrd for Amount {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for Amount {
+    /// Plain digits and a decimal exponent: `9e-1`, `-15e2`, `0`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_zero() {
+            return f.write_str("0");
+        }
+        let digits: String = self.digits.iter().map(|d| char::from(b'0' + d)).collect();
+        let sign = if self.negative { "-" } else { "" };
+        match self.exponent {
+            0 => write!(f, "{sign}{digits}"),
+            e => write!(f, "{sign}{digits}e{e}"),
+        }
+    }
+}
+
+/// Reads `text` as the API server reads a quantity.
+pub fn parse(text: &str) -> Result<Amount, QuantityError> {
+    if text.is_empty() {
+        return Err(QuantityError::Format);
+    }
+    let scanned = scan(text)?;
+    let Some(suffix) = Suffix::interpret(scanned.suffix) else {
+        return Err(QuantityError::Suffix);
+    };
+    if let Some(exact) = fast_path(&scanned, suffix) {
+        return Ok(exact);
+    }
+    rounded_and_capped(&scanned, suffix)
+}
+
+/// The parts of a quantity string.
+struct Scanned<'a> {
+    positive: bool,
+    /// Everything before the suffix: sign, digits, point.
+    value: &'a str,
+    /// The whole digits without leading zeros ("0" when there are none).
+    whole: &'a str,
+    /// The digits after the point.
+    fraction: &'a str,
+    suffix: &'a str,
+}
+
+fn scan(text: &str) -> Result<Scanned<'_>, QuantityError> {
+    let bytes = text.as_bytes();
+    let end = bytes.len();
+    let mut pos = 0;
+    let mut positive = true;
+    match bytes[0] {
+        b'-' => {
+            positive = false;
+            pos += 1;
+        }
+        b'+' => pos += 1,
+        _ => {}
+    }
+    let zero = |value| Scanned {
+        positive,
+        value,
+        whole: "0",
+        fraction: "",
+        suffix: "",
+    };
+    while pos < end && bytes[pos] == b'0' {
+        pos += 1;
+    }
+    if pos == end {
+        return Ok(zero("0"));
+    }
+    let whole_start = pos;
+    while pos < end && bytes[pos].is_ascii_digit() {
+        pos += 1;
+    }
+    let whole = match &text[whole_start..pos] {
+        "" => "0",
+        digits => digits,
+    };
+    let mut fraction = "";
+    if pos == end {
+        return Ok(Scanned {
+            whole,
+            value: text,
+            ..zero(text)
+        });
+    }
+    if bytes[pos] == b'.' {
+        pos += 1;
+        let start = pos;
+        while pos < end && bytes[pos].is_ascii_digit() {
+            pos += 1;
+        }
+        fraction = &text[start..pos];
+        if pos == end {
+            return Ok(Scanned {
+                whole,
+                fraction,
+                value: text,
+                ..zero(text)
+            });
+        }
+    }
+    let value = &text[..pos];
+    let suffix_start = pos;
+    while pos < end && b"eEinumkKMGTP".contains(&bytes[pos]) {
+        pos += 1;
+    }
+    if pos < end && (bytes[pos] == b'-' || bytes[pos] == b'+') {
+        pos += 1;
+    }
+    while pos < end && bytes[pos].is_ascii_digit() {
+        pos += 1;
+    }
+    if pos < end {
+        return Err(QuantityError::Format);
+    }
+    Ok(Scanned {
+        positive,
+        value,
+        whole,
+        fraction,
+        suffix: &text[suffix_start..],
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Suffix {
+    Decimal(i32),
+    Binary(i32),
+}
+
+impl Suffix {
+    fn interpret(suffix: &str) -> Option<Self> {
+        let decimal = match suffix {
+            "n" => Some(-9),
+            "u" => Some(-6),
+            "m" => Some(-3),
+            "" => Some(0),
+            "k" => Some(3),
+            "M" => Some(6),
+            "G" => Some(9),
+            "T" => Some(12),
+            "P" => Some(15),
+            "E" => Some(18),
+            _ => None,
+        };
+        let binary = match suffix {
+            "Ki" => Some(10),
+            "Mi" => Some(20),
+            "Gi" => Some(30),
+            "Ti" => Some(40),
+            "Pi" => Some(50),
+            "Ei" => Some(60),
+            _ => None,
+        };
+        if let Some(exponent) = decimal {
+            return Some(Self::Decimal(exponent));
+        }
+        if let Some(exponent) = binary {
+            return Some(Self::Binary(exponent));
+        }
+        let exponent = suffix.strip_prefix(['e', 'E'])?;
+        if exponent.is_empty() {
+            return None;
+        }
+        // The API server reads a 64-bit exponent and keeps its low 32 bits.
+        let parsed: i64 = exponent.parse().ok()?;
+        Some(Self::Decimal(parsed as i32))
+    }
+}
+
+/// The API server's fast path: few enough digits to be held exactly, no rounding and no
+/// cap. None when the slow path applies.
+fn fast_path(scanned: &Scanned, suffix: Suffix) -> Option<Amount> {
+    let digits = scanned.whole.len() + scanned.fraction.len();
+    let (mut scale, precision, multiplier): (i32, i64, i64) = match suffix {
+        Suffix::Decimal(exponent) => (exponent, 18 - digits as i64, 1),
+        Suffix::Binary(exponent) if scanned.fraction.is_empty() => {
+            let precision = 15 - scanned.whole.len() as i64 - i64::from(exponent * 3 / 10) - 1;
+            (0, precision, 1i64 << exponent)
+        }
+        Suffix::Binary(_) => return None,
+    };
+    if precision < 0 {
+        return None;
+    }
+    scale = scale.wrapping_sub(scanned.fraction.len() as i32);
+    if scale < NANO as i32 {
+        return None;
+    }
+    let value: i64 = format!("{}{}", scanned.whole, scanned.fraction)
+        .parse()
+        .ok()?;
+    let result = value.checked_mul(multiplier)?;
+    let signed = if scanned.positive { result } else { -result };
+    Some(Amount::from_int(signed.into(), scale.into()))
+}
+
+/// The API server's slow path: the exact value, rounded up to a whole nano-unit and
+/// capped at 2^63-1 units.
+fn rounded_and_capped(scanned: &Scanned, suffix: Suffix) -> Result<Amount, QuantityError> {
+    let unsigned = scanned.value.trim_start_matches(['+', '-']);
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return Err(QuantityError::Numeric);
+    }
+    let mut digits: Vec<u8> = whole
+        .bytes()
+        .chain(fraction.bytes())
+        .map(|b| b - b'0')
+        .collect();
+    let mut exponent = -(fraction.len() as i64);
+    match suffix {
+        Suffix::Decimal(e) => {
+            // The API server adds the exponent to a 32-bit scale.
+            let scale = (fraction.len() as i32).wrapping_sub(e);
+            exponent = -i64::from(scale);
+        }
+        Suffix::Binary(e) => {
+            for _ in 0..e {
+                double(&mut digits);
+            }
+        }
+    }
+    let exact = Amount::new(!scanned.positive, digits, exponent);
+    Ok(cap(round_up_to_nano(exact)))
+}
+
+fn double(digits: &mut Vec<u8>) {
+    let mut carry = 0;
+    for d in digits.iter_mut().rev() {
+        let twice = *d * 2 + carry;
+        *d = twice % 10;
+        carry = twice / 10;
+    }
+    if carry > 0 {
+        digits.insert(0, carry);
+    }
+}
+
+fn round_up_to_nano(amount: Amount) -> Amount {
+    if amount.is_zero() || amount.exponent >= NANO {
+        return amount;
+    }
+    let dropped = (NANO - amount.exponent) as u64;
+    let kept_len = (amount.digits.len() as u64).saturating_sub(dropped) as usize;
+    // The dropped digits are not all zero (trailing zeros are never kept), so round up.
+    let mut kept = amount.digits[..kept_len].to_vec();
+    let mut carry = 1;
+    for d in kept.iter_mut().rev() {
+        let sum = *d + carry;
+        *d = sum % 10;
+        carry = sum / 10;
+    }
+    if carry > 0 {
+        kept.insert(0, carry);
+    }
+    Amount::new(amount.negative, kept, NANO)
+}
+
+fn cap(amount: Amount) -> Amount {
+    let cap = Amount::from_int(CAP.into(), 0);
+    if amount.cmp_magnitude(&cap) == Ordering::Greater {
+        return Amount {
+            negative: amount.negative,
+            ..cap
+        };
+    }
+    amount
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn amount(text: &str) -> String {
+        parse(text)
+            .unwrap_or_else(|e| panic!("{text:?}: {e}"))
+            .to_string()
+    }
+
+    #[test]
+    fn decimal_suffixes_scale_by_powers_of_ten() {
+        assert_eq!(amount("500m"), "5e-1");
+        assert_eq!(amount("900000u"), "9e-1");
+        assert_eq!(amount("3n"), "3e-9");
+        assert_eq!(amount("1k"), "1e3");
+        assert_eq!(amount("2P"), "2e15");
+        assert_eq!(amount("5E"), "5e18");
+    }
+
+    #[test]
+    fn binary_suffixes_scale_by_powers_of_two() {
+        assert_eq!(amount("1Ki"), "1024");
+        assert_eq!(amount("64Mi"), (64u64 << 20).to_string());
+        assert_eq!(amount("1.5Gi"), (3u64 << 29).to_string());
+        assert_eq!(amount("1Ei"), (1u64 << 60).to_string());
+    }
+
+    #[test]
+    fn exponents_in_either_case_and_with_a_sign() {
+        assert_eq!(amount("12e-3"), "12e-3");
+        assert_eq!(amount("1E3"), "1e3");
+        assert_eq!(amount("1e+3"), "1e3");
+        assert_eq!(amount("1.5e1"), "15");
+    }
+
+    #[test]
+    fn finer_than_a_nano_unit_is_rounded_up() {
+        assert_eq!(amount("0.1n"), "1e-9");
+        assert_eq!(amount("1e-100"), "1e-9");
+        assert_eq!(amount("1.0000000001"), "1000000001e-9");
+        assert_eq!(amount("-0.1n"), "-1e-9");
+    }
+
+    #[test]
+    fn few_digits_are_kept_exactly_however_large_and_many_are_capped() {
+        assert_eq!(amount("10E"), "1e19");
+        assert_eq!(amount("1e100"), "1e100");
+        assert_eq!(amount("10000000000000000000"), i64::MAX.to_string());
+        assert_eq!(amount("2Ei"), (2u64 << 60).to_string());
+        assert_eq!(amount("8Ei"), i64::MAX.to_string());
+    }
+
+    #[test]
+    fn odd_forms_the_api_server_accepts_are_zero() {
+        for zero in ["0", ".", "+", "-", "Ki", "m", "0.0", "000"] {
+            assert_eq!(amount(zero), "0", "{zero:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_quantities_are_refused_with_the_api_servers_reason() {
+        assert_eq!(parse(""), Err(QuantityError::Format));
+        assert_eq!(parse("1 m"), Err(QuantityError::Format));
+        assert_eq!(parse("12parsecs"), Err(QuantityError::Format));
+        assert_eq!(parse("1Mb"), Err(QuantityError::Format));
+        assert_eq!(parse("1mm"), Err(QuantityError::Suffix));
+        assert_eq!(parse("1e"), Err(QuantityError::Suffix));
+        assert_eq!(parse(".Ei"), Err(QuantityError::Numeric));
+    }
+
+    #[test]
+    fn amounts_compare_by_value_across_suffixes() {
+        let order = [
+            "-1", "0", "1n", "250m", "0.3", "900000u", "1", "1k", "1Ki", "1M", "1Mi",
+        ];
+        for pair in order.windows(2) {
+            assert!(
+                parse(pair[0]).unwrap() < parse(pair[1]).unwrap(),
+                "{pair:?}"
+            );
+        }
+        assert_eq!(parse("1.5Gi").unwrap(), parse("1536Mi").unwrap());
+        assert_eq!(parse("0.5").unwrap(), parse("500m").unwrap());
+        assert!(parse("128Mi").unwrap() > parse("128M").unwrap());
+    }
+}

@@ -1,0 +1,143 @@
+//! The validate step: what the API server's schema cannot see, checked before anything
+//! is built. Pure: a Plugin and the operator's configuration in; out come the facts
+//! every child is built from (names, the compiled broker policy, the container's
+//! resources), or the reason the spec cannot be built. Reading a value here, once,
+//! means the desired step never has to fail or guess.
+
+use super::config::OperatorConfig;
+use super::desired::{
+    ChildNames, PluginResourceAmounts, broker_policy, plugin_resources, read_quantity,
+};
+use crate::api::Plugin;
+use crate::api::quantity::QuantityError;
+use crate::policy::BrokerPolicy;
+
+/// A Plugin the operator can build, with what was read from it.
+#[derive(Clone, Debug)]
+pub struct ValidPlugin<'a> {
+    pub plugin: &'a Plugin,
+    pub names: ChildNames,
+    pub policy: BrokerPolicy,
+    pub resources: PluginResourceAmounts,
+}
+
+/// Why a Plugin that the API server accepted cannot be built. Objects written before a
+/// schema change, or around it, reach the operator without the schema's checks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSpec {
+    #[error("the Plugin has no {0} yet")]
+    MissingMetadata(&'static str),
+    #[error("{field} {value:?} is not a quantity: {source}")]
+    Quantity {
+        field: &'static str,
+        value: String,
+        source: QuantityError,
+    },
+    #[error(
+        "rateLimits names {0:?}, which the Plugin is not granted; grant it in permissions or remove the limit"
+    )]
+    RateLimitOnUngrantedScope(String),
+    #[error("the compiled broker policy is invalid: {0}")]
+    InvalidPolicy(String),
+}
+
+/// Checks `plugin` and reads what its children are built from.
+pub fn validate<'a>(
+    plugin: &'a Plugin,
+    config: &OperatorConfig,
+) -> Result<ValidPlugin<'a>, InvalidSpec> {
+    let names = ChildNames::of(plugin)?;
+    let resources = plugin_resources(&plugin.spec)?;
+    if let Some(scratch) = plugin
+        .spec
+        .permissions
+        .as_ref()
+        .and_then(|p| p.filesystem.as_ref()?.scratch.as_ref())
+    {
+        read_quantity(
+            "permissions.filesystem.scratch.sizeLimit",
+            &scratch.size_limit.0,
+        )?;
+    }
+    let policy = broker_policy(plugin, &names, config);
+    if let Some(limit) = policy
+        .rate_limits
+        .iter()
+        .find(|limit| !policy.grants.iter().any(|g| g.scope == limit.scope))
+    {
+        return Err(InvalidSpec::RateLimitOnUngrantedScope(limit.scope.clone()));
+    }
+    policy
+        .validate()
+        .map_err(|error| InvalidSpec::InvalidPolicy(error.to_string()))?;
+    Ok(ValidPlugin {
+        plugin,
+        names,
+        policy,
+        resources,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::desired::fixtures::{MINIMAL, plugin};
+
+    fn check(extra: &str) -> Result<(), InvalidSpec> {
+        let plugin = plugin(&format!("{MINIMAL}{extra}"));
+        validate(&plugin, &OperatorConfig::example()).map(|_| ())
+    }
+
+    #[test]
+    fn minimal_plugin_is_valid() {
+        assert_eq!(check(""), Ok(()));
+    }
+
+    #[test]
+    fn plugin_without_uid_cannot_be_built() {
+        let mut p = plugin(MINIMAL);
+        p.metadata.uid = None;
+        assert_eq!(
+            validate(&p, &OperatorConfig::example()).err(),
+            Some(InvalidSpec::MissingMetadata("uid"))
+        );
+    }
+
+    #[test]
+    fn kv_write_limit_with_read_only_database_is_refused() {
+        let error = check(
+            "permissions:\n  database: {access: ReadOnly}\nrateLimits:\n- {scope: 'kv:write', perMinute: 60}\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            InvalidSpec::RateLimitOnUngrantedScope("kv:write".into())
+        );
+    }
+
+    #[test]
+    fn kv_limits_with_read_write_database_are_kept() {
+        assert_eq!(
+            check(
+                "permissions:\n  database: {access: ReadWrite}\nrateLimits:\n- {scope: 'kv:write', perMinute: 60}\n- {scope: 'kv:read', perMinute: 60}\n"
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn unreadable_quantity_names_its_field() {
+        let error = check("resources:\n  requests: {cpu: 12parsecs}\n").unwrap_err();
+        assert!(
+            matches!(
+                error,
+                InvalidSpec::Quantity {
+                    field: "resources.requests.cpu",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("12parsecs"), "{error}");
+    }
+}
