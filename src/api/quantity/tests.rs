@@ -1,0 +1,84 @@
+use super::*;
+
+fn amount(text: &str) -> String {
+    parse(text)
+        .unwrap_or_else(|e| panic!("{text:?}: {e}"))
+        .to_string()
+}
+
+#[test]
+fn decimal_suffixes_scale_by_powers_of_ten() {
+    assert_eq!(amount("500m"), "5e-1");
+    assert_eq!(amount("900000u"), "9e-1");
+    assert_eq!(amount("3n"), "3e-9");
+    assert_eq!(amount("1k"), "1e3");
+    assert_eq!(amount("2P"), "2e15");
+    assert_eq!(amount("5E"), "5e18");
+}
+
+#[test]
+fn binary_suffixes_scale_by_powers_of_two() {
+    assert_eq!(amount("1Ki"), "1024");
+    assert_eq!(amount("64Mi"), (64u64 << 20).to_string());
+    assert_eq!(amount("1.5Gi"), (3u64 << 29).to_string());
+    assert_eq!(amount("1Ei"), (1u64 << 60).to_string());
+}
+
+#[test]
+fn exponents_in_either_case_and_with_a_sign() {
+    assert_eq!(amount("12e-3"), "12e-3");
+    assert_eq!(amount("1E3"), "1e3");
+    assert_eq!(amount("1e+3"), "1e3");
+    assert_eq!(amount("1.5e1"), "15");
+}
+
+#[test]
+fn finer_than_a_nano_unit_is_rounded_up() {
+    assert_eq!(amount("0.1n"), "1e-9");
+    assert_eq!(amount("1e-100"), "1e-9");
+    assert_eq!(amount("1.0000000001"), "1000000001e-9");
+    assert_eq!(amount("-0.1n"), "-1e-9");
+}
+
+#[test]
+fn few_digits_are_kept_exactly_however_large_and_many_are_capped() {
+    assert_eq!(amount("10E"), "1e19");
+    assert_eq!(amount("1e100"), "1e100");
+    assert_eq!(amount("10000000000000000000"), i64::MAX.to_string());
+    assert_eq!(amount("2Ei"), (2u64 << 60).to_string());
+    assert_eq!(amount("8Ei"), i64::MAX.to_string());
+}
+
+#[test]
+fn odd_forms_the_api_server_accepts_are_zero() {
+    for zero in ["0", ".", "+", "-", "Ki", "m", "0.0", "000"] {
+        assert_eq!(amount(zero), "0", "{zero:?}");
+    }
+}
+
+#[test]
+fn malformed_quantities_are_refused_with_the_api_servers_reason() {
+    assert_eq!(parse(""), Err(QuantityError::Format));
+    assert_eq!(parse("1 m"), Err(QuantityError::Format));
+    assert_eq!(parse("12parsecs"), Err(QuantityError::Format));
+    assert_eq!(parse("1Mb"), Err(QuantityError::Format));
+    assert_eq!(parse("1mm"), Err(QuantityError::Suffix));
+    assert_eq!(parse("1e"), Err(QuantityError::Suffix));
+    assert_eq!(parse(".Ei"), Err(QuantityError::Numeric));
+}
+
+#[test]
+fn amounts_compare_by_value_across_suffixes() {
+    let order = [
+        "-1", "0", "1n", "250m", "0.3", "900000u", "1", "1k", "1Ki", "1M", "1Mi",
+    ];
+    for pair in order.windows(2) {
+        assert!(
+            parse(pair[0]).unwrap() < parse(pair[1]).unwrap(),
+            "{pair:?}"
+        );
+    }
+    assert_eq!(parse("1.5Gi").unwrap(), parse("1536Mi").unwrap());
+    assert_eq!(parse("0.5").unwrap(), parse("500m").unwrap());
+    assert!(parse("128Mi").unwrap() > parse("128M").unwrap());
+}
