@@ -30,8 +30,8 @@ use super::status::PluginStatus;
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "!has(self.rateLimits) || self.rateLimits.all(r, r.scope in ['kv:read', 'kv:write'] ? has(self.permissions) && has(self.permissions.database) : has(self.permissions) && has(self.permissions.chatApi) && self.permissions.chatApi.exists(g, g.scope == r.scope))",
-     "message": "every rateLimits[].scope must be granted in permissions.chatApi (or, for kv:read and kv:write, by permissions.database)",
+    {"rule": "!has(self.rateLimits) || self.rateLimits.all(r, r.scope == 'kv:read' ? has(self.permissions) && has(self.permissions.database) : r.scope == 'kv:write' ? has(self.permissions) && has(self.permissions.database) && self.permissions.database.access == 'ReadWrite' : has(self.permissions) && has(self.permissions.chatApi) && self.permissions.chatApi.exists(g, g.scope == r.scope))",
+     "message": "every rateLimits[].scope must be granted in permissions.chatApi (kv:read by permissions.database, kv:write by permissions.database with access ReadWrite)",
      "fieldPath": ".rateLimits"}
 ]))]
 pub struct PluginSpec {
