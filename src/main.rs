@@ -33,10 +33,26 @@ fn main() -> std::process::ExitCode {
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("plugin-operator: {error:#}");
+            eprintln!("plugin-operator: {}", with_causes(error.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// An error and every cause under it: `reading the kubeconfig: no such file: ...`.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Many errors already end with their cause's text; say it once.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// One thread for both: the broker gets a fraction of a core as a sidecar and does its
@@ -47,4 +63,35 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("the async runtime starts")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_causes;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("starting the controller")]
+    struct Outer(#[source] Middle);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the kubeconfig")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn the_error_is_printed_with_every_cause() {
+        let error = Outer(Middle(std::io::Error::other("no such file")));
+        assert_eq!(
+            with_causes(&error),
+            "starting the controller: reading the kubeconfig: no such file"
+        );
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("applying failed: {0}")]
+        struct Repeats(#[source] std::io::Error);
+        let error = Repeats(std::io::Error::other("refused"));
+        assert_eq!(with_causes(&error), "applying failed: refused");
+    }
 }

@@ -107,9 +107,10 @@ pub struct ControllerArgs {
         default_value = "plugin-operator"
     )]
     pub lease_name: String,
-    /// Namespace of the Lease; defaults to the pod's namespace.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    pub lease_namespace: String,
+    /// Namespace of the Lease; defaults to the namespace the operator runs in (its pod's,
+    /// or the kubeconfig context's outside a cluster).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
     /// This replica's identity in the Lease; defaults to the pod's name.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -203,4 +204,37 @@ pub fn load_catalog(path: &std::path::Path) -> Result<Vec<CatalogRoute>, String>
         .validate()
         .map_err(|e| format!("--scope-catalog {}: {e}", path.display()))?;
     Ok(catalog)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        controller: ControllerArgs,
+    }
+
+    fn election(args: &[&str]) -> LeaderElection {
+        let mut argv = vec!["controller", "--leader-elect"];
+        argv.extend(args);
+        Cli::try_parse_from(argv)
+            .unwrap()
+            .controller
+            .leader_election()
+            .unwrap()
+    }
+
+    #[test]
+    fn lease_namespace_is_left_to_where_the_operator_runs_unless_given() {
+        if std::env::var_os("POD_NAMESPACE").is_none() {
+            assert_eq!(election(&[]).namespace, None);
+        }
+        assert_eq!(
+            election(&["--lease-namespace", "ops"]).namespace.as_deref(),
+            Some("ops")
+        );
+    }
 }

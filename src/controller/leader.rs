@@ -14,7 +14,8 @@ use tracing::{info, warn};
 #[derive(Clone, Debug)]
 pub struct LeaderElection {
     pub lease_name: String,
-    pub namespace: String,
+    /// Where the Lease lives; None: the namespace the operator runs in.
+    pub namespace: Option<String>,
     pub identity: String,
     pub lease_duration: Duration,
     pub renew_every: Duration,

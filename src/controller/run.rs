@@ -60,9 +60,13 @@ pub async fn run(args: ControllerArgs) -> Result<(), BoxError> {
     tokio::spawn(signal_shutdown(shutdown_tx.clone()));
 
     let election = args.leader_election();
-    let leases: Option<Api<Lease>> = election
-        .as_ref()
-        .map(|e| Api::namespaced(client.clone(), &e.namespace));
+    let leases: Option<Api<Lease>> = election.as_ref().map(|e| {
+        let namespace = e.namespace.as_deref();
+        Api::namespaced(
+            client.clone(),
+            namespace.unwrap_or(client.default_namespace()),
+        )
+    });
     if let (Some(election), Some(leases)) = (&election, &leases) {
         state.ready.store(true, Ordering::Relaxed);
         tokio::select! {
