@@ -87,7 +87,7 @@ fn compiled(mode: EnforcementMode) -> CompiledPolicy {
         },
         catalog: default_catalog(),
     };
-    CompiledPolicy::compile(&policy, None).unwrap()
+    CompiledPolicy::compile(&policy).unwrap()
 }
 
 #[test]

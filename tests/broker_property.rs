@@ -234,7 +234,7 @@ proptest! {
         grants in grants_strategy(),
         requests in proptest::collection::vec(request(), 1..20),
     ) {
-        let compiled = CompiledPolicy::compile(&enforce_policy(&grants), None).unwrap();
+        let compiled = CompiledPolicy::compile(&enforce_policy(&grants)).unwrap();
         for (method, path) in &requests {
             let decision = decide(&Call { method, path }, &compiled);
             let allowed = oracle_allows(method, path, &grants);

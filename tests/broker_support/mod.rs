@@ -20,7 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use plugin_operator::broker::audit_log::AuditDestination;
+use plugin_operator::broker::AuditDestination;
 use plugin_operator::broker::{self, BrokerArgs, Listeners, RunningBroker};
 use plugin_operator::policy::{
     BrokerPolicy, EnforcementMode, InboundLimits, POLICY_FILE_NAME, ScopeGrant, default_catalog,

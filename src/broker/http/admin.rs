@@ -6,9 +6,9 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::body::{ProxyBody, full};
-use super::credential::Credential;
-use super::metrics::Metrics;
-use super::policy_store::PolicyStore;
+use crate::broker::metrics::Metrics;
+use crate::broker::reload::credential::Credential;
+use crate::broker::reload::policy::PolicyStore;
 
 #[derive(Debug)]
 pub struct Admin {

@@ -4,8 +4,8 @@
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
-use super::audit::{DecisionId, Outcome};
 use super::path::PathProblem;
+use crate::broker::audit::{DecisionId, Outcome};
 
 /// Why the broker answered instead of the chat API (outbound) or the plugin (inbound).
 /// Borrowed text comes from the policy or the request being decided.

@@ -1,14 +1,13 @@
 //! The broker's own credential toward the chat API: a projected ServiceAccount token
 //! read from a file and re-read when the kubelet rotates it. Its value is never logged.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use http::HeaderValue;
 
-use super::file_watch::{FileWatch, Poll};
-use super::metrics::Metrics;
+use super::{Loader, Reload};
+use crate::broker::metrics::Metrics;
 
 /// The `Authorization` value the broker sends, shared by every outbound call.
 #[derive(Debug, Default)]
@@ -48,55 +47,44 @@ pub fn bearer_header(content: &[u8]) -> Option<HeaderValue> {
     Some(header)
 }
 
-/// Watches the token file and publishes each valid new token.
+/// Watches the token file at `path`: the loader to run, and the credential it keeps
+/// up to date.
+pub fn loader(
+    path: impl Into<PathBuf>,
+    metrics: Arc<Metrics>,
+) -> (Loader<Publish>, Arc<Credential>) {
+    let credential = Arc::new(Credential::default());
+    let publish = Publish {
+        credential: credential.clone(),
+        metrics,
+    };
+    (Loader::new(path, publish), credential)
+}
+
+/// Publishes each valid new token.
 #[derive(Debug)]
-pub struct CredentialLoader {
-    watch: FileWatch,
+pub struct Publish {
     credential: Arc<Credential>,
     metrics: Arc<Metrics>,
 }
 
-impl CredentialLoader {
-    pub fn new(path: impl Into<PathBuf>, metrics: Arc<Metrics>) -> (Self, Arc<Credential>) {
-        let credential = Arc::new(Credential::default());
-        let loader = Self {
-            watch: FileWatch::new(path),
-            credential: credential.clone(),
-            metrics,
-        };
-        (loader, credential)
-    }
+impl Reload for Publish {
+    const UNREADABLE: &'static str = "cannot read the token file; keeping the token in use";
 
-    pub async fn poll_once(&mut self) {
-        match self.watch.poll().await {
-            Poll::Unchanged | Poll::SameError => {}
-            Poll::NewError(error) => tracing::warn!(
-                path = %self.watch.path().display(),
-                %error,
-                "cannot read the token file; keeping the token in use"
-            ),
-            Poll::Changed { content, .. } => match bearer_header(&content) {
-                Some(header) => {
-                    self.credential.replace(header);
-                    self.metrics.record_credential_reload(true);
-                    tracing::info!(path = %self.watch.path().display(), "token loaded");
-                }
-                None => {
-                    self.metrics.record_credential_reload(false);
-                    tracing::error!(
-                        path = %self.watch.path().display(),
-                        "the token file is empty or not a valid token; keeping the token in use"
-                    );
-                }
-            },
-        }
-    }
-
-    /// Polls forever; the caller aborts the task at shutdown.
-    pub async fn run(mut self, interval: Duration) {
-        loop {
-            tokio::time::sleep(interval).await;
-            self.poll_once().await;
+    fn reload(&mut self, path: &Path, content: Vec<u8>, _hash: String) {
+        match bearer_header(&content) {
+            Some(header) => {
+                self.credential.replace(header);
+                self.metrics.record_credential_reload(true);
+                tracing::info!(path = %path.display(), "token loaded");
+            }
+            None => {
+                self.metrics.record_credential_reload(false);
+                tracing::error!(
+                    path = %path.display(),
+                    "the token file is empty or not a valid token; keeping the token in use"
+                );
+            }
         }
     }
 }

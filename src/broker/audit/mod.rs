@@ -1,8 +1,13 @@
 //! Decision ids and the content of the one audit line written for every outbound
-//! decision ([`super::audit_log`] writes it).
+//! decision; `log.rs` buffers and writes the lines, `line.rs` formats them.
 //!
 //! The line names the call, never its credentials: no header value and no query string
 //! is ever logged.
+
+mod line;
+mod log;
+
+pub use log::{AuditDestination, AuditLog};
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};

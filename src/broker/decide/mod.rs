@@ -3,10 +3,23 @@
 //! [`decide`] is pure and allocates nothing: it reads the compiled policy and the
 //! request's method and path, and returns what to do. Rate limits, body sizes and
 //! credentials are the caller's business; they need state or the body.
+//!
+//! - [`compiled`]: the policy as `decide` reads it, compiled once when it loads.
+//! - [`path`]: request paths refused when ambiguous, then split into segments.
+//! - [`denial`]: every reason the broker answers a call itself.
 
-use super::compiled::{CompiledPolicy, Grant, Route, Scope};
-use super::denial::Denial;
-use super::path::{CheckedPath, check_path, segment_equals};
+mod compiled;
+mod denial;
+#[cfg(test)]
+pub mod fixture;
+mod path;
+
+pub use compiled::{CompiledPolicy, Grant, Route, Scope};
+pub use denial::Denial;
+pub use path::check_path;
+
+use path::{CheckedPath, segment_equals};
+
 use crate::policy::{EnforcementMode, TemplateSegment};
 
 /// The parts of a plugin's request that decide it. `path` excludes the query.
@@ -134,32 +147,10 @@ fn check_grant<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{
-        BrokerPolicy, InboundLimits, KV_READ_SCOPE, KV_WRITE_SCOPE, ScopeGrant, default_catalog,
-    };
+    use crate::policy::{KV_READ_SCOPE, KV_WRITE_SCOPE};
 
     fn policy(mode: EnforcementMode, grants: &[(&str, &[&str])]) -> CompiledPolicy {
-        let policy = BrokerPolicy {
-            plugin_id: "team-a/weather".into(),
-            mode,
-            grants: grants
-                .iter()
-                .map(|(scope, channels)| ScopeGrant {
-                    scope: (*scope).into(),
-                    channels: channels.iter().map(|c| (*c).into()).collect(),
-                })
-                .collect(),
-            rate_limits: vec![],
-            max_request_bytes: 4096,
-            kv_max_value_bytes: None,
-            inbound: InboundLimits {
-                request_timeout_seconds: 5,
-                max_in_flight: 2,
-                max_body_bytes: 1024,
-            },
-            catalog: default_catalog(),
-        };
-        CompiledPolicy::compile(&policy, None).unwrap()
+        CompiledPolicy::compile(&fixture::policy(mode, grants)).unwrap()
     }
 
     fn verdict<'a>(policy: &'a CompiledPolicy, method: &'a str, path: &'a str) -> Verdict<'a> {

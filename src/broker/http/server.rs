@@ -13,7 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::body::ProxyBody;
 
@@ -22,6 +22,36 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Tells every listener and connection to stop: `true` once shutdown began.
 pub type ShutdownSignal = watch::Receiver<bool>;
+
+/// What the three listeners share: the header read timeout and the shutdown signal.
+#[derive(Debug)]
+pub struct Listen {
+    pub header_read_timeout: Duration,
+    pub shutdown: ShutdownSignal,
+}
+
+impl Listen {
+    /// Spawns the task that [`serve`]s `listener`.
+    pub fn spawn<M, H, F>(
+        &self,
+        name: &'static str,
+        listener: TcpListener,
+        handler_for_connection: M,
+    ) -> JoinHandle<()>
+    where
+        M: Fn() -> H + Send + 'static,
+        H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Response<ProxyBody>> + Send + 'static,
+    {
+        tokio::spawn(serve(
+            name,
+            listener,
+            handler_for_connection,
+            self.header_read_timeout,
+            self.shutdown.clone(),
+        ))
+    }
+}
 
 /// Serves `listener` until `shutdown` turns true, then waits for open connections to
 /// finish their current request. `handler_for_connection` makes the request handler of

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::broker::BoxError;
 
 /// The body type of everything the broker sends.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -27,6 +27,11 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
 pub fn incoming(body: Incoming) -> ProxyBody {
     body.map_err(|error| -> BoxError { Box::new(error) })
         .boxed()
+}
+
+/// A response the broker made itself (a denial), as the listeners send it.
+pub fn to_proxy_response(response: http::Response<Bytes>) -> http::Response<ProxyBody> {
+    response.map(full)
 }
 
 pub fn empty() -> ProxyBody {

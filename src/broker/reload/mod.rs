@@ -1,11 +1,70 @@
-//! Polls a file for new content. Kubernetes updates ConfigMap and projected volumes by
-//! swapping a `..data` symlink, so the path is re-opened every time and the content
-//! compared by hash; timestamps are not trusted.
+//! The files the broker re-reads while it runs: the policy ([`policy`]) and its own
+//! token for the chat API ([`credential`]), each polled by a [`Loader`].
+//!
+//! Kubernetes updates ConfigMap and projected volumes by swapping a `..data` symlink,
+//! so the path is re-opened every time and the content compared by hash; timestamps
+//! are not trusted.
+
+pub mod credential;
+pub mod policy;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+pub use policy::load_policy;
+
+/// What a [`Loader`] does with each new content of its file.
+pub trait Reload {
+    /// The warning logged when the file cannot be read (once per distinct error).
+    const UNREADABLE: &'static str;
+
+    /// Applies `content` (read from `path`; `hash` names the version in the log), or
+    /// logs why not and keeps what is in use.
+    fn reload(&mut self, path: &Path, content: Vec<u8>, hash: String);
+}
+
+/// Polls one file and hands each new content to its [`Reload`].
+#[derive(Debug)]
+pub struct Loader<R> {
+    watch: FileWatch,
+    reload: R,
+}
+
+impl<R: Reload> Loader<R> {
+    pub fn new(path: impl Into<PathBuf>, reload: R) -> Self {
+        Self {
+            watch: FileWatch::new(path),
+            reload,
+        }
+    }
+
+    /// Reads the file once and applies it if it changed.
+    pub async fn poll_once(&mut self) {
+        match self.watch.poll().await {
+            Poll::Unchanged | Poll::SameError => {}
+            Poll::NewError(error) => tracing::warn!(
+                path = %self.watch.path().display(),
+                %error,
+                "{}",
+                R::UNREADABLE
+            ),
+            Poll::Changed { content, hash } => {
+                self.reload.reload(self.watch.path(), content, hash);
+            }
+        }
+    }
+
+    /// Polls forever; the caller aborts the task at shutdown.
+    pub async fn run(mut self, interval: Duration) {
+        loop {
+            tokio::time::sleep(interval).await;
+            self.poll_once().await;
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct FileWatch {

@@ -1,19 +1,18 @@
-//! A policy compiled once when it loads: routes ordered for matching, grants, limits
-//! and rate-limit buckets indexed by scope, so deciding a call needs no allocation.
+//! A policy compiled once when it loads: routes ordered for matching, grants and
+//! limits indexed by scope, so deciding a call needs no allocation.
+//!
+//! A compiled policy never changes. The state that enforces it while calls come and go
+//! (rate-limit buckets, in-flight permits) is kept apart, in `broker::limits`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use tokio::sync::Semaphore;
-
-use super::rate_limit::TokenBucket;
 use crate::policy::{
     BrokerPolicy, EnforcementMode, InboundLimits, KV_WRITE_SCOPE, PathTemplate, PolicyError,
     TemplateSegment,
 };
 
-/// Everything the broker enforces, ready to use. Shared behind an `Arc` and replaced
-/// whole when the policy file changes.
+/// Everything the broker enforces, ready to use. Immutable; shared behind an `Arc` and
+/// replaced whole when the policy file changes.
 #[derive(Debug)]
 pub struct CompiledPolicy {
     plugin_id: String,
@@ -23,7 +22,6 @@ pub struct CompiledPolicy {
     routes: Vec<Route>,
     max_request_bytes: u64,
     inbound: InboundLimits,
-    in_flight: Arc<Semaphore>,
 }
 
 /// One scope named by the catalog, a grant or a rate limit.
@@ -31,9 +29,16 @@ pub struct CompiledPolicy {
 pub struct Scope {
     pub name: Arc<String>,
     pub grant: Grant,
-    pub rate_limit: Option<Arc<TokenBucket>>,
+    pub rate_limit: Option<RateLimit>,
     /// The largest request body a call needing this scope may carry.
     pub max_body_bytes: u64,
+}
+
+/// A scope's rate limit: `burst` calls at once, refilled at `per_minute`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -54,15 +59,9 @@ pub struct Route {
 }
 
 impl CompiledPolicy {
-    /// Validates and compiles `policy`. Rate-limit buckets and the in-flight cap of
-    /// `previous` are carried over where their limits did not change, so a reload
-    /// neither refills a bucket nor forgets invocations in flight.
-    pub fn compile(
-        policy: &BrokerPolicy,
-        previous: Option<&CompiledPolicy>,
-    ) -> Result<Self, PolicyError> {
+    /// Validates and compiles `policy`.
+    pub fn compile(policy: &BrokerPolicy) -> Result<Self, PolicyError> {
         policy.validate()?;
-        let now = Instant::now();
         let mut scopes: Vec<Scope> = Vec::new();
         let scope_index = |name: &str, scopes: &mut Vec<Scope>| -> usize {
             if let Some(index) = scopes.iter().position(|s| s.name.as_str() == name) {
@@ -122,14 +121,10 @@ impl CompiledPolicy {
 
         for limit in &policy.rate_limits {
             let index = scope_index(&limit.scope, &mut scopes);
-            let carried_over = previous
-                .and_then(|p| p.scope_named(&limit.scope))
-                .and_then(|s| s.rate_limit.clone())
-                .filter(|bucket| bucket.has_limits(limit.per_minute, limit.burst));
-            scopes[index].rate_limit =
-                Some(carried_over.unwrap_or_else(|| {
-                    Arc::new(TokenBucket::new(limit.per_minute, limit.burst, now))
-                }));
+            scopes[index].rate_limit = Some(RateLimit {
+                per_minute: limit.per_minute,
+                burst: limit.burst,
+            });
         }
 
         if let Some(kv_max) = policy.kv_max_value_bytes
@@ -140,12 +135,6 @@ impl CompiledPolicy {
             kv_write.max_body_bytes = kv_write.max_body_bytes.min(kv_max);
         }
 
-        let max_in_flight = policy.inbound.max_in_flight as usize;
-        let in_flight = previous
-            .filter(|p| p.inbound.max_in_flight == policy.inbound.max_in_flight)
-            .map(|p| p.in_flight.clone())
-            .unwrap_or_else(|| Arc::new(Semaphore::new(max_in_flight)));
-
         Ok(Self {
             plugin_id: policy.plugin_id.clone(),
             self_segment: policy.self_segment(),
@@ -154,7 +143,6 @@ impl CompiledPolicy {
             routes,
             max_request_bytes: policy.max_request_bytes,
             inbound: policy.inbound.clone(),
-            in_flight,
         })
     }
 
@@ -174,6 +162,10 @@ impl CompiledPolicy {
         &self.routes
     }
 
+    pub fn scopes(&self) -> &[Scope] {
+        &self.scopes
+    }
+
     pub fn scope(&self, index: usize) -> &Scope {
         &self.scopes[index]
     }
@@ -190,55 +182,17 @@ impl CompiledPolicy {
     pub fn inbound(&self) -> &InboundLimits {
         &self.inbound
     }
-
-    /// Permits for invocations in flight; one is held for each until its response ends.
-    pub fn in_flight(&self) -> &Arc<Semaphore> {
-        &self.in_flight
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{CatalogRoute, KV_READ_SCOPE, ScopeGrant, ScopeRateLimit, default_catalog};
-
-    fn policy() -> BrokerPolicy {
-        BrokerPolicy {
-            plugin_id: "team-a/weather".into(),
-            mode: EnforcementMode::Enforce,
-            grants: vec![
-                ScopeGrant {
-                    scope: "messages:write".into(),
-                    channels: vec!["C1".into()],
-                },
-                ScopeGrant {
-                    scope: "messages:write".into(),
-                    channels: vec!["C2".into()],
-                },
-                ScopeGrant {
-                    scope: KV_READ_SCOPE.into(),
-                    channels: vec![],
-                },
-            ],
-            rate_limits: vec![ScopeRateLimit {
-                scope: "messages:write".into(),
-                per_minute: 60,
-                burst: 10,
-            }],
-            max_request_bytes: 4096,
-            kv_max_value_bytes: Some(100),
-            inbound: InboundLimits {
-                request_timeout_seconds: 5,
-                max_in_flight: 2,
-                max_body_bytes: 1024,
-            },
-            catalog: default_catalog(),
-        }
-    }
+    use crate::broker::decide::fixture::limited as policy;
+    use crate::policy::{CatalogRoute, KV_READ_SCOPE};
 
     #[test]
     fn grants_of_one_scope_are_merged() {
-        let compiled = CompiledPolicy::compile(&policy(), None).unwrap();
+        let compiled = CompiledPolicy::compile(&policy()).unwrap();
         assert_eq!(
             compiled.scope_named("messages:write").unwrap().grant,
             Grant::Channels(vec!["C1".into(), "C2".into()])
@@ -255,7 +209,7 @@ mod tests {
 
     #[test]
     fn kv_writes_are_capped_by_kv_max_value_bytes() {
-        let compiled = CompiledPolicy::compile(&policy(), None).unwrap();
+        let compiled = CompiledPolicy::compile(&policy()).unwrap();
         assert_eq!(
             compiled.scope_named(KV_WRITE_SCOPE).unwrap().max_body_bytes,
             100
@@ -277,7 +231,7 @@ mod tests {
             path: "/api/v1/users/me".into(),
             scope: "profile:read".into(),
         });
-        let compiled = CompiledPolicy::compile(&p, None).unwrap();
+        let compiled = CompiledPolicy::compile(&p).unwrap();
         let position = |path: &str| {
             compiled
                 .routes()
@@ -286,27 +240,5 @@ mod tests {
                 .unwrap()
         };
         assert!(position("/api/v1/users/me") < position("/api/v1/users/{user}"));
-    }
-
-    #[test]
-    fn reload_keeps_buckets_whose_limits_did_not_change() {
-        let first = CompiledPolicy::compile(&policy(), None).unwrap();
-        let same = CompiledPolicy::compile(&policy(), Some(&first)).unwrap();
-        let bucket = |c: &CompiledPolicy| {
-            c.scope_named("messages:write")
-                .unwrap()
-                .rate_limit
-                .clone()
-                .unwrap()
-        };
-        assert!(Arc::ptr_eq(&bucket(&first), &bucket(&same)));
-        assert!(Arc::ptr_eq(first.in_flight(), same.in_flight()));
-
-        let mut changed = policy();
-        changed.rate_limits[0].burst = 11;
-        changed.inbound.max_in_flight = 3;
-        let changed = CompiledPolicy::compile(&changed, Some(&first)).unwrap();
-        assert!(!Arc::ptr_eq(&bucket(&first), &bucket(&changed)));
-        assert!(!Arc::ptr_eq(first.in_flight(), changed.in_flight()));
     }
 }

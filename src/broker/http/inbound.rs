@@ -13,17 +13,17 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::audit::{DecisionIds, Outcome};
 use super::body::{
     BodyRefusal, GuardedBody, ProxyBody, declared_length, incoming, limit_request_body,
+    to_proxy_response,
 };
-use super::compiled::CompiledPolicy;
-use super::denial::Denial;
 use super::headers::strip_hop_by_hop;
-use super::metrics::Metrics;
-use super::outbound::{error_chain, to_proxy_response};
-use super::policy_store::PolicyStore;
-use super::upstream::{ForwardError, Forwarder, Target};
+use super::target::Target;
+use super::upstream::{ForwardError, Forwarder, error_chain};
+use crate::broker::audit::{DecisionIds, Outcome};
+use crate::broker::decide::Denial;
+use crate::broker::metrics::Metrics;
+use crate::broker::reload::policy::{PolicyInForce, PolicyStore};
 
 #[derive(Debug)]
 pub struct Inbound {
@@ -62,7 +62,7 @@ impl Inbound {
         let id = self.ids.next();
         let (parts, body) = request.into_parts();
         let result = match self.policy.current() {
-            Some(policy) => self.forward(&policy, &parts, body).await,
+            Some(in_force) => self.forward(&in_force, &parts, body).await,
             None => Err(Denial::PolicyNotLoaded),
         };
         let latency = started.elapsed();
@@ -87,11 +87,11 @@ impl Inbound {
 
     async fn forward(
         &self,
-        policy: &CompiledPolicy,
+        in_force: &PolicyInForce,
         parts: &Parts,
         body: Incoming,
     ) -> Result<Response<ProxyBody>, Denial<'static>> {
-        let limits = policy.inbound();
+        let limits = in_force.policy.inbound();
         let too_large = Denial::BodyTooLarge {
             scope: None,
             limit: limits.max_body_bytes,
@@ -99,7 +99,8 @@ impl Inbound {
         if declared_length(&parts.headers).is_some_and(|length| length > limits.max_body_bytes) {
             return Err(too_large);
         }
-        let permit = policy
+        let permit = in_force
+            .limits
             .in_flight()
             .clone()
             .try_acquire_owned()

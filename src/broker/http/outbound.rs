@@ -11,18 +11,18 @@ use http::{HeaderMap, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::audit::{AuditRecord, DecisionId, DecisionIds, Outcome};
-use super::audit_log::AuditLog;
-use super::body::{BodyRefusal, ProxyBody, declared_length, incoming, limit_request_body};
-use super::compiled::CompiledPolicy;
-use super::credential::Credential;
-use super::decide::{Call, Decision, Verdict, decide};
-use super::denial::Denial;
+use super::body::{
+    BodyRefusal, ProxyBody, declared_length, incoming, limit_request_body, to_proxy_response,
+};
 use super::headers::{DECISION_ID, for_chat_api, strip_hop_by_hop};
-use super::metrics::Metrics;
-use super::policy_store::PolicyStore;
-use super::rate_limit::retry_after_seconds;
-use super::upstream::{Dedicated, ForwardError, Forwarder, Target};
+use super::target::Target;
+use super::upstream::{Dedicated, ForwardError, Forwarder, error_chain};
+use crate::broker::audit::{AuditLog, AuditRecord, DecisionId, DecisionIds, Outcome};
+use crate::broker::decide::{Call, Decision, Denial, Verdict, decide};
+use crate::broker::limits::retry_after_seconds;
+use crate::broker::metrics::Metrics;
+use crate::broker::reload::credential::Credential;
+use crate::broker::reload::policy::{PolicyInForce, PolicyStore};
 
 /// Everything the outbound listener needs, shared by all its connections.
 #[derive(Debug)]
@@ -50,7 +50,7 @@ impl Outbound {
         let id = self.ids.next();
         let (mut parts, body) = request.into_parts();
         let headers = std::mem::take(&mut parts.headers);
-        let Some(policy) = self.policy.current() else {
+        let Some(in_force) = self.policy.current() else {
             let denial = Denial::PolicyNotLoaded;
             let subject = Subject {
                 id,
@@ -67,7 +67,8 @@ impl Outbound {
             method: parts.method.as_str(),
             path: parts.uri.path(),
         };
-        let decision = decide(&call, &policy);
+        let policy = &in_force.policy;
+        let decision = decide(&call, policy);
         let subject = Subject {
             id,
             plugin: policy.plugin_id(),
@@ -83,7 +84,7 @@ impl Outbound {
             .forward(
                 id,
                 &decision,
-                &policy,
+                &in_force,
                 &parts,
                 Sent { headers, body },
                 &dedicated,
@@ -97,7 +98,7 @@ impl Outbound {
         &self,
         id: DecisionId,
         decision: &Decision<'a>,
-        policy: &'a CompiledPolicy,
+        in_force: &'a PolicyInForce,
         parts: &Parts,
         Sent { headers, body }: Sent,
         dedicated: &Dedicated,
@@ -108,7 +109,7 @@ impl Outbound {
         let scope_name = decision.scope.map(|s| s.name.as_str());
         let limit = decision
             .scope
-            .map_or(policy.max_request_bytes(), |s| s.max_body_bytes);
+            .map_or(in_force.policy.max_request_bytes(), |s| s.max_body_bytes);
         let too_large = Denial::BodyTooLarge {
             scope: scope_name,
             limit,
@@ -116,8 +117,8 @@ impl Outbound {
         if declared_length(&headers).is_some_and(|length| length > limit) {
             return Err(too_large);
         }
-        if let Some(scope) = decision.scope
-            && let Some(bucket) = &scope.rate_limit
+        if let (Some(route), Some(scope)) = (decision.route, decision.scope)
+            && let Some(bucket) = in_force.limits.bucket(route.scope)
         {
             bucket
                 .try_take(std::time::Instant::now())
@@ -215,20 +216,4 @@ struct Subject<'a> {
     audited: Option<&'static str>,
     parts: &'a Parts,
     started: Instant,
-}
-
-pub fn to_proxy_response(response: Response<bytes::Bytes>) -> Response<ProxyBody> {
-    response.map(super::body::full)
-}
-
-/// The error and its causes on one line; hyper-util's own message alone says little.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

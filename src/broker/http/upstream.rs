@@ -1,11 +1,13 @@
 //! Pooled HTTP clients toward the chat API (outbound) and the plugin (inbound).
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -13,85 +15,14 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-
-use std::sync::Mutex;
-
-use hyper::client::conn::http1::SendRequest;
 use tower_service::Service;
 
-use super::body::{BoxError, ProxyBody};
+use super::body::ProxyBody;
+use super::target::{Target, TargetError};
+use crate::broker::BoxError;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Where calls go: scheme, host and an optional path prefix that is put before the
-/// plugin's path.
-#[derive(Clone, Debug)]
-pub struct Target {
-    scheme: Scheme,
-    authority: Authority,
-    path_prefix: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TargetError {
-    #[error("{0:?} must be an absolute http:// or https:// URL without a query")]
-    NotABaseUrl(String),
-    #[error("cannot read the CA file {path}: {reason}")]
-    CaFile { path: String, reason: String },
-    #[error("no trusted CA certificates found for {0}: {1}")]
-    NoRoots(String, String),
-}
-
-impl Target {
-    pub fn parse(url: &str) -> Result<Self, TargetError> {
-        let bad = || TargetError::NotABaseUrl(url.to_owned());
-        let uri: Uri = url.parse().map_err(|_| bad())?;
-        let scheme = uri.scheme().cloned().ok_or_else(bad)?;
-        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS || uri.query().is_some() {
-            return Err(bad());
-        }
-        let authority = uri.authority().cloned().ok_or_else(bad)?;
-        if authority.as_str().contains('@') {
-            return Err(bad());
-        }
-        Ok(Self {
-            scheme,
-            authority,
-            path_prefix: uri.path().trim_end_matches('/').to_owned(),
-        })
-    }
-
-    pub fn plugin(port: u16) -> Self {
-        Self {
-            scheme: Scheme::HTTP,
-            authority: Authority::try_from(format!("127.0.0.1:{port}")).expect("valid authority"),
-            path_prefix: String::new(),
-        }
-    }
-
-    pub fn is_https(&self) -> bool {
-        self.scheme == Scheme::HTTPS
-    }
-
-    /// The URI of a call whose request target was `path_and_query`.
-    pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-        let builder = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone());
-        let builder = match path_and_query {
-            // The common case: no prefix, and the plugin's own path is reused as parsed.
-            Some(path_and_query) if self.path_prefix.is_empty() => {
-                builder.path_and_query(path_and_query.clone())
-            }
-            _ => {
-                let path_and_query = path_and_query.map_or("/", PathAndQuery::as_str);
-                builder.path_and_query(format!("{}{path_and_query}", self.path_prefix))
-            }
-        };
-        builder.build()
-    }
-}
 
 /// Why a forwarded call got no response.
 #[derive(Debug)]
@@ -145,14 +76,14 @@ impl Forwarder {
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| TargetError::NoRoots(target.authority.to_string(), e.to_string()))?;
+            .map_err(|e| TargetError::NoRoots(target.authority().to_string(), e.to_string()))?;
         let tls = match (ca_file, target.is_https()) {
             (Some(path), _) => builder
                 .with_root_certificates(read_ca_file(path)?)
                 .with_no_client_auth(),
             (None, true) => builder
                 .with_native_roots()
-                .map_err(|e| TargetError::NoRoots(target.authority.to_string(), e.to_string()))?
+                .map_err(|e| TargetError::NoRoots(target.authority().to_string(), e.to_string()))?
                 .with_no_client_auth(),
             (None, false) => builder
                 .with_root_certificates(RootCertStore::empty())
@@ -295,37 +226,25 @@ fn read_ca_file(path: &Path) -> Result<RootCertStore, TargetError> {
     Ok(roots)
 }
 
+/// The error and its causes on one line; hyper-util's own message alone says little.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn base_url_path_prefix_is_put_before_the_call_path() {
-        let target = Target::parse("http://chat-api.chat.svc:8080/base/").unwrap();
-        let pq = PathAndQuery::from_static("/api/v1/users?limit=5");
-        assert_eq!(
-            target.uri_for(Some(&pq)).unwrap().to_string(),
-            "http://chat-api.chat.svc:8080/base/api/v1/users?limit=5"
-        );
-    }
-
-    #[test]
-    fn without_a_prefix_the_call_path_is_kept_as_is() {
-        let target = Target::parse("http://chat-api:8080").unwrap();
-        let pq = PathAndQuery::from_static("/api/v1/users?limit=5");
-        assert_eq!(
-            target.uri_for(Some(&pq)).unwrap().to_string(),
-            "http://chat-api:8080/api/v1/users?limit=5"
-        );
-        assert_eq!(
-            target.uri_for(None).unwrap().to_string(),
-            "http://chat-api:8080/"
-        );
-    }
-
-    #[test]
     fn a_request_on_its_own_connection_names_the_host_and_only_the_path() {
-        let mut request = Request::new(crate::broker::body::empty());
+        let mut request = Request::new(super::super::body::empty());
         *request.uri_mut() = Uri::from_static("http://chat-api:8080/api/v1/users?limit=5");
         request
             .headers_mut()
@@ -333,14 +252,5 @@ mod tests {
         let request = origin_form(request);
         assert_eq!(request.uri().to_string(), "/api/v1/users?limit=5");
         assert_eq!(request.headers()[http::header::HOST], "chat-api:8080");
-    }
-
-    #[test]
-    fn base_url_must_be_http_or_https_without_credentials() {
-        assert!(Target::parse("ftp://x/").is_err());
-        assert!(Target::parse("chat-api:8080").is_err());
-        assert!(Target::parse("http://user:pw@chat-api/").is_err());
-        assert!(Target::parse("http://chat-api/?a=1").is_err());
-        assert!(Target::parse("https://chat-api").unwrap().is_https());
     }
 }
