@@ -1,14 +1,12 @@
 //! Per-scope token buckets hold through the real outbound listener.
 
-mod broker_support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use broker_support::{Fixture, policy};
 use http::StatusCode;
 use plugin_operator::policy::ScopeRateLimit;
+use plugin_operator_test_support::broker::{Fixture, policy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_holds_to_within_ten_percent_under_load() {

@@ -1,19 +1,17 @@
 //! An https chat API: trusted through `--chat-api-ca-file`, refused when its
 //! certificate comes from another CA. Certificates are made with the openssl CLI.
 
-mod broker_support;
-
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use broker_support::{Fixture, TOKEN, TempDir, policy};
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use plugin_operator_test_support::broker::{Fixture, TOKEN, TempDir, policy};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
@@ -132,17 +130,22 @@ async fn tls_stand_in(dir: &Path) -> (u16, Arc<Mutex<Vec<String>>>) {
     (port, seen)
 }
 
+/// A broker whose chat API is https on `port`, trusting the CAs in `ca_file` only.
+async fn broker_trusting(port: u16, ca_file: PathBuf) -> Fixture {
+    Fixture::start_with(&policy(&[("users:read", &[])]), |args| {
+        args.chat_api_url = format!("https://127.0.0.1:{port}");
+        args.chat_api_ca_file = Some(ca_file);
+    })
+    .await
+}
+
 #[tokio::test]
 async fn https_chat_api_is_trusted_through_the_ca_file() {
     let certs = TempDir::new("tls-good");
     make_ca_and_server_cert(&certs.0, "chat-api-ca");
     let (port, seen) = tls_stand_in(&certs.0).await;
     let ca_file = certs.0.join("ca.pem");
-    let fixture = Fixture::start_with(&policy(&[("users:read", &[])]), |args| {
-        args.chat_api_url = format!("https://127.0.0.1:{port}");
-        args.chat_api_ca_file = Some(ca_file);
-    })
-    .await;
+    let fixture = broker_trusting(port, ca_file).await;
     let answer = fixture.call("GET", "/api/v1/users", &[], b"").await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body, "tls ok");
@@ -157,11 +160,7 @@ async fn https_chat_api_with_a_certificate_from_another_ca_is_refused() {
     make_ca_and_server_cert(&other_certs.0, "other-ca");
     let (port, seen) = tls_stand_in(&server_certs.0).await;
     let wrong_ca = other_certs.0.join("ca.pem");
-    let fixture = Fixture::start_with(&policy(&[("users:read", &[])]), |args| {
-        args.chat_api_url = format!("https://127.0.0.1:{port}");
-        args.chat_api_ca_file = Some(wrong_ca);
-    })
-    .await;
+    let fixture = broker_trusting(port, wrong_ca).await;
     let answer = fixture.call("GET", "/api/v1/users", &[], b"").await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
     assert_eq!(answer.json()["reason"], "UpstreamUnavailable");

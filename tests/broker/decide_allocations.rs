@@ -1,14 +1,13 @@
 //! `decide` allocates nothing: counted with a global allocator that tallies the
-//! allocations made by this thread while counting is on.
+//! allocations made by this thread while counting is on. The allocator is the whole
+//! test binary's; on other threads, and while not counting, it only passes through.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use plugin_operator::broker::{Call, CompiledPolicy, decide};
-use plugin_operator::policy::{
-    BrokerPolicy, EnforcementMode, InboundLimits, KV_READ_SCOPE, ScopeGrant, ScopeRateLimit,
-    default_catalog,
-};
+use plugin_operator::policy::{EnforcementMode, KV_READ_SCOPE};
+use plugin_operator_test_support::broker::PolicyBuilder;
 
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
@@ -60,34 +59,13 @@ fn allocations_during(work: impl FnOnce()) -> usize {
 }
 
 fn compiled(mode: EnforcementMode) -> CompiledPolicy {
-    let policy = BrokerPolicy {
-        plugin_id: "team-a/weather".into(),
-        mode,
-        grants: vec![
-            ScopeGrant {
-                scope: "messages:write".into(),
-                channels: vec!["C1".into(), "C 2".into()],
-            },
-            ScopeGrant {
-                scope: KV_READ_SCOPE.into(),
-                channels: vec![],
-            },
-        ],
-        rate_limits: vec![ScopeRateLimit {
-            scope: "messages:write".into(),
-            per_minute: 60,
-            burst: 5,
-        }],
-        max_request_bytes: 1024,
-        kv_max_value_bytes: Some(64),
-        inbound: InboundLimits {
-            request_timeout_seconds: 5,
-            max_in_flight: 4,
-            max_body_bytes: 1024,
-        },
-        catalog: default_catalog(),
-    };
-    CompiledPolicy::compile(&policy).unwrap()
+    PolicyBuilder::new()
+        .mode(mode)
+        .grant("messages:write", &["C1", "C 2"])
+        .grant(KV_READ_SCOPE, &[])
+        .rate_limit("messages:write", 60, 5)
+        .kv_max_value_bytes(64)
+        .compile()
 }
 
 #[test]

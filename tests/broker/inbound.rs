@@ -1,12 +1,10 @@
 //! The inbound listener: invocations reach the plugin within the policy's limits.
 
-mod broker_support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker_support::{Fixture, policy};
 use http::StatusCode;
+use plugin_operator_test_support::broker::{Fixture, policy, raw_exchange};
 
 #[tokio::test]
 async fn invocation_reaches_the_plugin_with_its_path_and_body() {
@@ -126,7 +124,7 @@ async fn plugin_that_stalls_mid_body_is_cut_off_at_the_deadline() {
     let fixture = Fixture::start_with(&p, |args| args.plugin_port = port).await;
     let started = Instant::now();
     let request = "GET /stream HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
-    let answer = broker_support::raw_exchange(
+    let answer = raw_exchange(
         fixture.broker().inbound_addr,
         request.as_bytes(),
         Duration::from_secs(5),

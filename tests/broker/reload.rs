@@ -1,15 +1,13 @@
 //! Policy and token files change under a running broker: applied within 2 s, without
 //! failing or dropping a request; a malformed policy keeps the old one.
 
-mod broker_support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use broker_support::{Fixture, policy, write_like_kubelet};
 use http::StatusCode;
 use plugin_operator::policy::ScopeRateLimit;
+use plugin_operator_test_support::broker::{Fixture, policy, write_like_kubelet};
 
 #[tokio::test]
 async fn broker_is_ready_only_once_a_policy_is_loaded() {
@@ -53,15 +51,7 @@ async fn new_grant_takes_effect_within_two_seconds() {
         ("messages:read", &[]),
         ("messages:write", &["C1"]),
     ]));
-    let applied = fixture
-        .eventually(Duration::from_secs(2), || async {
-            fixture
-                .call("POST", "/api/v1/channels/C1/messages", &[], b"{}")
-                .await
-                .status
-                == StatusCode::OK
-        })
-        .await;
+    let applied = posting_answers(&fixture, StatusCode::OK).await;
     assert!(
         applied,
         "grant not applied after {:?}",
@@ -69,16 +59,21 @@ async fn new_grant_takes_effect_within_two_seconds() {
     );
 
     fixture.write_policy(&policy(&[("messages:read", &[])]));
-    let revoked = fixture
+    let revoked = posting_answers(&fixture, StatusCode::FORBIDDEN).await;
+    assert!(revoked, "grant not revoked within 2 s");
+}
+
+/// Waits up to 2 s for a post of a message in C1 to be answered with `status`.
+async fn posting_answers(fixture: &Fixture, status: StatusCode) -> bool {
+    fixture
         .eventually(Duration::from_secs(2), || async {
             fixture
                 .call("POST", "/api/v1/channels/C1/messages", &[], b"{}")
                 .await
                 .status
-                == StatusCode::FORBIDDEN
+                == status
         })
-        .await;
-    assert!(revoked, "grant not revoked within 2 s");
+        .await
 }
 
 #[tokio::test]

@@ -1,19 +1,27 @@
 //! Hostile bytes on real sockets: each is refused without a crash, and the broker
 //! keeps serving afterwards.
 
-mod broker_support;
-
 use std::time::{Duration, Instant};
 
-use broker_support::{Fixture, policy, raw_exchange, raw_status};
 use http::StatusCode;
 use plugin_operator::policy::KV_READ_SCOPE;
+use plugin_operator_test_support::broker::{Fixture, policy, raw_exchange, raw_status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn still_serves(fixture: &Fixture) {
     let answer = fixture.call("GET", "/api/v1/users", &[], b"").await;
     assert_eq!(answer.status, StatusCode::OK, "the broker stopped serving");
+}
+
+/// Writes `bytes` to the outbound listener; what came back within 3 s.
+async fn to_outbound(fixture: &Fixture, bytes: &[u8]) -> Vec<u8> {
+    raw_exchange(
+        fixture.broker().outbound_addr,
+        bytes,
+        Duration::from_secs(3),
+    )
+    .await
 }
 
 async fn fixture() -> Fixture {
@@ -76,12 +84,7 @@ async fn huge_headers_are_refused_with_431() {
     }
     let many: String = (0..500).map(|i| format!("x-h{i}: v\r\n")).collect();
     let request = format!("GET /api/v1/users HTTP/1.1\r\nhost: x\r\n{many}\r\n");
-    let answer = raw_exchange(
-        fixture.broker().outbound_addr,
-        request.as_bytes(),
-        Duration::from_secs(3),
-    )
-    .await;
+    let answer = to_outbound(&fixture, request.as_bytes()).await;
     assert!(
         matches!(raw_status(&answer), Some(431) | Some(400)),
         "{}",
@@ -133,12 +136,7 @@ async fn invalid_utf8_and_raw_non_ascii_paths_are_refused() {
         b"GET /api/v1/kv/team-a.weather/%ED%A0%80 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
     ];
     for request in requests {
-        let answer = raw_exchange(
-            fixture.broker().outbound_addr,
-            request,
-            Duration::from_secs(3),
-        )
-        .await;
+        let answer = to_outbound(&fixture, request).await;
         assert_eq!(
             raw_status(&answer),
             Some(400),
@@ -170,12 +168,7 @@ async fn path_traversal_on_the_wire_is_refused() {
         "/api/v1/kv/team-a.weather\\..\\team-b.weather",
     ] {
         let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
-        let answer = raw_exchange(
-            fixture.broker().outbound_addr,
-            request.as_bytes(),
-            Duration::from_secs(3),
-        )
-        .await;
+        let answer = to_outbound(&fixture, request.as_bytes()).await;
         assert_eq!(
             raw_status(&answer),
             Some(400),
@@ -191,12 +184,7 @@ async fn path_traversal_on_the_wire_is_refused() {
 async fn absolute_form_and_connect_cannot_redirect_the_broker() {
     let fixture = fixture().await;
     let absolute = b"GET http://attacker.invalid/api/v1/users HTTP/1.1\r\nhost: attacker.invalid\r\nconnection: close\r\n\r\n";
-    let answer = raw_exchange(
-        fixture.broker().outbound_addr,
-        absolute,
-        Duration::from_secs(3),
-    )
-    .await;
+    let answer = to_outbound(&fixture, absolute).await;
     assert_eq!(
         raw_status(&answer),
         Some(200),
@@ -213,12 +201,7 @@ async fn absolute_form_and_connect_cannot_redirect_the_broker() {
     assert_ne!(seen[0].headers["host"], "attacker.invalid");
 
     let connect = b"CONNECT attacker.invalid:443 HTTP/1.1\r\nhost: attacker.invalid:443\r\n\r\n";
-    let answer = raw_exchange(
-        fixture.broker().outbound_addr,
-        connect,
-        Duration::from_secs(3),
-    )
-    .await;
+    let answer = to_outbound(&fixture, connect).await;
     let status = raw_status(&answer);
     assert!(
         matches!(status, Some(400) | Some(403)),

@@ -1,19 +1,17 @@
 //! The real `plugin-operator broker` process: flags and environment, JSON audit lines
 //! without secrets, and a graceful stop on SIGTERM.
 
-mod broker_support;
-
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use broker_support::{StandIn, TOKEN, TempDir, policy, write_like_kubelet};
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use plugin_operator::policy::POLICY_FILE_NAME;
+use plugin_operator_test_support::broker::{StandIn, TOKEN, TempDir, policy, write_like_kubelet};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 

@@ -1,13 +1,13 @@
 //! The outbound listener through real sockets: what is forwarded, with which
 //! credential, and how each denial looks to the plugin.
 
-mod broker_support;
-
 use std::time::Duration;
 
-use broker_support::{Fixture, SELF_SEGMENT, TOKEN, policy, raw_exchange, raw_status};
 use http::StatusCode;
 use plugin_operator::policy::{CatalogRoute, EnforcementMode, KV_READ_SCOPE, KV_WRITE_SCOPE};
+use plugin_operator_test_support::broker::{
+    Fixture, SELF_SEGMENT, TOKEN, policy, raw_exchange, raw_status,
+};
 
 #[tokio::test]
 async fn broker_forwards_allowed_call_with_its_own_credential_never_the_plugins() {

@@ -3,14 +3,14 @@
 //! implementation of the permission model (the oracle), first on `decide` alone with
 //! many cases, then through the real listeners and a recording chat API.
 
-mod broker_support;
-
 use std::collections::BTreeMap;
 
-use broker_support::{Fixture, SELF_SEGMENT, TOKEN, policy};
 use plugin_operator::broker::{Call, CompiledPolicy, Verdict, decide};
 use plugin_operator::policy::{
-    BrokerPolicy, KNOWN_CHAT_SCOPES, KV_READ_SCOPE, KV_WRITE_SCOPE, ScopeGrant, default_catalog,
+    BrokerPolicy, KNOWN_CHAT_SCOPES, KV_READ_SCOPE, KV_WRITE_SCOPE, default_catalog,
+};
+use plugin_operator_test_support::broker::{
+    Fixture, PolicyBuilder, SELF_SEGMENT, TOKEN, oracle_allows,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -133,86 +133,13 @@ fn request() -> impl Strategy<Value = (String, String)> {
 }
 
 fn enforce_policy(grants: &Grants) -> BrokerPolicy {
-    let mut p = policy(&[]);
-    p.grants = grants
+    grants
         .iter()
-        .map(|(scope, channels)| ScopeGrant {
-            scope: scope.clone(),
-            channels: channels.clone(),
+        .fold(PolicyBuilder::new(), |builder, (scope, channels)| {
+            let channels: Vec<&str> = channels.iter().map(String::as_str).collect();
+            builder.grant(scope, &channels)
         })
-        .collect();
-    p
-}
-
-fn naive_percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The permission model, written plainly and separately from the broker.
-fn oracle_allows(method: &str, path: &str, grants: &Grants) -> bool {
-    let Some(rest) = path.strip_prefix('/') else {
-        return false;
-    };
-    let Some(segments) = rest
-        .split('/')
-        .map(naive_percent_decode)
-        .collect::<Option<Vec<String>>>()
-    else {
-        return false;
-    };
-    let unsafe_segment =
-        |s: &String| s.is_empty() || s == "." || s == ".." || s.contains('/') || s.contains('\\');
-    if segments.iter().any(unsafe_segment) {
-        return false;
-    }
-    for route in default_catalog() {
-        let template: Vec<&str> = route.path[1..].split('/').collect();
-        if route.method != method || template.len() != segments.len() {
-            continue;
-        }
-        let literals_match = template
-            .iter()
-            .zip(&segments)
-            .all(|(t, s)| t.starts_with('{') || *t == s.as_str());
-        if !literals_match {
-            continue;
-        }
-        let Some(channels) = grants.get(&route.scope) else {
-            return false;
-        };
-        let value_at = |name: &str| {
-            template
-                .iter()
-                .position(|t| *t == name)
-                .map(|i| segments[i].as_str())
-        };
-        if !channels.is_empty() {
-            match value_at("{channel}") {
-                Some(channel) if channels.iter().any(|c| c == channel) => {}
-                _ => return false,
-            }
-        }
-        if let Some(owner) = value_at("{self}")
-            && owner != SELF_SEGMENT
-        {
-            return false;
-        }
-        return true;
-    }
-    false
+        .build()
 }
 
 /// A path the broker must accept as written: only unreserved characters, no dot segments.
@@ -234,10 +161,11 @@ proptest! {
         grants in grants_strategy(),
         requests in proptest::collection::vec(request(), 1..20),
     ) {
-        let compiled = CompiledPolicy::compile(&enforce_policy(&grants)).unwrap();
+        let policy = enforce_policy(&grants);
+        let compiled = CompiledPolicy::compile(&policy).unwrap();
         for (method, path) in &requests {
             let decision = decide(&Call { method, path }, &compiled);
-            let allowed = oracle_allows(method, path, &grants);
+            let allowed = oracle_allows(method, path, &policy);
             if decision.forwards() {
                 prop_assert!(allowed, "forwarded {method} {path} outside {grants:?}");
                 prop_assert_eq!(decision.verdict, Verdict::Allow);
@@ -268,13 +196,14 @@ fn nothing_outside_the_grants_reaches_the_chat_api_through_the_listener() {
     runner
         .run(&cases, |(grants, requests)| {
             runtime.block_on(async {
-                let fixture = Fixture::start(&enforce_policy(&grants)).await;
+                let policy = enforce_policy(&grants);
+                let fixture = Fixture::start(&policy).await;
                 let mut expected_forwards = 0;
                 for (method, path) in &requests {
                     if http::Uri::try_from(path.as_str()).is_err() {
                         continue; // not sendable by an HTTP client at all
                     }
-                    let allowed = oracle_allows(method, path, &grants);
+                    let allowed = oracle_allows(method, path, &policy);
                     let answer = fixture
                         .call(method, path, &[("authorization", "Bearer plugin")], b"")
                         .await;
@@ -294,7 +223,7 @@ fn nothing_outside_the_grants_reaches_the_chat_api_through_the_listener() {
                 for request in &seen {
                     let path = request.uri.split('?').next().unwrap();
                     prop_assert!(
-                        oracle_allows(request.method.as_str(), path, &grants),
+                        oracle_allows(request.method.as_str(), path, &policy),
                         "the chat API saw {} {} outside {:?}",
                         request.method,
                         path,
