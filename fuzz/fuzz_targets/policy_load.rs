@@ -4,11 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use plugin_operator::broker::policy_store::load_policy;
-use plugin_operator::broker::{Call, decide};
+use plugin_operator::broker::{Call, decide, load_policy};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(policy) = load_policy(data, None, None) {
+    if let Ok(policy) = load_policy(data, None) {
         let _ = decide(
             &Call {
                 method: "GET",

@@ -5,13 +5,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use plugin_operator::broker::{Call, CompiledPolicy, decide};
+use plugin_operator::broker::{Call, CompiledPolicy, check_path, decide};
 use plugin_operator::policy::{
-    BrokerPolicy, EnforcementMode, InboundLimits, KNOWN_CHAT_SCOPES, KV_READ_SCOPE, KV_WRITE_SCOPE,
-    ScopeGrant, default_catalog,
+    BrokerPolicy, EnforcementMode, KNOWN_CHAT_SCOPES, KV_READ_SCOPE, KV_WRITE_SCOPE,
 };
+use plugin_operator_test_support::broker::{PolicyBuilder, oracle_allows};
 
-const SELF_SEGMENT: &str = "team-a.weather";
 const CHANNELS: [&str; 3] = ["C1", "C2", "C3"];
 
 fn scopes() -> Vec<&'static str> {
@@ -22,113 +21,21 @@ fn scopes() -> Vec<&'static str> {
 
 /// Two bytes per scope: granted?, and which channels (bitmask; none set = all).
 fn policy_from(selector: &[u8], mode: EnforcementMode) -> BrokerPolicy {
-    let grants = scopes()
+    scopes()
         .into_iter()
         .enumerate()
         .filter(|(i, _)| selector.get(2 * i).is_some_and(|b| b & 1 == 1))
-        .map(|(i, scope)| {
+        .fold(PolicyBuilder::new().mode(mode), |builder, (i, scope)| {
             let mask = selector.get(2 * i + 1).copied().unwrap_or(0);
-            ScopeGrant {
-                scope: scope.into(),
-                channels: CHANNELS
-                    .iter()
-                    .enumerate()
-                    .filter(|(bit, _)| mask & (1 << bit) != 0)
-                    .map(|(_, c)| (*c).into())
-                    .collect(),
-            }
+            let channels: Vec<&str> = CHANNELS
+                .iter()
+                .enumerate()
+                .filter(|(bit, _)| mask & (1 << bit) != 0)
+                .map(|(_, c)| *c)
+                .collect();
+            builder.grant(scope, &channels)
         })
-        .collect();
-    BrokerPolicy {
-        plugin_id: "team-a/weather".into(),
-        mode,
-        grants,
-        rate_limits: vec![],
-        max_request_bytes: 1024,
-        kv_max_value_bytes: None,
-        inbound: InboundLimits {
-            request_timeout_seconds: 1,
-            max_in_flight: 1,
-            max_body_bytes: 1024,
-        },
-        catalog: default_catalog(),
-    }
-}
-
-fn naive_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn oracle_allows(method: &str, path: &str, policy: &BrokerPolicy) -> bool {
-    let Some(rest) = path.strip_prefix('/') else {
-        return false;
-    };
-    let Some(segments) = rest
-        .split('/')
-        .map(naive_decode)
-        .collect::<Option<Vec<_>>>()
-    else {
-        return false;
-    };
-    if segments
-        .iter()
-        .any(|s| s.is_empty() || s == "." || s == ".." || s.contains('/') || s.contains('\\'))
-    {
-        return false;
-    }
-    for route in &policy.catalog {
-        let template: Vec<&str> = route.path[1..].split('/').collect();
-        if route.method != method
-            || template.len() != segments.len()
-            || !template
-                .iter()
-                .zip(&segments)
-                .all(|(t, s)| t.starts_with('{') || *t == s.as_str())
-        {
-            continue;
-        }
-        let grants: Vec<&ScopeGrant> = policy
-            .grants
-            .iter()
-            .filter(|g| g.scope == route.scope)
-            .collect();
-        if grants.is_empty() {
-            return false;
-        }
-        let value_at = |name: &str| {
-            template
-                .iter()
-                .position(|t| *t == name)
-                .map(|i| &segments[i])
-        };
-        let all_channels = grants.iter().any(|g| g.channels.is_empty());
-        if !all_channels {
-            let Some(channel) = value_at("{channel}") else {
-                return false;
-            };
-            if !grants.iter().any(|g| g.channels.contains(channel)) {
-                return false;
-            }
-        }
-        if value_at("{self}").is_some_and(|owner| owner != SELF_SEGMENT) {
-            return false;
-        }
-        return true;
-    }
-    false
+        .build()
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -143,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
         EnforcementMode::Enforce
     };
     let policy = policy_from(selector, mode);
-    let compiled = CompiledPolicy::compile(&policy, None).expect("generated policies are valid");
+    let compiled = CompiledPolicy::compile(&policy).expect("generated policies are valid");
 
     // "METHOD SP request-target", as on the wire.
     let space = rest.iter().position(|b| *b == b' ').unwrap_or(rest.len());
@@ -169,6 +76,6 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     if decision.forwards() {
-        assert!(plugin_operator::broker::path::check_path(call.path).is_ok());
+        assert!(check_path(call.path).is_ok());
     }
 });

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::audit_log::AuditDestination;
+use super::audit::AuditDestination;
 use crate::policy::ports;
 use crate::telemetry::LogFormat;
 

@@ -1,261 +1,35 @@
 //! The broker sidecar: one process in each plugin pod with three listeners.
 //!
-//! - outbound ([`outbound`], 127.0.0.1): the plugin's only door to the chat API; every
-//!   call is decided by [`decide::decide`] against the [`compiled::CompiledPolicy`].
-//! - inbound ([`inbound`], pod IP): invocations of the plugin, within the policy's limits.
-//! - admin ([`admin`]): health, readiness and Prometheus metrics.
+//! - outbound (127.0.0.1): the plugin's only door to the chat API; every call is
+//!   decided by [`decide()`] against the [`CompiledPolicy`].
+//! - inbound (pod IP): invocations of the plugin, within the policy's limits.
+//! - admin: health, readiness and Prometheus metrics.
 //!
 //! The policy file and the token file are polled and swapped in without a restart.
+//!
+//! One folder per concern:
+//!
+//! - `decide/`: the pure decision: the compiled policy, path checks, the denials.
+//! - `limits/`: the live state that enforces a policy: rate-limit buckets, in-flight permits.
+//! - `http/`: the listeners, bodies and headers, and the clients toward the chat API
+//!   and the plugin.
+//! - `audit/`: decision ids and the audit log.
+//! - `reload/`: the policy and token files, watched and swapped in.
+//! - `run.rs`: the wiring; `args.rs`: the flags; `metrics.rs`: the Prometheus metrics.
 
-pub mod admin;
 mod args;
-pub mod audit;
-pub mod audit_log;
-pub mod body;
-pub mod compiled;
-pub mod credential;
-pub mod decide;
-pub mod denial;
-mod file_watch;
-pub mod headers;
-pub mod inbound;
-pub mod metrics;
-pub mod outbound;
-pub mod path;
-pub mod policy_store;
-pub mod rate_limit;
-mod server;
-pub mod upstream;
+mod audit;
+mod decide;
+mod http;
+mod limits;
+mod metrics;
+mod reload;
+mod run;
 
-use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-
-pub use args::{BrokerArgs, parse_duration};
-pub use compiled::CompiledPolicy;
-pub use decide::{Call, Decision, Verdict, decide};
-pub use denial::Denial;
-
-use admin::Admin;
-use audit::DecisionIds;
-use audit_log::AuditLog;
-use credential::CredentialLoader;
-use inbound::Inbound;
-use metrics::Metrics;
-use outbound::Outbound;
-use policy_store::PolicyLoader;
-use upstream::{Dedicated, Forwarder, Target, TargetError};
+pub use args::BrokerArgs;
+pub use audit::AuditDestination;
+pub use decide::{Call, CompiledPolicy, Decision, Denial, Verdict, check_path, decide};
+pub use reload::load_policy;
+pub use run::{BrokerError, Listeners, RunningBroker, run, start};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error("the outbound listener must be on a loopback address, not {0}")]
-    OutboundNotLoopback(SocketAddr),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: io::Error },
-    #[error("cannot read a listener's address: {0}")]
-    LocalAddr(io::Error),
-    #[error("--chat-api-url: {0}")]
-    ChatApi(#[from] TargetError),
-    #[error("cannot wait for SIGTERM: {0}")]
-    Signal(io::Error),
-}
-
-/// The three bound sockets. Tests bind them to `127.0.0.1:0` and run in parallel.
-#[derive(Debug)]
-pub struct Listeners {
-    pub outbound: TcpListener,
-    pub inbound: TcpListener,
-    pub admin: TcpListener,
-}
-
-impl Listeners {
-    /// Binds the addresses of `args`; the outbound one must be loopback.
-    pub async fn bind(args: &BrokerArgs) -> Result<Self, BrokerError> {
-        if !args.outbound_bind.ip().is_loopback() {
-            return Err(BrokerError::OutboundNotLoopback(args.outbound_bind));
-        }
-        let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| BrokerError::Bind { addr, source })
-        };
-        Ok(Self {
-            outbound: bind(args.outbound_bind).await?,
-            inbound: bind(args.inbound_bind).await?,
-            admin: bind(args.admin_bind).await?,
-        })
-    }
-}
-
-/// A broker serving on its listeners until [`RunningBroker::shutdown`].
-#[derive(Debug)]
-pub struct RunningBroker {
-    pub outbound_addr: SocketAddr,
-    pub inbound_addr: SocketAddr,
-    pub admin_addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    servers: Vec<JoinHandle<()>>,
-    loaders: Vec<JoinHandle<()>>,
-    audit_log: AuditLog,
-    grace: std::time::Duration,
-}
-
-impl RunningBroker {
-    /// Stops accepting, lets requests in flight finish (up to the shutdown grace), and
-    /// stops watching files. Returns whether every connection finished in time.
-    pub async fn shutdown(self) -> bool {
-        let _ = self.stop.send(true);
-        let drained = tokio::time::timeout(self.grace, async {
-            for server in self.servers {
-                let _ = server.await;
-            }
-        })
-        .await
-        .is_ok();
-        for loader in self.loaders {
-            loader.abort();
-        }
-        self.audit_log.flush();
-        drained
-    }
-}
-
-/// Starts the broker on already bound listeners. The policy and token files are read
-/// once before this returns, then polled in the background.
-pub async fn start(args: &BrokerArgs, listeners: Listeners) -> Result<RunningBroker, BrokerError> {
-    let metrics = Arc::new(Metrics::default());
-    let chat_api = Target::parse(&args.chat_api_url)?;
-    let chat_api_forwarder = Forwarder::new(&chat_api, args.chat_api_ca_file.as_deref())?;
-    let plugin = Target::plugin(args.plugin_port);
-    let plugin_forwarder = Forwarder::new(&plugin, None)?;
-
-    let (mut policy_loader, policy) =
-        PolicyLoader::new(&args.policy_file, args.plugin_id.clone(), metrics.clone());
-    policy_loader.poll_once().await;
-    let (mut credential_loader, credential) =
-        CredentialLoader::new(&args.token_file, metrics.clone());
-    credential_loader.poll_once().await;
-    let audit_log = AuditLog::new(args.log_format, args.audit_destination.clone());
-    let loaders = vec![
-        tokio::spawn(policy_loader.run(args.policy_poll_interval)),
-        tokio::spawn(credential_loader.run(args.token_poll_interval)),
-        audit_log.spawn_writer(),
-    ];
-
-    let outbound = Arc::new(Outbound {
-        policy: policy.clone(),
-        credential: credential.clone(),
-        target: chat_api,
-        forwarder: chat_api_forwarder,
-        timeout: args.upstream_timeout,
-        metrics: metrics.clone(),
-        ids: DecisionIds::default(),
-        audit_log: audit_log.clone(),
-        no_scope: Arc::new(String::new()),
-    });
-    let inbound = Arc::new(Inbound {
-        policy: policy.clone(),
-        target: plugin,
-        forwarder: plugin_forwarder,
-        metrics: metrics.clone(),
-        ids: DecisionIds::default(),
-    });
-    let admin = Arc::new(Admin {
-        policy,
-        credential,
-        metrics,
-    });
-
-    let local = |listener: &TcpListener| listener.local_addr().map_err(BrokerError::LocalAddr);
-    let (outbound_addr, inbound_addr, admin_addr) = (
-        local(&listeners.outbound)?,
-        local(&listeners.inbound)?,
-        local(&listeners.admin)?,
-    );
-    let (stop, stopping) = watch::channel(false);
-    let timeout = args.header_read_timeout;
-    let servers = vec![
-        tokio::spawn(server::serve(
-            "outbound",
-            listeners.outbound,
-            move || {
-                let (outbound, dedicated) = (outbound.clone(), Arc::new(Dedicated::default()));
-                move |request| outbound.clone().handle(dedicated.clone(), request)
-            },
-            timeout,
-            stopping.clone(),
-        )),
-        tokio::spawn(server::serve(
-            "inbound",
-            listeners.inbound,
-            move || {
-                let inbound = inbound.clone();
-                move |request| inbound.clone().handle(request)
-            },
-            timeout,
-            stopping.clone(),
-        )),
-        tokio::spawn(server::serve(
-            "admin",
-            listeners.admin,
-            move || {
-                let admin = admin.clone();
-                move |request| admin.clone().handle(request)
-            },
-            timeout,
-            stopping,
-        )),
-    ];
-    tracing::info!(
-        %outbound_addr,
-        %inbound_addr,
-        %admin_addr,
-        plugin_port = args.plugin_port,
-        "broker listening"
-    );
-    Ok(RunningBroker {
-        outbound_addr,
-        inbound_addr,
-        admin_addr,
-        stop,
-        servers,
-        loaders,
-        audit_log,
-        grace: args.shutdown_grace,
-    })
-}
-
-/// `plugin-operator broker`: serves until SIGTERM or Ctrl-C, then drains.
-pub async fn run(args: BrokerArgs) -> Result<(), BoxError> {
-    serve_until_terminated(args).await.map_err(BoxError::from)
-}
-
-async fn serve_until_terminated(args: BrokerArgs) -> Result<(), BrokerError> {
-    crate::telemetry::init(args.log_format);
-    let listeners = Listeners::bind(&args).await?;
-    let broker = start(&args, listeners).await?;
-    wait_for_termination().await?;
-    tracing::info!("shutting down: finishing requests in flight");
-    if broker.shutdown().await {
-        tracing::info!("stopped");
-    } else {
-        tracing::warn!("stopped with requests still in flight after the shutdown grace");
-    }
-    Ok(())
-}
-
-async fn wait_for_termination() -> Result<(), BrokerError> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(BrokerError::Signal)?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        result = tokio::signal::ctrl_c() => result.map_err(BrokerError::Signal)?,
-    }
-    Ok(())
-}

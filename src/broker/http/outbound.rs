@@ -1,0 +1,219 @@
+//! The outbound listener (127.0.0.1 only): the plugin's door to the chat API.
+//!
+//! Each call is decided against the policy, rate-limited, size-checked, stripped of
+//! the plugin's credentials, given the broker's, forwarded, and audited.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::body::{
+    BodyRefusal, ProxyBody, declared_length, incoming, limit_request_body, to_proxy_response,
+};
+use super::headers::{DECISION_ID, for_chat_api, strip_hop_by_hop};
+use super::target::Target;
+use super::upstream::{Dedicated, ForwardError, Forwarder, error_chain};
+use crate::broker::audit::{AuditLog, AuditRecord, DecisionId, DecisionIds, Outcome};
+use crate::broker::decide::{Call, Decision, Denial, Verdict, decide};
+use crate::broker::limits::retry_after_seconds;
+use crate::broker::metrics::Metrics;
+use crate::broker::reload::credential::Credential;
+use crate::broker::reload::policy::{PolicyInForce, PolicyStore};
+
+/// Everything the outbound listener needs, shared by all its connections.
+#[derive(Debug)]
+pub struct Outbound {
+    pub policy: PolicyStore,
+    pub credential: Arc<Credential>,
+    pub target: Target,
+    pub forwarder: Forwarder,
+    pub timeout: Duration,
+    pub metrics: Arc<Metrics>,
+    pub ids: DecisionIds,
+    pub audit_log: AuditLog,
+    /// The metrics label of calls that matched no scope.
+    pub no_scope: Arc<String>,
+}
+
+impl Outbound {
+    /// Handles one call of the plugin connection that `dedicated` belongs to.
+    pub async fn handle(
+        self: Arc<Self>,
+        dedicated: Arc<Dedicated>,
+        request: Request<Incoming>,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let id = self.ids.next();
+        let (mut parts, body) = request.into_parts();
+        let headers = std::mem::take(&mut parts.headers);
+        let Some(in_force) = self.policy.current() else {
+            let denial = Denial::PolicyNotLoaded;
+            let subject = Subject {
+                id,
+                plugin: "",
+                scope: None,
+                audited: None,
+                parts: &parts,
+                started,
+            };
+            self.audit(&subject, Err(&denial));
+            return to_proxy_response(denial.to_response(id));
+        };
+        let call = Call {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+        };
+        let policy = &in_force.policy;
+        let decision = decide(&call, policy);
+        let subject = Subject {
+            id,
+            plugin: policy.plugin_id(),
+            scope: decision.scope.map(|s| &s.name),
+            audited: match decision.verdict {
+                Verdict::AllowedByAudit(denial) => Some(denial.reason()),
+                _ => None,
+            },
+            parts: &parts,
+            started,
+        };
+        let result = self
+            .forward(
+                id,
+                &decision,
+                &in_force,
+                &parts,
+                Sent { headers, body },
+                &dedicated,
+            )
+            .await;
+        self.audit(&subject, result.as_ref().map(Response::status));
+        result.unwrap_or_else(|denial| to_proxy_response(denial.to_response(id)))
+    }
+
+    async fn forward<'a>(
+        &self,
+        id: DecisionId,
+        decision: &Decision<'a>,
+        in_force: &'a PolicyInForce,
+        parts: &Parts,
+        Sent { headers, body }: Sent,
+        dedicated: &Dedicated,
+    ) -> Result<Response<ProxyBody>, Denial<'a>> {
+        if let Verdict::Deny(denial) = decision.verdict {
+            return Err(denial);
+        }
+        let scope_name = decision.scope.map(|s| s.name.as_str());
+        let limit = decision
+            .scope
+            .map_or(in_force.policy.max_request_bytes(), |s| s.max_body_bytes);
+        let too_large = Denial::BodyTooLarge {
+            scope: scope_name,
+            limit,
+        };
+        if declared_length(&headers).is_some_and(|length| length > limit) {
+            return Err(too_large);
+        }
+        if let (Some(route), Some(scope)) = (decision.route, decision.scope)
+            && let Some(bucket) = in_force.limits.bucket(route.scope)
+        {
+            bucket
+                .try_take(std::time::Instant::now())
+                .map_err(|wait| Denial::RateLimited {
+                    scope: scope.name.as_str(),
+                    retry_after_seconds: retry_after_seconds(wait),
+                })?;
+        }
+        let authorization = self
+            .credential
+            .authorization()
+            .ok_or(Denial::CredentialUnavailable)?;
+
+        let deadline = Instant::now() + self.timeout;
+        let body = match tokio::time::timeout_at(
+            deadline,
+            limit_request_body(body, &headers, limit),
+        )
+        .await
+        {
+            Ok(Ok(body)) => body,
+            Ok(Err(BodyRefusal::TooLarge)) => return Err(too_large),
+            Ok(Err(BodyRefusal::Unreadable(error))) => {
+                tracing::debug!(decision_id = %id, %error, "the plugin's request body broke off");
+                return Err(Denial::BodyUnreadable);
+            }
+            Err(_) => return Err(Denial::BodyUnreadable),
+        };
+
+        let uri = self
+            .target
+            .uri_for(parts.uri.path_and_query())
+            .map_err(|_| Denial::UnforwardableTarget)?;
+        let mut request = Request::new(body);
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = uri;
+        let mut headers = for_chat_api(headers);
+        headers.insert(header::AUTHORIZATION, authorization);
+        headers.insert(DECISION_ID, id.header_value());
+        *request.headers_mut() = headers;
+
+        let response = match self.forwarder.send_on(dedicated, request, deadline).await {
+            Ok(response) => response,
+            Err(ForwardError::TimedOut) => return Err(Denial::UpstreamTimedOut),
+            Err(ForwardError::Unreachable(error)) => {
+                tracing::warn!(decision_id = %id, error = %error_chain(error.as_ref()), "chat API unreachable");
+                return Err(Denial::UpstreamUnavailable);
+            }
+        };
+        let (mut head, body) = response.into_parts();
+        strip_hop_by_hop(&mut head.headers);
+        Ok(Response::from_parts(head, incoming(body)))
+    }
+
+    /// Writes the audit line and counts the decision.
+    fn audit(&self, subject: &Subject<'_>, result: Result<StatusCode, &Denial<'_>>) {
+        let latency = subject.started.elapsed();
+        let (outcome, reason, status) = match result {
+            Ok(status) if subject.audited.is_some() => (Outcome::Audited, subject.audited, status),
+            Ok(status) => (Outcome::Allowed, None, status),
+            Err(denial) => (denial.outcome(), Some(denial.reason()), denial.status()),
+        };
+        let scope = subject
+            .scope
+            .map(|scope| scope.as_str())
+            .or_else(|| result.err().and_then(Denial::scope));
+        self.audit_log.record(&AuditRecord {
+            id: subject.id,
+            plugin: subject.plugin,
+            scope,
+            method: subject.parts.method.as_str(),
+            path: subject.parts.uri.path(),
+            outcome,
+            reason,
+            status: status.as_u16(),
+            latency,
+        });
+        self.metrics
+            .record_decision(subject.scope.unwrap_or(&self.no_scope), outcome, latency);
+    }
+}
+
+/// What the plugin sent beyond the method and path: forwarded once the call is allowed.
+struct Sent {
+    headers: HeaderMap,
+    body: Incoming,
+}
+
+/// The call an audit line is about, gathered while it is handled.
+struct Subject<'a> {
+    id: DecisionId,
+    plugin: &'a str,
+    scope: Option<&'a Arc<String>>,
+    /// In Audit mode, the reason the call would have been denied.
+    audited: Option<&'static str>,
+    parts: &'a Parts,
+    started: Instant,
+}

@@ -1,0 +1,397 @@
+//! The outbound listener through real sockets: what is forwarded, with which
+//! credential, and how each denial looks to the plugin.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use plugin_operator::policy::{CatalogRoute, EnforcementMode, KV_READ_SCOPE, KV_WRITE_SCOPE};
+use plugin_operator_test_support::broker::{
+    Fixture, SELF_SEGMENT, TOKEN, policy, raw_exchange, raw_status,
+};
+
+#[tokio::test]
+async fn broker_forwards_allowed_call_with_its_own_credential_never_the_plugins() {
+    let fixture = Fixture::start(&policy(&[("messages:write", &[])])).await;
+    let answer = fixture
+        .call(
+            "POST",
+            "/api/v1/channels/C1/messages?thread=t1",
+            &[
+                ("authorization", "Bearer plugin-stolen-token"),
+                ("cookie", "session=plugin"),
+                ("proxy-authorization", "Basic cGx1Z2luOng="),
+                ("x-forwarded-for", "203.0.113.9"),
+                ("content-type", "application/json"),
+            ],
+            br#"{"text":"hi"}"#,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, "upstream ok");
+    assert_eq!(answer.headers["x-upstream"], "yes");
+    assert!(
+        answer.headers.get("keep-alive").is_none(),
+        "hop-by-hop header leaked back"
+    );
+
+    let seen = fixture.chat_api.requests();
+    assert_eq!(seen.len(), 1);
+    let request = &seen[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.uri, "/api/v1/channels/C1/messages?thread=t1");
+    let authorizations: Vec<_> = request.headers.get_all("authorization").iter().collect();
+    assert_eq!(authorizations, [format!("Bearer {TOKEN}").as_str()]);
+    for stripped in ["cookie", "proxy-authorization", "x-forwarded-for"] {
+        assert!(
+            request.headers.get(stripped).is_none(),
+            "{stripped} was forwarded"
+        );
+    }
+    assert_eq!(request.headers["content-type"], "application/json");
+    assert_eq!(request.body, r#"{"text":"hi"}"#);
+    assert!(request.headers.contains_key("x-broker-decision-id"));
+}
+
+#[tokio::test]
+async fn broker_denies_unlisted_scope_with_a_403_naming_the_scope() {
+    let fixture = Fixture::start(&policy(&[("messages:read", &[])])).await;
+    let answer = fixture
+        .call("POST", "/api/v1/channels/C1/messages", &[], b"{}")
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    let body = answer.json();
+    assert_eq!(body["error"], "forbidden");
+    assert_eq!(body["reason"], "ScopeNotGranted");
+    assert_eq!(body["scope"], "messages:write");
+    assert!(body["decisionId"].as_str().is_some_and(|id| !id.is_empty()));
+    assert_eq!(fixture.chat_api.count(), 0);
+}
+
+#[tokio::test]
+async fn broker_denies_a_channel_outside_the_grant() {
+    let fixture = Fixture::start(&policy(&[("messages:write", &["C1"])])).await;
+    let allowed = fixture
+        .call("POST", "/api/v1/channels/C1/messages", &[], b"{}")
+        .await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    let denied = fixture
+        .call("POST", "/api/v1/channels/C2/messages", &[], b"{}")
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert_eq!(denied.json()["reason"], "ChannelNotGranted");
+    assert_eq!(denied.json()["scope"], "messages:write");
+    assert_eq!(fixture.chat_api.count(), 1);
+}
+
+#[tokio::test]
+async fn broker_denies_another_plugins_key_value_data() {
+    let fixture = Fixture::start(&policy(&[(KV_READ_SCOPE, &[]), (KV_WRITE_SCOPE, &[])])).await;
+    let own = fixture
+        .call(
+            "PUT",
+            &format!("/api/v1/kv/{SELF_SEGMENT}/city"),
+            &[],
+            b"Paris",
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::OK);
+    for path in [
+        "/api/v1/kv/team-b.weather/city",
+        "/api/v1/kv/team-a.other/city",
+        "/api/v1/kv/team-b.weather",
+    ] {
+        let answer = fixture.call("GET", path, &[], b"").await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(answer.json()["reason"], "OtherPluginData", "{path}");
+        assert_eq!(answer.json()["scope"], KV_READ_SCOPE);
+    }
+    assert_eq!(fixture.chat_api.count(), 1);
+}
+
+#[tokio::test]
+async fn broker_denies_routes_missing_from_the_catalog() {
+    let fixture = Fixture::start(&policy(&[("messages:read", &[]), ("users:read", &[])])).await;
+    for (method, path) in [
+        ("GET", "/api/v1/admin/users"),
+        ("DELETE", "/api/v1/users/U1"),
+        ("GET", "/api/v2/users"),
+        ("GET", "/metrics"),
+    ] {
+        let answer = fixture.call(method, path, &[], b"").await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(answer.json()["reason"], "UnknownRoute");
+        assert!(answer.json().get("scope").is_none());
+    }
+    assert_eq!(fixture.chat_api.count(), 0);
+}
+
+#[tokio::test]
+async fn broker_refuses_bodies_over_the_limit_with_413() {
+    let mut p = policy(&[("messages:write", &[]), (KV_WRITE_SCOPE, &[])]);
+    p.max_request_bytes = 1000;
+    p.kv_max_value_bytes = Some(10);
+    let fixture = Fixture::start(&p).await;
+
+    let big = vec![b'x'; 1001];
+    let answer = fixture
+        .call("POST", "/api/v1/channels/C1/messages", &[], &big)
+        .await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.json()["reason"], "BodyTooLarge");
+    assert_eq!(answer.json()["scope"], "messages:write");
+
+    let fits = fixture
+        .call("POST", "/api/v1/channels/C1/messages", &[], &big[..1000])
+        .await;
+    assert_eq!(fits.status, StatusCode::OK);
+
+    let kv_path = format!("/api/v1/kv/{SELF_SEGMENT}/city");
+    let too_long_value = fixture.call("PUT", &kv_path, &[], b"01234567890").await;
+    assert_eq!(too_long_value.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_long_value.json()["scope"], KV_WRITE_SCOPE);
+    let short_value = fixture.call("PUT", &kv_path, &[], b"0123456789").await;
+    assert_eq!(short_value.status, StatusCode::OK);
+    assert_eq!(fixture.chat_api.count(), 2);
+}
+
+#[tokio::test]
+async fn broker_refuses_a_chunked_body_over_the_limit_with_413() {
+    let mut p = policy(&[("messages:write", &[])]);
+    p.max_request_bytes = 100;
+    let fixture = Fixture::start(&p).await;
+    let chunk = format!("{:x}\r\n{}\r\n", 150, "y".repeat(150));
+    let request = format!(
+        "POST /api/v1/channels/C1/messages HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\
+         connection: close\r\n\r\n{chunk}0\r\n\r\n"
+    );
+    let answer = raw_exchange(
+        fixture.broker().outbound_addr,
+        request.as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        raw_status(&answer),
+        Some(413),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(fixture.chat_api.count(), 0);
+}
+
+#[tokio::test]
+async fn broker_refuses_traversal_and_ambiguous_paths_with_400() {
+    let fixture = Fixture::start(&policy(&[(KV_READ_SCOPE, &[])])).await;
+    for path in [
+        "/api/v1/kv/../other",
+        "/api/v1/kv/team-a.weather/../../kv/team-b.weather/x",
+        "/api/v1/kv/%2e%2e/other",
+        "/api/v1/kv/team-a.weather%2fx",
+        "/api/v1/kv//team-a.weather",
+        "/api/v1/kv/team-a.weather/",
+        "/api/v1/kv/team-a.weather/%FF",
+        "/api/v1/kv/team-a.weather/%00",
+        "/api/v1/./kv/team-a.weather",
+    ] {
+        let answer = fixture.call("GET", path, &[], b"").await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(answer.json()["reason"], "MalformedPath", "{path}");
+    }
+    assert_eq!(fixture.chat_api.count(), 0);
+}
+
+#[tokio::test]
+async fn audit_mode_forwards_a_call_enforce_mode_would_deny() {
+    let mut p = policy(&[]);
+    p.mode = EnforcementMode::Audit;
+    let fixture = Fixture::start(&p).await;
+    let answer = fixture
+        .call(
+            "POST",
+            "/api/v1/channels/C1/messages",
+            &[("authorization", "Bearer mine")],
+            b"{}",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let seen = fixture.chat_api.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers["authorization"], format!("Bearer {TOKEN}"));
+    let malformed = fixture.call("GET", "/api/v1/kv/../x", &[], b"").await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(fixture.chat_api.count(), 1);
+}
+
+#[tokio::test]
+async fn replaced_catalog_decides_instead_of_the_default_one() {
+    let mut p = policy(&[("tickets:write", &["C9"])]);
+    p.catalog = vec![CatalogRoute {
+        method: "POST".into(),
+        path: "/v2/rooms/{channel}/tickets".into(),
+        scope: "tickets:write".into(),
+    }];
+    let fixture = Fixture::start(&p).await;
+    let allowed = fixture
+        .call("POST", "/v2/rooms/C9/tickets", &[], b"{}")
+        .await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    let old_route = fixture
+        .call("GET", "/api/v1/channels/C9/messages", &[], b"")
+        .await;
+    assert_eq!(old_route.json()["reason"], "UnknownRoute");
+}
+
+#[tokio::test]
+async fn unreachable_chat_api_gives_502_and_slow_one_504() {
+    let p = policy(&[("users:read", &[])]);
+    let fixture = Fixture::start_with(&p, |args| {
+        args.upstream_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let slow = fixture
+        .call("GET", "/api/v1/users?sleep_ms=1500", &[], b"")
+        .await;
+    assert_eq!(slow.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(slow.json()["reason"], "UpstreamTimedOut");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = closed.local_addr().unwrap();
+    drop(closed);
+    let dead = Fixture::start_with(&p, |args| {
+        args.chat_api_url = format!("http://{dead_addr}");
+    })
+    .await;
+    let answer = dead.call("GET", "/api/v1/users", &[], b"").await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(answer.json()["reason"], "UpstreamUnavailable");
+}
+
+#[tokio::test]
+async fn chat_api_base_path_is_put_before_the_plugins_path() {
+    let p = policy(&[("users:read", &[])]);
+    let fixture = Fixture::start_with(&p, |_| {}).await;
+    let base = format!("http://{}/chat/", fixture.chat_api.addr);
+    let prefixed = Fixture::start_with(&p, |args| args.chat_api_url = base).await;
+    let answer = prefixed.call("GET", "/api/v1/users/U1?x=1", &[], b"").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        fixture.chat_api.requests()[0].uri,
+        "/chat/api/v1/users/U1?x=1"
+    );
+}
+
+#[tokio::test]
+async fn decisions_are_counted_in_metrics_per_scope() {
+    let fixture = Fixture::start(&policy(&[("users:read", &[])])).await;
+    fixture.call("GET", "/api/v1/users", &[], b"").await;
+    fixture
+        .call("POST", "/api/v1/channels/C1/messages", &[], b"")
+        .await;
+    let metrics = fixture.admin("/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+    assert!(
+        text.contains(r#"broker_decisions_total{scope="users:read",outcome="allowed"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"broker_decisions_total{scope="messages:write",outcome="denied"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"broker_decision_duration_seconds_count{scope="users:read"} 1"#));
+}
+
+#[tokio::test]
+async fn every_decision_gets_one_audit_line_with_its_id_and_never_the_query() {
+    let fixture = Fixture::start(&policy(&[("messages:read", &[])])).await;
+    let allowed = fixture
+        .call(
+            "GET",
+            "/api/v1/channels/C1/messages?token=secret-in-query",
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    let denied = fixture
+        .call("POST", "/api/v1/channels/C1/messages", &[], b"{}")
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+
+    let lines = fixture.audit_lines().await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let (first, second) = (&lines[0], &lines[1]);
+    assert_eq!(first["outcome"], "allowed");
+    assert_eq!(first["scope"], "messages:read");
+    assert_eq!(first["path"], "/api/v1/channels/C1/messages");
+    assert_eq!(first["status"], 200);
+    let forwarded_id = &fixture.chat_api.requests()[0].headers["x-broker-decision-id"];
+    assert_eq!(first["decision_id"], forwarded_id.to_str().unwrap());
+    assert_eq!(second["outcome"], "denied");
+    assert_eq!(second["reason"], "ScopeNotGranted");
+    assert_eq!(second["scope"], "messages:write");
+    assert_eq!(second["status"], 403);
+    assert_eq!(second["decision_id"], denied.json()["decisionId"]);
+    let text = String::from_utf8(fixture.audit.lock().unwrap().clone()).unwrap();
+    assert!(!text.contains("secret-in-query"), "the query was audited");
+}
+
+/// Sends `paths` one after another over one connection to the outbound listener, as a
+/// plugin with a keep-alive client does; returns the statuses.
+async fn calls_on_one_connection(fixture: &Fixture, paths: &[&str]) -> Vec<StatusCode> {
+    use http_body_util::{BodyExt, Empty};
+    let stream = tokio::net::TcpStream::connect(fixture.broker().outbound_addr)
+        .await
+        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut statuses = vec![];
+    for path in paths {
+        sender.ready().await.unwrap();
+        let request = http::Request::get(*path)
+            .header("host", "broker")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        statuses.push(response.status());
+        response.into_body().collect().await.unwrap();
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn calls_on_one_plugin_connection_share_one_chat_api_connection() {
+    let fixture = Fixture::start(&policy(&[("users:read", &[])])).await;
+    let statuses = calls_on_one_connection(&fixture, &["/api/v1/users"; 3]).await;
+    assert_eq!(statuses, [StatusCode::OK; 3]);
+    assert_eq!(fixture.chat_api.count(), 3);
+    assert_eq!(
+        fixture
+            .chat_api
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_chat_api_connection_closed_between_calls_is_replaced() {
+    let fixture = Fixture::start(&policy(&[("users:read", &[])])).await;
+    let statuses = calls_on_one_connection(
+        &fixture,
+        &["/api/v1/users?close=1", "/api/v1/users", "/api/v1/users"],
+    )
+    .await;
+    assert_eq!(statuses, [StatusCode::OK; 3]);
+    assert_eq!(fixture.chat_api.count(), 3);
+    assert_eq!(
+        fixture
+            .chat_api
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+}
