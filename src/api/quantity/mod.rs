@@ -6,8 +6,8 @@
 //! - every suffix: `n u m "" k M G T P E`, `Ki Mi Gi Ti Pi Ei`, and `e`/`E` exponents;
 //! - a number of at most 18 significant digits whose value is a whole number of
 //!   nano-units is kept exactly as written, however large;
-//! - anything else is rounded up to a whole nano-unit (`0.1n` is `1n`) and capped at
-//!   2^63-1 units;
+//! - anything else is rounded up to a whole nano-unit (`0.1n` is `1n`), and a binary
+//!   amount (`Ki` ... `Ei`) above 2^63-1 units is capped there;
 //! - odd forms the API server accepts are accepted alike (`.`, `+`, `Ki` are zero).
 //!
 //! `tests/operator/quantities.rs` sends generated quantities to a real API server and
@@ -38,7 +38,7 @@ pub struct Amount {
     exponent: i64,
 }
 
-/// The largest amount the API server keeps when it has to round: 2^63-1 units.
+/// The largest binary amount the API server keeps when it has to round: 2^63-1 units.
 const CAP: i64 = i64::MAX;
 /// Nano-units: the finest amount the API server keeps when it has to round.
 const NANO: i64 = -9;
@@ -46,6 +46,28 @@ const NANO: i64 = -9;
 impl Amount {
     pub fn zero() -> Self {
         Self::new(false, vec![], 0)
+    }
+
+    /// `digits` (decimal) times ten to the `exponent`, exactly; None if `digits` has
+    /// anything but decimal digits. For reading canonical forms, which are exact.
+    pub fn from_digits(negative: bool, digits: &str, exponent: i64) -> Option<Self> {
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let digits = digits.bytes().map(|b| b - b'0').collect();
+        Some(Self::new(negative, digits, exponent))
+    }
+
+    /// The amount rounded away from zero to a whole multiple of ten to the `exponent`,
+    /// as the API server rounds.
+    pub fn round_up_to(self, exponent: i64) -> Self {
+        round_away_from_zero(self, exponent)
+    }
+
+    /// The amount as the API server stores it in a container's requests or limits (any
+    /// `ResourceList`): rounded up to a thousandth of its unit.
+    pub fn as_stored_in_a_resource_list(self) -> Self {
+        self.round_up_to(-3)
     }
 
     fn new(negative: bool, mut digits: Vec<u8>, mut exponent: i64) -> Self {
@@ -322,8 +344,8 @@ fn fast_path(scanned: &Scanned, suffix: Suffix) -> Option<Amount> {
     Some(Amount::from_int(signed.into(), scale.into()))
 }
 
-/// The API server's slow path: the exact value, rounded up to a whole nano-unit and
-/// capped at 2^63-1 units.
+/// The API server's slow path: the exact value, rounded up to a whole nano-unit; a
+/// binary amount is capped at 2^63-1 units.
 fn rounded_and_capped(scanned: &Scanned, suffix: Suffix) -> Result<Amount, QuantityError> {
     let unsigned = scanned.value.trim_start_matches(['+', '-']);
     let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
@@ -348,8 +370,12 @@ fn rounded_and_capped(scanned: &Scanned, suffix: Suffix) -> Result<Amount, Quant
             }
         }
     }
-    let exact = Amount::new(!scanned.positive, digits, exponent);
-    Ok(cap(round_up_to_nano(exact)))
+    let rounded = round_away_from_zero(Amount::new(!scanned.positive, digits, exponent), NANO);
+    // Only binary amounts are capped; decimal ones keep every digit.
+    Ok(match suffix {
+        Suffix::Binary(_) => cap(rounded),
+        Suffix::Decimal(_) => rounded,
+    })
 }
 
 fn double(digits: &mut Vec<u8>) {
@@ -364,11 +390,11 @@ fn double(digits: &mut Vec<u8>) {
     }
 }
 
-fn round_up_to_nano(amount: Amount) -> Amount {
-    if amount.is_zero() || amount.exponent >= NANO {
+fn round_away_from_zero(amount: Amount, exponent: i64) -> Amount {
+    if amount.is_zero() || amount.exponent >= exponent {
         return amount;
     }
-    let dropped = (NANO - amount.exponent) as u64;
+    let dropped = (exponent - amount.exponent) as u64;
     let kept_len = (amount.digits.len() as u64).saturating_sub(dropped) as usize;
     // The dropped digits are not all zero (trailing zeros are never kept), so round up.
     let mut kept = amount.digits[..kept_len].to_vec();
@@ -381,7 +407,7 @@ fn round_up_to_nano(amount: Amount) -> Amount {
     if carry > 0 {
         kept.insert(0, carry);
     }
-    Amount::new(amount.negative, kept, NANO)
+    Amount::new(amount.negative, kept, exponent)
 }
 
 fn cap(amount: Amount) -> Amount {

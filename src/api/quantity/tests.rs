@@ -41,12 +41,28 @@ fn finer_than_a_nano_unit_is_rounded_up() {
 }
 
 #[test]
-fn few_digits_are_kept_exactly_however_large_and_many_are_capped() {
+fn decimal_amounts_are_kept_exactly_however_large_and_binary_ones_are_capped() {
     assert_eq!(amount("10E"), "1e19");
     assert_eq!(amount("1e100"), "1e100");
-    assert_eq!(amount("10000000000000000000"), i64::MAX.to_string());
+    assert_eq!(amount("10000000000000000000"), "1e19");
+    assert_eq!(amount("49265250662502283805"), "49265250662502283805");
     assert_eq!(amount("2Ei"), (2u64 << 60).to_string());
     assert_eq!(amount("8Ei"), i64::MAX.to_string());
+}
+
+#[test]
+fn resource_lists_round_up_to_a_thousandth() {
+    let stored = |text: &str| {
+        parse(text)
+            .unwrap()
+            .as_stored_in_a_resource_list()
+            .to_string()
+    };
+    assert_eq!(stored("1n"), "1e-3");
+    assert_eq!(stored("24063u"), "25e-3");
+    assert_eq!(stored("-1n"), "-1e-3");
+    assert_eq!(stored("500m"), "5e-1");
+    assert_eq!(stored("64Mi"), (64u64 << 20).to_string());
 }
 
 #[test]

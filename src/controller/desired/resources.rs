@@ -59,6 +59,7 @@ pub fn read_quantity(field: &'static str, value: &str) -> Result<Amount, Invalid
     })
 }
 
+/// A request or limit as written, with the amount the API server will store for it.
 fn amount(
     amounts: &ResourceAmounts,
     field: &'static str,
@@ -66,7 +67,10 @@ fn amount(
 ) -> Result<Option<(String, Amount)>, InvalidSpec> {
     get(amounts)
         .as_ref()
-        .map(|q| Ok((q.0.clone(), read_quantity(field, &q.0)?)))
+        .map(|q| {
+            let stored = read_quantity(field, &q.0)?.as_stored_in_a_resource_list();
+            Ok((q.0.clone(), stored))
+        })
         .transpose()
 }
 
@@ -78,7 +82,7 @@ fn pair(
 ) -> (String, String) {
     let default = |text: &str| {
         let amount = quantity::parse(text).expect("the defaults are quantities");
-        (text.to_string(), amount)
+        (text.to_string(), amount.as_stored_in_a_resource_list())
     };
     match (request, limit) {
         (Some(request), Some(limit)) => (request.0, limit.0),
