@@ -14,6 +14,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::apply::RecentApplies;
 use super::config::OperatorConfig;
 use super::metrics::Metrics;
 use super::status::written::WrittenStatuses;
@@ -42,6 +43,8 @@ pub struct Context {
     pub failures: Mutex<HashMap<ObjectRef<Plugin>, u32>>,
     /// Statuses written that the Plugin cache may not show yet.
     pub written_statuses: WrittenStatuses,
+    /// Children written that their caches may not show yet.
+    pub recent_applies: RecentApplies,
 }
 
 impl Context {

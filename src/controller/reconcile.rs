@@ -12,7 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::apply::apply_children;
+use super::apply::{TRUSTED_FOR, apply_children};
 use super::context::Context;
 use super::desired::{PLUGIN_LABEL, desired_children};
 use super::error::{Error, backoff_delay};
@@ -62,9 +62,9 @@ async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Erro
         endpoint: valid.names.endpoint(),
     };
     let names = valid.names;
-    let written = apply_children(ctx, &names.namespace, children).await?;
-    if written > 0 {
-        info!(plugin = %names.plugin_id(), written, "applied children");
+    let applied = apply_children(ctx, &names.namespace, children).await?;
+    if applied.written > 0 {
+        info!(plugin = %names.plugin_id(), written = applied.written, "applied children");
     }
 
     let deployment = ctx
@@ -87,6 +87,9 @@ async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Erro
         plugin_status(&desired, deployment.as_deref(), &pods, previous, &now)
     })
     .await?;
+    if applied.relied_on_recent_writes {
+        return Ok(Action::requeue(TRUSTED_FOR));
+    }
     Ok(Action::requeue(RESYNC))
 }
 

@@ -214,6 +214,7 @@ async fn controller_for(
         recorder: shared.recorder.clone(),
         failures: Mutex::new(HashMap::new()),
         written_statuses: Default::default(),
+        recent_applies: Default::default(),
     });
 
     let (plugin_reader, plugin_writer) = reflector::store::<DeserializeGuard<Plugin>>();
