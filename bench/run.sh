@@ -4,8 +4,8 @@
 #   1. tools: haproxy, nginx, wrk (apt), oha (cargo install), if missing
 #   2. release build of plugin-operator and the benchmark programs
 #   3. broker: direct vs broker vs HAProxy vs nginx (bench/broker.sh)
-#   4. operator: the floor (examples/bench-floor), then the operator
-#      (examples/bench-operator) on the local cluster, 1,000 Plugins each, in rounds
+#   4. operator: the floor (bench/convergence/floor.rs), then the operator
+#      (bench/convergence/operator.rs) on the local cluster, 1,000 Plugins each, in rounds
 #   5. the tables (bench/report.py) into build/bench/latest.md
 #
 # BENCH_ONLY=broker|operator runs one half; BENCH_PLUGINS (1000), BENCH_SECONDS (10),
@@ -57,7 +57,7 @@ fi
 export OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
 echo "   $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $("$OHA" --version)" >&2
 
-step "2/5 release build (plugin-operator, examples bench-operator and bench-floor)"
+step "2/5 release build (plugin-operator; bench/convergence as examples bench-operator and bench-floor)"
 cargo build --release --bin plugin-operator --example bench-operator --example bench-floor
 
 if [[ $ONLY == all || $ONLY == broker ]]; then
