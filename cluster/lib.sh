@@ -203,6 +203,20 @@ owner_other() {
 
 kc() { kubectl --kubeconfig="$KUBECONFIG_PATH" "$@"; }
 
+# render template — prints the template with each @NAME@ replaced by the value of the
+# shell variable NAME; fails, printing nothing, when one is not set.
+render() {
+  local text name names
+  names="$(grep -o '@[A-Z_][A-Z0-9_]*@' "$1" | sort -u | tr -d @)" || true
+  text="$(cat "$1" && printf x)" || die "cannot read $1"
+  text="${text%x}"
+  for name in $names; do
+    [[ -v $name ]] || die "$1: no variable $name for its @$name@"
+    text="${text//"@$name@"/"${!name}"}"
+  done
+  printf '%s' "$text"
+}
+
 apiserver_ready() {
   curl -sf --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
     "https://127.0.0.1:$APISERVER_PORT/readyz" >/dev/null
