@@ -41,39 +41,10 @@ OWNER_FILE="/run/plugin-operator-local-cluster.owner"
 
 export PATH="$K8S_BIN:$PATH"
 
-say() { printf '%s\n' "$*"; }
-warn() { printf 'warning: %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-# Step bookkeeping: a failure names the step and the log to read.
-STEP_NO=0
-STEP_TOTAL=0
-STEP_NAME=""
-STEP_LOG=""
-step() { # step "<description>" [log file]
-  STEP_NO=$((STEP_NO + 1))
-  STEP_NAME="$1"
-  STEP_LOG="${2:-}"
-  printf '[%d/%d] %s ...\n' "$STEP_NO" "$STEP_TOTAL" "$STEP_NAME"
-}
-on_step_failure() {
-  local rc=$?
-  trap - ERR
-  {
-    printf '\nFAILED at step [%d/%d] %s (exit %d)\n' "$STEP_NO" "$STEP_TOTAL" "$STEP_NAME" "$rc"
-    if [[ -n "$STEP_LOG" ]]; then
-      printf 'Read the log: %s\n' "$STEP_LOG"
-      if [[ -f "$STEP_LOG" ]]; then
-        printf -- '--- last lines of %s ---\n' "$STEP_LOG"
-        tail -n 25 "$STEP_LOG" || true
-        printf -- '---\n'
-      fi
-    fi
-    printf 'Logs of every component: %s/\n' "$LOGS"
-    printf 'Clean up with: make cluster-down\n'
-  } >&2
-  exit "$rc"
-}
+# say, warn, die and the numbered steps (step, on_step_failure) are shared with the
+# other scripts. A failure also names where the logs are and how to clean up.
+source "$REPO_DIR/scripts/steps.sh"
+STEP_HINTS=("Logs of every component: $LOGS/" "Clean up with: make cluster-down")
 
 need_root() { [[ $(id -u) -eq 0 ]] || die "the local cluster needs root (network namespaces, mounts, cgroups)"; }
 
