@@ -125,24 +125,16 @@ stop_proc() { # stop_proc name [timeout seconds]
 
 # wait_for "what" seconds cmd... — polls cmd every 0.2 s.
 wait_for() {
-  local what="$1" secs="$2"; shift 2
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then
-      printf 'timed out after %ss waiting for %s\n' "$secs" "$what" >&2
-      return 1
-    fi
-    sleep 0.2
-  done
+  wait_alive "" "$@"
 }
 
 # wait_alive proc "what" seconds cmd... — like wait_for, but fails at once when the
-# process recorded as proc exits.
+# process recorded as proc exits (no process is watched when proc is empty).
 wait_alive() {
   local proc="$1" what="$2" secs="$3"; shift 3
   local deadline=$((SECONDS + secs))
   until "$@" >/dev/null 2>&1; do
-    if ! pid_alive "$proc"; then
+    if [[ -n "$proc" ]] && ! pid_alive "$proc"; then
       printf '%s exited while waiting for %s\n' "$proc" "$what" >&2
       return 1
     fi
