@@ -49,7 +49,7 @@ TOKEN=bench-broker-token-0123456789abcdef
 REQ_PATH=/api/v1/channels/C123/messages?limit=10
 HEADERS=(-H "Authorization: Bearer plugin-own-secret" -H "Cookie: session=plugin-cookie" -H "Accept: application/json")
 
-say() { printf '   [%s] %s\n' "$(date +%T)" "$*" >&2; }
+source "$ROOT/scripts/steps.sh"
 
 for port in $UPSTREAM_PORT $BROKER_PORT $BROKER_INBOUND $BROKER_ADMIN $HAPROXY_PORT $NGINX_PORT \
   $BASELINE_PORT $BASELINE_INBOUND $BASELINE_ADMIN; do
@@ -93,7 +93,7 @@ cpu_seconds() {
 
 vm_kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
 
-say "upstream: nginx, fixed 200 body, 1 worker on CPU 0, 127.0.0.1:$UPSTREAM_PORT"
+progress "upstream: nginx, fixed 200 body, 1 worker on CPU 0, 127.0.0.1:$UPSTREAM_PORT"
 render upstream-nginx.conf "$UPSTREAM_PORT"
 taskset -c 0 nginx -p "$RUN" -e "$RUN/upstream-error.log" -c "$RUN/upstream-nginx.conf" &
 PIDS+=($!)
@@ -102,7 +102,7 @@ wait_port "$UPSTREAM_PORT"
 # start_broker NAME BINARY OUTBOUND INBOUND ADMIN PLUGIN_PORT: a broker on CPU 1, its
 # audit lines in $RUN/NAME-audit.log; sets STARTED_PID.
 start_broker() {
-  say "$1: $2 on CPU 1, outbound 127.0.0.1:$3"
+  progress "$1: $2 on CPU 1, outbound 127.0.0.1:$3"
   taskset -c 1 "$2" broker \
     --outbound-bind "127.0.0.1:$3" --inbound-bind "127.0.0.1:$4" \
     --admin-bind "127.0.0.1:$5" --chat-api-url "http://127.0.0.1:$UPSTREAM_PORT" \
@@ -118,14 +118,14 @@ printf '%s' "$TOKEN" > "$RUN/token"
 start_broker broker "$BIN" "$BROKER_PORT" "$BROKER_INBOUND" "$BROKER_ADMIN" "$PLUGIN_PORT"
 BROKER_PID=$STARTED_PID
 
-say "haproxy $(haproxy -v | head -1 | awk '{print $3}') on CPU 1, 127.0.0.1:$HAPROXY_PORT"
+progress "haproxy $(haproxy -v | head -1 | awk '{print $3}') on CPU 1, 127.0.0.1:$HAPROXY_PORT"
 render haproxy.cfg "$HAPROXY_PORT"
 taskset -c 1 haproxy -db -f "$RUN/haproxy.cfg" > "$RUN/haproxy.log" 2>&1 &
 PIDS+=($!)
 HAPROXY_PID=$!
 wait_port "$HAPROXY_PORT"
 
-say "nginx $(nginx -v 2>&1 | awk -F/ '{print $2}') as proxy on CPU 1, 127.0.0.1:$NGINX_PORT"
+progress "nginx $(nginx -v 2>&1 | awk -F/ '{print $2}') as proxy on CPU 1, 127.0.0.1:$NGINX_PORT"
 render proxy-nginx.conf "$NGINX_PORT"
 taskset -c 1 nginx -p "$RUN" -e "$RUN/proxy-nginx-error.log" -c "$RUN/proxy-nginx.conf" &
 NGINX_PID=$!
@@ -144,12 +144,12 @@ if [[ -n $BASELINE_BIN ]]; then
   VARIANTS=(direct broker baseline haproxy nginx)
 fi
 
-say "checking that each does the same thing: the granted call 200, an ungranted one 403"
+progress "checking that each does the same thing: the granted call 200, an ungranted one 403"
 for v in "${VARIANTS[@]}"; do
   ok=$(curl -s -o /dev/null -w '%{http_code}' "${HEADERS[@]}" "http://127.0.0.1:${PORT[$v]}$REQ_PATH")
   denied=$(curl -s -o /dev/null -w '%{http_code}' -X POST -d '{}' "http://127.0.0.1:${PORT[$v]}/api/v1/channels/C123/messages")
   unknown=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[$v]}/admin/secrets")
-  say "  $v: granted $ok, not granted $denied, unknown route $unknown"
+  progress "  $v: granted $ok, not granted $denied, unknown route $unknown"
   if [[ $ok != 200 ]]; then echo "$v does not forward the granted call" >&2; exit 1; fi
   if [[ $v != direct && ( $denied != 403 || $unknown != 403 ) ]]; then
     echo "$v does not deny as the broker does" >&2; exit 1
@@ -157,13 +157,13 @@ for v in "${VARIANTS[@]}"; do
 done
 
 BROKER_IDLE_RSS=$(vm_kib "$BROKER_PID" VmRSS)
-say "broker idle: VmRSS ${BROKER_IDLE_RSS} KiB"
+progress "broker idle: VmRSS ${BROKER_IDLE_RSS} KiB"
 
 mkdir -p "$(dirname "$OUT")"
 : > "$OUT"
 record() { printf '%s\n' "$1" >> "$OUT"; }
 
-say "warm-up: 3 s closed loop through each"
+progress "warm-up: 3 s closed loop through each"
 for v in "${VARIANTS[@]}"; do
   taskset -c 0 wrk -t1 -c$CONNECTIONS_MAX -d3s "${HEADERS[@]}" "http://127.0.0.1:${PORT[$v]}$REQ_PATH" > /dev/null
 done
@@ -171,7 +171,7 @@ done
 for round in $(seq 1 "$ROUNDS"); do
   for rate in $RATES; do
     for v in "${VARIANTS[@]}"; do
-      say "round $round/$ROUNDS: fixed rate $rate/s for ${DURATION}s: $v"
+      progress "round $round/$ROUNDS: fixed rate $rate/s for ${DURATION}s: $v"
       cpu0=$(cpu_seconds "${PID[$v]}")
       json=$(taskset -c 0 "$OHA" --no-tui --output-format json -z "${DURATION}s" -q "$rate" \
         -c $CONNECTIONS_FIXED --latency-correction "${HEADERS[@]}" "http://127.0.0.1:${PORT[$v]}$REQ_PATH")
@@ -188,7 +188,7 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 
   for v in "${VARIANTS[@]}"; do
-    say "round $round/$ROUNDS: closed-loop maximum, $CONNECTIONS_MAX connections, ${DURATION}s: $v"
+    progress "round $round/$ROUNDS: closed-loop maximum, $CONNECTIONS_MAX connections, ${DURATION}s: $v"
     cpu0=$(cpu_seconds "${PID[$v]}")
     SAMPLERS=()
     if [[ $v == broker ]]; then
@@ -213,5 +213,5 @@ done
 record "$(jq -nc --argjson idle "$BROKER_IDLE_RSS" --argjson rss "$(vm_kib "$BROKER_PID" VmRSS)" \
   --argjson hwm "$(vm_kib "$BROKER_PID" VmHWM)" --argjson lines "$(wc -l < "$RUN/broker-audit.log")" \
   '{variant: "broker-memory", rss_idle_kib: $idle, rss_end_kib: $rss, hwm_kib: $hwm, audit_lines: $lines}')"
-say "broker memory: idle ${BROKER_IDLE_RSS} KiB, peak $(vm_kib "$BROKER_PID" VmHWM) KiB"
-say "results: $OUT"
+progress "broker memory: idle ${BROKER_IDLE_RSS} KiB, peak $(vm_kib "$BROKER_PID" VmHWM) KiB"
+progress "results: $OUT"

@@ -4,8 +4,8 @@
 #   1. tools: haproxy, nginx, wrk (apt), oha (cargo install), if missing
 #   2. release build of plugin-operator and the benchmark programs
 #   3. broker: direct vs broker vs HAProxy vs nginx (bench/broker.sh)
-#   4. operator: the floor (examples/bench-floor), then the operator
-#      (examples/bench-operator) on the local cluster, 1,000 Plugins each, in rounds
+#   4. operator: the floor (bench/convergence/floor.rs), then the operator
+#      (bench/convergence/operator.rs) on the local cluster, 1,000 Plugins each, in rounds
 #   5. the tables (bench/report.py) into build/bench/latest.md
 #
 # BENCH_ONLY=broker|operator runs one half; BENCH_PLUGINS (1000), BENCH_SECONDS (10),
@@ -26,7 +26,9 @@ RELEASE=${CARGO_TARGET_DIR:-$ROOT/target}/release
 export KUBECONFIG=${KUBECONFIG:-$ROOT/build/cluster/kubeconfig}
 mkdir -p "$OUT"
 
-step() { printf '== [%s] %s\n' "$(date +%T)" "$*" >&2; }
+source "$ROOT/scripts/steps.sh"
+STEP_TOTAL=5
+STEP_OUTER=1
 
 # A cluster this script starts is stopped again when it ends, on success or failure;
 # BENCH_KEEP_CLUSTER=1 leaves it running. A cluster that was already up is left alone.
@@ -39,7 +41,7 @@ stop_started_cluster() {
 }
 trap stop_started_cluster EXIT
 
-step "1/5 tools"
+step "tools"
 missing=()
 for tool in haproxy nginx wrk; do command -v "$tool" > /dev/null || missing+=("$tool"); done
 for tool in jq bc curl taskset; do command -v "$tool" > /dev/null || missing+=("$tool"); done
@@ -57,18 +59,18 @@ fi
 export OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
 echo "   $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $("$OHA" --version)" >&2
 
-step "2/5 release build (plugin-operator, examples bench-operator and bench-floor)"
+step "release build (plugin-operator; bench/convergence as examples bench-operator and bench-floor)"
 cargo build --release --bin plugin-operator --example bench-operator --example bench-floor
 
 if [[ $ONLY == all || $ONLY == broker ]]; then
-  step "3/5 broker: direct, broker, HAProxy, nginx; ${BENCH_RATES:-1000 5000}/s fixed and closed-loop max"
+  step "broker: direct, broker, HAProxy, nginx; ${BENCH_RATES:-1000 5000}/s fixed and closed-loop max"
   BROKER_BIN=$RELEASE/plugin-operator BENCH_OUT=$OUT/broker.jsonl bench/broker.sh
 else
-  step "3/5 broker: skipped (BENCH_ONLY=$ONLY)"
+  step "broker: skipped (BENCH_ONLY=$ONLY)"
 fi
 
 if [[ $ONLY == all || $ONLY == operator ]]; then
-  step "4/5 operator: $PLUGINS Plugins, floor then operator (KUBECONFIG=$KUBECONFIG)"
+  step "operator: $PLUGINS Plugins, floor then operator (KUBECONFIG=$KUBECONFIG)"
   KUBECTL=$(ls "$HOME"/.cache/plugin-operator/k8s-*/bin/kubectl 2> /dev/null | tail -n 1 || true)
   if [[ ! -f $KUBECONFIG || -z $KUBECTL ]] || ! "$KUBECTL" get --raw /readyz > /dev/null 2>&1; then
     echo "   no cluster kubeconfig; starting the local cluster (make cluster-up)" >&2
@@ -86,10 +88,10 @@ if [[ $ONLY == all || $ONLY == operator ]]; then
       --steady-seconds "$steady" > "$OUT/operator-$round.json"
   done
 else
-  step "4/5 operator: skipped (BENCH_ONLY=$ONLY)"
+  step "operator: skipped (BENCH_ONLY=$ONLY)"
 fi
 
-step "5/5 report: $OUT/latest.md"
+step "report: $OUT/latest.md"
 {
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown);" \
     "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), " \

@@ -41,39 +41,10 @@ OWNER_FILE="/run/plugin-operator-local-cluster.owner"
 
 export PATH="$K8S_BIN:$PATH"
 
-say() { printf '%s\n' "$*"; }
-warn() { printf 'warning: %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-# Step bookkeeping: a failure names the step and the log to read.
-STEP_NO=0
-STEP_TOTAL=0
-STEP_NAME=""
-STEP_LOG=""
-step() { # step "<description>" [log file]
-  STEP_NO=$((STEP_NO + 1))
-  STEP_NAME="$1"
-  STEP_LOG="${2:-}"
-  printf '[%d/%d] %s ...\n' "$STEP_NO" "$STEP_TOTAL" "$STEP_NAME"
-}
-on_step_failure() {
-  local rc=$?
-  trap - ERR
-  {
-    printf '\nFAILED at step [%d/%d] %s (exit %d)\n' "$STEP_NO" "$STEP_TOTAL" "$STEP_NAME" "$rc"
-    if [[ -n "$STEP_LOG" ]]; then
-      printf 'Read the log: %s\n' "$STEP_LOG"
-      if [[ -f "$STEP_LOG" ]]; then
-        printf -- '--- last lines of %s ---\n' "$STEP_LOG"
-        tail -n 25 "$STEP_LOG" || true
-        printf -- '---\n'
-      fi
-    fi
-    printf 'Logs of every component: %s/\n' "$LOGS"
-    printf 'Clean up with: make cluster-down\n'
-  } >&2
-  exit "$rc"
-}
+# say, warn, die and the numbered steps (step, on_step_failure) are shared with the
+# other scripts. A failure also names where the logs are and how to clean up.
+source "$REPO_DIR/scripts/steps.sh"
+STEP_HINTS=("Logs of every component: $LOGS/" "Clean up with: make cluster-down")
 
 need_root() { [[ $(id -u) -eq 0 ]] || die "the local cluster needs root (network namespaces, mounts, cgroups)"; }
 
@@ -154,24 +125,16 @@ stop_proc() { # stop_proc name [timeout seconds]
 
 # wait_for "what" seconds cmd... — polls cmd every 0.2 s.
 wait_for() {
-  local what="$1" secs="$2"; shift 2
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then
-      printf 'timed out after %ss waiting for %s\n' "$secs" "$what" >&2
-      return 1
-    fi
-    sleep 0.2
-  done
+  wait_alive "" "$@"
 }
 
 # wait_alive proc "what" seconds cmd... — like wait_for, but fails at once when the
-# process recorded as proc exits.
+# process recorded as proc exits (no process is watched when proc is empty).
 wait_alive() {
   local proc="$1" what="$2" secs="$3"; shift 3
   local deadline=$((SECONDS + secs))
   until "$@" >/dev/null 2>&1; do
-    if ! pid_alive "$proc"; then
+    if [[ -n "$proc" ]] && ! pid_alive "$proc"; then
       printf '%s exited while waiting for %s\n' "$proc" "$what" >&2
       return 1
     fi
@@ -202,6 +165,20 @@ owner_other() {
 }
 
 kc() { kubectl --kubeconfig="$KUBECONFIG_PATH" "$@"; }
+
+# render template — prints the template with each @NAME@ replaced by the value of the
+# shell variable NAME; fails, printing nothing, when one is not set.
+render() {
+  local text name names
+  names="$(grep -o '@[A-Z_][A-Z0-9_]*@' "$1" | sort -u | tr -d @)" || true
+  text="$(cat "$1" && printf x)" || die "cannot read $1"
+  text="${text%x}"
+  for name in $names; do
+    [[ -v $name ]] || die "$1: no variable $name for its @$name@"
+    text="${text//"@$name@"/"${!name}"}"
+  done
+  printf '%s' "$text"
+}
 
 apiserver_ready() {
   curl -sf --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \

@@ -19,6 +19,7 @@ COREDNS_VERSION="v1.14.7"
 COREDNS_IMAGE="localhost/coredns:$COREDNS_VERSION"
 NETPOL_VERSION="v0.8.0"
 TOOLS_BIN="$CACHE_ROOT/tools"
+NODE_TEMPLATES="$CLUSTER_DIR/node"
 
 node_healthy() {
   pid_alive containerd && pid_alive kubelet && pid_alive kube-proxy && pid_alive network-policies &&
@@ -76,151 +77,34 @@ put_file() {
   if cmp -s "$f.new" "$f"; then rm -f "$f.new"; else mv "$f.new" "$f"; fi
 }
 
+# put_template template path — put_file of the template rendered from the variables
+# (render in lib.sh); nothing is written when a placeholder has no variable.
+put_template() {
+  local text
+  text="$(render "$1" && printf x)" || return 1
+  printf '%s' "${text%x}" | put_file "$2"
+}
+
+# The node's configuration: the templates in cluster/node/, their @NAME@ placeholders
+# filled from the variables above and in lib.sh.
+# shellcheck disable=SC2034 # RUNC_BIN and POD_GATEWAY are read by render
 write_node_config() {
+  local RUNC_BIN POD_GATEWAY
+  RUNC_BIN="$(command -v runc || true)"
+  POD_GATEWAY="${POD_CIDR%.*}.1"
   mkdir -p "$NB" "$CTR_DIR"/{root,run,opt} "$NB/cni/net.d" "$NB/cni/ipam" "$NB/kubelet" \
     "$NB/kubelet-plugins" "$NB/pod-logs"
-  put_file "$CTR_DIR/config.toml" <<EOF
-version = 2
-root = "$CTR_DIR/root"
-state = "$CTR_DIR/run"
-oom_score = 0
-
-[grpc]
-  address = "$CTR_SOCK"
-[ttrpc]
-  address = "$CTR_SOCK.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$CTR_DIR/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$PAUSE_IMAGE"
-  netns_mounts_under_state_dir = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  enable_selinux = false
-  disable_apparmor = true
-  # Without CAP_SYS_RESOURCE (missing on these machines) a process may not lower its
-  # OOM score: keep the pods' scores at or above containerd's own.
-  restrict_oom_score_adj = true
-  max_container_log_line_size = 16384
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    discard_unpacked_layers = false
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        BinaryName = "$(command -v runc)"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "$NB/cni/net.d"
-    max_conf_num = 1
-EOF
-
-  put_file "$NB/cni/net.d/10-pods.conflist" <<EOF
-{
-  "cniVersion": "1.0.0",
-  "name": "pods",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "cni0",
-      "isGateway": true,
-      "ipMasq": false,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "dataDir": "$NB/cni/ipam",
-        "ranges": [[{"subnet": "$POD_CIDR", "gateway": "${POD_CIDR%.*}.1"}]],
-        "routes": [{"dst": "0.0.0.0/0"}]
-      }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}}
-  ]
-}
-EOF
-
+  put_template "$NODE_TEMPLATES/containerd.toml" "$CTR_DIR/config.toml"
+  put_template "$NODE_TEMPLATES/10-pods.conflist" "$NB/cni/net.d/10-pods.conflist"
   # Pods with dnsPolicy Default get no upstream resolver: nothing outside the machine.
-  printf '# no upstream resolvers: the local cluster never resolves outside names\noptions ndots:1\n' | put_file "$NB/resolv.conf"
+  put_file "$NB/resolv.conf" <"$NODE_TEMPLATES/resolv.conf"
 
   write_kubeconfig "$CONF/kubelet.kubeconfig" "system:node:$NODE_NAME" kubelet-client "https://$HOST_LINK_IP:$APISERVER_PORT"
   write_kubeconfig "$CONF/kube-proxy.kubeconfig" system:kube-proxy kube-proxy "https://$HOST_LINK_IP:$APISERVER_PORT"
   write_kubeconfig "$CONF/network-policies.kubeconfig" system:plugin-operator:network-policies network-policies "https://$HOST_LINK_IP:$APISERVER_PORT"
 
-  put_file "$CONF/kubelet.yaml" <<EOF
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: $NODE_IP
-port: 10250
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: 10248
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: true}
-  x509: {clientCAFile: "$PKI/ca.crt"}
-authorization: {mode: Webhook}
-tlsCertFile: "$PKI/kubelet-serving.crt"
-tlsPrivateKeyFile: "$PKI/kubelet-serving.key"
-rotateCertificates: false
-serverTLSBootstrap: false
-containerRuntimeEndpoint: "unix://$CTR_SOCK"
-cgroupDriver: cgroupfs
-cgroupRoot: "$CGROUP_ROOT"
-cgroupsPerQOS: true
-enforceNodeAllocatable: [pods]
-failCgroupV1: false
-failSwapOn: false
-clusterDomain: $CLUSTER_DOMAIN
-clusterDNS: [$DNS_SVC_IP]
-resolvConf: "$NB/resolv.conf"
-volumePluginDir: "$NB/kubelet-plugins"
-podLogsDir: "$NB/pod-logs"
-maxPods: 110
-podPidsLimit: 4096
-serializeImagePulls: false
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard:
-  memory.available: "100Mi"
-  nodefs.available: "1%"
-  nodefs.inodesFree: "1%"
-  imagefs.available: "1%"
-  imagefs.inodesFree: "1%"
-nodeStatusUpdateFrequency: 4s
-syncFrequency: 10s
-fileCheckFrequency: 10s
-protectKernelDefaults: false
-localStorageCapacityIsolation: true
-EOF
-
-  put_file "$CONF/kube-proxy.yaml" <<EOF
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-clientConnection:
-  kubeconfig: "$CONF/kube-proxy.kubeconfig"
-mode: iptables
-clusterCIDR: $CLUSTER_CIDR
-hostnameOverride: $NODE_NAME
-bindAddress: $NODE_IP
-healthzBindAddress: 127.0.0.1:10256
-metricsBindAddress: 127.0.0.1:10249
-nodePortAddresses: ["$NODE_IP/32"]
-conntrack:
-  maxPerCore: 0
-  min: 0
-  tcpEstablishedTimeout: 0s
-  tcpCloseWaitTimeout: 0s
-iptables:
-  localhostNodePorts: false
-  syncPeriod: 10s
-  minSyncPeriod: 0s
-EOF
+  put_template "$NODE_TEMPLATES/kubelet.yaml" "$CONF/kubelet.yaml"
+  put_template "$NODE_TEMPLATES/kube-proxy.yaml" "$CONF/kube-proxy.yaml"
 }
 
 # --- network namespace -------------------------------------------------------
@@ -260,8 +144,7 @@ setup_netns() {
 
 apply_addons() {
   kc apply -f "$CLUSTER_DIR/manifests/network-policies-rbac.yaml" >/dev/null
-  sed -e "s|@DNS_SVC_IP@|$DNS_SVC_IP|g" -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" \
-    -e "s|@CLUSTER_DOMAIN@|$CLUSTER_DOMAIN|g" "$CLUSTER_DIR/manifests/coredns.yaml" | kc apply -f - >/dev/null
+  render "$CLUSTER_DIR/manifests/coredns.yaml" | kc apply -f - >/dev/null
 }
 
 # The kubelet's cgroup root must exist in every v1 hierarchy (cgroupfs driver).

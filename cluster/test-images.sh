@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the node tests' image, localhost/po-echo:test (cluster/images/po-echo.rs, std
 # only, compiled statically with rustc), and imports it into the node's containerd.
-# Called by tests/cluster_node.rs; cheap when nothing changed.
+# Called by tests/cluster/node.rs; cheap when nothing changed.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SRC="$CLUSTER_DIR/images/po-echo.rs"
 IMAGE="localhost/po-echo:test"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints deploy/plugin-operator.yaml: the chart rendered with its default values into
 # the namespace plugin-operator-system, with the Namespace and the CRD in front.
-# `make manifests` writes it; tests/chart_drift.rs fails when the file differs.
+# `make manifests` writes it; tests/chart/drift.rs fails when the file differs.
 #
 #   HELM=/path/to/helm deploy/render.sh      (default: `make helm`)
 set -euo pipefail

@@ -6,21 +6,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source cluster/lib.sh
 
-STEPS=7
-STEP=0
-LOG_HINT=""
-step() {
-  STEP=$((STEP + 1))
-  LOG_HINT="${2:-}"
-  printf '\n== [%d/%d] %s\n' "$STEP" "$STEPS" "$1"
-}
-failed() {
-  local status=$?
-  printf '\nmake demo failed at step %d/%d (exit %d).%s\n' "$STEP" "$STEPS" "$status" \
-    "${LOG_HINT:+ Read: $LOG_HINT}" >&2
-  exit "$status"
-}
-trap failed ERR
+# Steps as in cluster/lib.sh (scripts/steps.sh), set apart from those of cluster/up.sh.
+STEP_TOTAL=7
+STEP_OUTER=1
+trap on_step_failure ERR
 
 export KUBECONFIG="$KUBECONFIG_PATH"
 kubectl() { "$K8S_BIN/kubectl" "$@"; }

@@ -1,24 +1,24 @@
-//! Shared by the convergence benchmarks (`examples/bench-operator` and
-//! `examples/bench-floor`): the same client, the same Plugins, the same creation
-//! concurrency and the same convergence check, so the two runs differ only in who
-//! writes the children.
-#![allow(dead_code)] // each example uses a part
+//! Shared by the convergence benchmarks (`operator.rs` and `floor.rs` beside this file):
+//! the same Plugins, the same creation concurrency and the same convergence check, so
+//! the two runs differ only in who writes the children. The client, namespaces and the
+//! API server's count of writes come from the test support (`cluster`).
+#![allow(dead_code)] // each driver uses a part
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ObjectMeta, PartialObjectMeta};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator::controller::desired::PLUGIN_LABEL;
+use plugin_operator_test_support::cluster::TestNamespace;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -51,64 +51,12 @@ fn chrono_like_now() -> String {
     )
 }
 
-/// A client from KUBECONFIG, built the way the operator builds its own.
-pub async fn client() -> Client {
-    Client::try_default()
-        .await
-        .expect("KUBECONFIG names a reachable cluster (make cluster-up)")
-}
-
-/// Applies the Plugin CRD from the Rust types and waits until it is served.
-pub async fn install_crd(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = plugin_operator::api::crd();
-    let name = crd.metadata.name.clone().unwrap();
-    crds.patch(
-        &name,
-        &PatchParams::apply("plugin-operator-bench").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("the CRD applies");
-    for _ in 0..150 {
-        let established = crds
-            .get(&name)
-            .await
-            .ok()
-            .and_then(|c| c.status)
-            .is_some_and(|s| {
-                s.conditions
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-            });
-        if established {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the Plugin CRD was not established within 30 s");
-}
+/// The label of every benchmark namespace.
+const BENCH_LABEL: &str = "bench.plugins.chat.dev";
 
 /// A fresh namespace `bench-<what>-<random>`.
-pub async fn create_namespace(client: &Client, what: &str) -> String {
-    let name = format!("bench-{what}-{:08x}", random_u32());
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            labels: Some(BTreeMap::from([(
-                "bench.plugins.chat.dev".into(),
-                "yes".into(),
-            )])),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await
-        .expect("the benchmark namespace is created");
-    name
+pub async fn create_namespace(client: &Client, what: &str) -> TestNamespace {
+    TestNamespace::new(client, &format!("bench-{what}"), &[(BENCH_LABEL, "yes")]).await
 }
 
 /// Waits (up to `limit`) until no benchmark namespace but `own` exists: a namespace
@@ -119,7 +67,7 @@ pub async fn wait_for_other_bench_namespaces_gone(client: &Client, own: &str, li
     let deadline = Instant::now() + limit;
     loop {
         let others: Vec<String> = namespaces
-            .list_metadata(&ListParams::default().labels("bench.plugins.chat.dev=yes"))
+            .list_metadata(&ListParams::default().labels(&format!("{BENCH_LABEL}=yes")))
             .await
             .map(|list| list.items)
             .unwrap_or_default()
@@ -136,19 +84,6 @@ pub async fn wait_for_other_bench_namespaces_gone(client: &Client, own: &str, li
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-pub async fn delete_namespace(client: &Client, name: &str) {
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(name, &DeleteParams::background())
-        .await;
-}
-
-fn random_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    hasher.finish() as u32
 }
 
 /// The Plugin every benchmark creates: paused, so it never makes a pod.
@@ -352,41 +287,6 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Objects of the namespace written during a window: their resourceVersion changed, and
-/// separately, those whose managed field entry of `manager` is dated inside the window.
-pub async fn resource_versions(client: &Client, namespace: &str) -> BTreeMap<String, String> {
-    async fn kind<K>(client: &Client, namespace: &str, out: &mut BTreeMap<String, String>)
-    where
-        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-    {
-        let api: Api<K> = Api::namespaced(client.clone(), namespace);
-        let items = api
-            .list_metadata(&ListParams::default())
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default();
-        for item in items {
-            let key = format!(
-                "{}/{}",
-                K::kind(&()),
-                item.metadata.name.unwrap_or_default()
-            );
-            out.insert(key, item.metadata.resource_version.unwrap_or_default());
-        }
-    }
-    let mut out = BTreeMap::new();
-    kind::<Plugin>(client, namespace, &mut out).await;
-    kind::<ServiceAccount>(client, namespace, &mut out).await;
-    kind::<ConfigMap>(client, namespace, &mut out).await;
-    kind::<Deployment>(client, namespace, &mut out).await;
-    kind::<Service>(client, namespace, &mut out).await;
-    kind::<NetworkPolicy>(client, namespace, &mut out).await;
-    out
-}
-
 /// How many Deployments of the namespace the deployment controller has not caught up
 /// with yet (`status.observedGeneration` behind `metadata.generation`); their status
 /// writes, and the Plugin status changes that follow them, are still to come.
@@ -406,46 +306,13 @@ pub async fn deployments_not_observed(client: &Client, namespace: &str) -> usize
         .count()
 }
 
-/// Writes the API server counted (all clients, whole cluster) for the kinds the operator
-/// manages, as in tests/operator_steady_state.rs: APPLY, PATCH, POST and PUT, without
-/// Deployment status (the deployment controller's).
-pub async fn apiserver_writes(client: &Client) -> u64 {
-    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let text = client.request_text(request).await.unwrap_or_default();
-    let kinds = [
-        "plugins",
-        "deployments",
-        "services",
-        "serviceaccounts",
-        "configmaps",
-        "networkpolicies",
-    ];
-    text.lines()
-        .filter(|line| line.starts_with("apiserver_request_total{"))
-        .filter(|line| {
-            ["APPLY", "PATCH", "POST", "PUT"]
-                .iter()
-                .any(|v| line.contains(&format!("verb=\"{v}\"")))
-        })
-        .filter(|line| {
-            kinds
-                .iter()
-                .any(|k| line.contains(&format!("resource=\"{k}\"")))
-        })
-        .filter(|line| {
-            !(line.contains("resource=\"deployments\"") && line.contains("subresource=\"status\""))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
 /// Deletes every Plugin of the namespace (children go with their owner), then the namespace.
-pub async fn clean_up(client: &Client, namespace: &str) {
-    let plugins: Api<Plugin> = Api::namespaced(client.clone(), namespace);
+pub async fn clean_up(client: &Client, namespace: TestNamespace) {
+    let plugins: Api<Plugin> = Api::namespaced(client.clone(), &namespace.name);
     let _ = plugins
         .delete_collection(&DeleteParams::background(), &ListParams::default())
         .await;
-    delete_namespace(client, namespace).await;
+    drop(namespace);
 }
 
 /// CPU seconds (user + system) a process has used so far.

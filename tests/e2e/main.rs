@@ -1,8 +1,6 @@
 //! End-to-end tests in real pods on the local node (`make cluster-up NODE=1`, images
 //! from `make images`). Each proves a claim the docs make.
 
-#[path = "../harness/mod.rs"]
-mod harness;
 mod support;
 
 mod admission;

@@ -1,7 +1,6 @@
 //! End-to-end support: real pods on the local node, the sample chat API, one operator
 //! process per test watching that test's namespace, and `kubectl exec` into pods.
 
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -12,20 +11,15 @@ use kube::{Client, ResourceExt};
 use plugin_operator::api::{Plugin, PluginSpec};
 use serde_json::Value;
 
-pub use crate::harness::{Operator, TestNamespace, client, eventually, install_crd, repo_path};
+pub use plugin_operator_test_support::cluster::{
+    Operator, TestNamespace, client, eventually, install_crd, kubectl, repo_path,
+};
 
 pub const SAMPLE_PLUGIN_IMAGE: &str = "localhost/sample-plugin:dev";
 pub const CHAT_API: &str = "http://chat-api.chat-system.svc:8080";
 
-/// kubectl from $KUBECTL, or the one the local cluster built.
-pub fn kubectl() -> Command {
-    let path = std::env::var("KUBECTL").unwrap_or_else(|_| {
-        let cache = std::env::var("XDG_CACHE_HOME")
-            .unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").unwrap()));
-        format!("{cache}/plugin-operator/k8s-v1.35.4/bin/kubectl")
-    });
-    Command::new(path)
-}
+/// The operator binary cargo built for these tests.
+const OPERATOR: &str = env!("CARGO_BIN_EXE_plugin-operator");
 
 /// Once per test binary: the CRD and the sample chat API, ready.
 pub async fn world() -> Client {
@@ -76,6 +70,7 @@ impl Scene {
         )
         .await;
         let operator = Operator::start(
+            OPERATOR,
             &ns.name,
             &[
                 "--chat-api-url",

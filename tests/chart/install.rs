@@ -4,16 +4,10 @@
 //! reconcile a Plugin with nothing but the chart's RBAC. Without a node, the install is
 //! checked on the control plane alone (objects and the Deployment's spec).
 
-#[path = "chart_support.rs"]
-mod support;
-
-mod harness;
-
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use harness::{TestNamespace, client, eventually, install_crd, rand_u32};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
@@ -22,8 +16,12 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::{Client, ResourceExt};
 use plugin_operator::api::Plugin;
+use plugin_operator_test_support::cluster::{
+    TestNamespace, client, eventually, install_crd, random_suffix, repo_path,
+};
 use serde_json::json;
-use support::{only, render, repo_path, run_helm, text};
+
+use crate::support::{self, only, render, run_helm, text};
 
 const IMAGE: &str = "localhost/plugin-operator:dev";
 const WAIT: Duration = Duration::from_secs(120);
@@ -109,7 +107,7 @@ async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart
     )
     .await;
     let plugins_ns = TestNamespace::new(&client, "chart-plugins", &[]).await;
-    let release = format!("po-{:08x}", rand_u32());
+    let release = format!("po-{}", random_suffix());
     // Objects are named <release>-plugin-operator (the chart's full name).
     let fullname = format!("{release}-plugin-operator");
     let with_node = node_ready(&client).await;

@@ -7,26 +7,17 @@
 //! cargo run --release --example bench-operator -- --binary target/release/plugin-operator \
 //!     --plugins 1000 --steady-seconds 60
 
-#[path = "../../bench/convergence/common.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{arg, progress};
 use kube::api::Api;
 use plugin_operator::api::Plugin;
+use plugin_operator_test_support::cluster::{
+    Operator, apiserver_writes, client, http_get, install_crd, resource_versions,
+};
 use serde_json::json;
-
-async fn metric(admin: &str, name: &str) -> f64 {
-    let text = http_get(admin, "/metrics").await.unwrap_or_default();
-    text.lines()
-        .filter(|line| line.starts_with(name) && !line.starts_with('#'))
-        .filter(|line| line[name.len()..].starts_with([' ', '{']))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 /// The operator's writes so far by kind, from its `/metrics`.
 async fn writes_by_kind(admin: &str) -> serde_json::Map<String, serde_json::Value> {
@@ -41,17 +32,6 @@ async fn writes_by_kind(admin: &str) -> serde_json::Map<String, serde_json::Valu
         .collect()
 }
 
-async fn http_get(address: &str, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
-}
-
 #[tokio::main]
 async fn main() {
     let binary = arg("--binary", "target/release/plugin-operator");
@@ -61,41 +41,20 @@ async fn main() {
     let steady = Duration::from_secs(arg("--steady-seconds", "60").parse().expect("seconds"));
     let timeout = Duration::from_secs(arg("--timeout-seconds", "600").parse().expect("seconds"));
 
-    let client = common::client().await;
-    common::install_crd(&client).await;
-    let namespace = common::create_namespace(&client, "op").await;
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = common::create_namespace(&client, "op").await;
+    let namespace = ns.name.clone();
     progress(&format!("namespace {namespace}; starting {binary}"));
 
-    let mut operator = Command::new(&binary)
-        .args(["controller", "--namespace", &namespace])
-        .args([
-            "--max-concurrent-reconciles",
-            &common::CONCURRENCY.to_string(),
-        ])
-        .args(["--admin-address", "127.0.0.1:0", "--log-format", "json"])
-        .env("RUST_LOG", "info,kube=warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the operator binary starts");
-    let pid = operator.id();
-    let stdout = operator.stdout.take().unwrap();
-    let (address_tx, address_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !sent
-                && let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(address) = value.get("admin_address").and_then(|a| a.as_str())
-            {
-                let _ = address_tx.send(address.to_string());
-                sent = true;
-            }
-        }
-    });
-    let admin = address_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the operator logs its admin address");
+    let mut command = Operator::command(&binary, &namespace);
+    command.args([
+        "--max-concurrent-reconciles",
+        &common::CONCURRENCY.to_string(),
+    ]);
+    let mut operator = Operator::spawn(command, Duration::from_secs(30)).await;
+    let pid = operator.pid();
+    let admin = operator.admin.clone();
     // Give it up to 10 s to report ready (caches synced) before the clock starts.
     let mut ready_before = false;
     for _ in 0..50 {
@@ -142,11 +101,11 @@ async fn main() {
     // that takes minutes for 1,000 of them) and the operator wrote nothing for 3 s.
     let settle_started = Instant::now();
     let settle_deadline = settle_started + Duration::from_secs(600);
-    let mut previous = metric(&admin, "plugin_operator_api_writes_total").await;
+    let mut previous = operator.metric("plugin_operator_api_writes_total").await;
     let mut last_report = settle_started;
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let now = metric(&admin, "plugin_operator_api_writes_total").await;
+        let now = operator.metric("plugin_operator_api_writes_total").await;
         let behind = common::deployments_not_observed(&client, &namespace).await;
         if now == previous && behind == 0 {
             progress(&format!(
@@ -177,26 +136,29 @@ async fn main() {
         "steady state: counting writes for {} s",
         steady.as_secs()
     ));
-    let writes_total = metric(&admin, "plugin_operator_api_writes_total").await;
-    let versions_before = common::resource_versions(&client, &namespace).await;
-    let server_before = common::apiserver_writes(&client).await;
-    let operator_before = metric(&admin, "plugin_operator_api_writes_total").await;
-    let reconciles_before = metric(&admin, "plugin_operator_reconciles_total").await;
+    let writes_total = operator.metric("plugin_operator_api_writes_total").await;
+    let versions_before = resource_versions(&client, &namespace)
+        .await
+        .unwrap_or_default();
+    let server_before = apiserver_writes(&client).await.unwrap_or_default();
+    let operator_before = operator.metric("plugin_operator_api_writes_total").await;
+    let reconciles_before = operator.metric("plugin_operator_reconciles_total").await;
     tokio::time::sleep(steady).await;
-    let operator_after = metric(&admin, "plugin_operator_api_writes_total").await;
-    let reconciles_after = metric(&admin, "plugin_operator_reconciles_total").await;
-    let server_after = common::apiserver_writes(&client).await;
-    let versions_after = common::resource_versions(&client, &namespace).await;
+    let operator_after = operator.metric("plugin_operator_api_writes_total").await;
+    let reconciles_after = operator.metric("plugin_operator_reconciles_total").await;
+    let server_after = apiserver_writes(&client).await.unwrap_or_default();
+    let versions_after = resource_versions(&client, &namespace)
+        .await
+        .unwrap_or_default();
     let changed_objects = versions_after
         .iter()
         .filter(|(key, version)| versions_before.get(*key) != Some(version))
         .count();
     let (rss_end, hwm_end) = common::memory_kib(pid);
 
-    let _ = operator.kill();
-    let _ = operator.wait();
+    operator.kill();
     progress("operator stopped; deleting the namespace");
-    common::clean_up(&client, &namespace).await;
+    common::clean_up(&client, ns).await;
 
     let result = json!({
         "plugins": count,

@@ -1,20 +1,16 @@
-//! Shared by the chart tests (tests/chart_*.rs): the helm binary, rendering the chart
-//! and reading the rendered objects. Included with `#[path]`; alone it holds no tests.
-#![allow(dead_code)]
+//! Shared by the chart tests: the helm binary, rendering the chart and reading the
+//! rendered objects.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use plugin_operator_test_support::cluster::repo_path;
 use serde_json::Value;
 
 pub const CHART: &str = "charts/plugin-operator";
 /// The namespace of the plain manifests under deploy/.
 pub const MANIFEST_NAMESPACE: &str = "plugin-operator-system";
-
-pub fn repo_path(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
 
 /// The helm binary, built from cluster/tools/helm and cached on first use
 /// (`make helm` prints the same path).

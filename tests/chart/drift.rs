@@ -1,10 +1,9 @@
 //! The chart's CRD and the plain manifests under deploy/ match what the code and the
 //! chart generate today. No cluster needed; helm is built on first use.
 
-#[path = "chart_support.rs"]
-mod support;
+use plugin_operator_test_support::cluster::repo_path;
 
-use support::{helm, repo_path, text};
+use crate::support::{helm, text};
 
 fn read(relative: &str) -> String {
     let path = repo_path(relative);

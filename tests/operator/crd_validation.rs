@@ -1,11 +1,11 @@
 //! The real API server refuses every invalid Plugin in `tests/invalid-plugins/` with the
 //! message written at the top of its file, and accepts the examples in `deploy/examples`.
 
-mod harness;
-
-use harness::{TestNamespace, client, install_crd, repo_path};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use plugin_operator_test_support::cluster::{
+    TestNamespace, client, install_crd, repo_path, together,
+};
 use serde::Deserialize;
 
 fn plugin_api(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
@@ -37,6 +37,7 @@ fn manifests(folder: &str) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn every_invalid_manifest_is_refused_with_a_message_a_person_understands() {
+    let _cluster = together().await;
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "crd-invalid", &[]).await;
@@ -79,6 +80,7 @@ async fn every_invalid_manifest_is_refused_with_a_message_a_person_understands()
 
 #[tokio::test]
 async fn example_plugins_are_accepted() {
+    let _cluster = together().await;
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "crd-examples", &[]).await;

@@ -3,17 +3,15 @@
 //! The test image localhost/po-echo:test is built and imported by
 //! cluster/test-images.sh (run here once per test binary).
 
-#[path = "cluster_support.rs"]
-mod support;
-
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, LogParams, PostParams};
-use support::{
-    TestNamespace, client, restricted_container_security, wait_pod_finished, wait_pod_ready,
+use plugin_operator_test_support::cluster::{
+    TestNamespace, client, kubectl, restricted_container_security, wait_pod_finished,
+    wait_pod_ready,
 };
 
 const IMAGE: &str = "localhost/po-echo:test";
@@ -233,16 +231,6 @@ async fn container_over_its_memory_limit_is_oom_killed() {
         "status: {status:#?}"
     );
     assert_eq!(terminated.exit_code, 137, "status: {status:#?}");
-}
-
-/// The kubectl built with the cluster (build/cluster/bin), else the one on PATH.
-fn kubectl() -> std::process::Command {
-    let local = concat!(env!("CARGO_MANIFEST_DIR"), "/build/cluster/bin/kubectl");
-    if std::path::Path::new(local).exists() {
-        std::process::Command::new(local)
-    } else {
-        std::process::Command::new("kubectl")
-    }
 }
 
 #[tokio::test]

@@ -10,7 +10,6 @@
 //!
 //! cargo run --release --example bench-floor -- --plugins 1000
 
-#[path = "../../bench/convergence/common.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -27,6 +26,7 @@ use plugin_operator::controller::config::OperatorConfig;
 use plugin_operator::controller::desired::{FIELD_MANAGER, desired_children};
 use plugin_operator::controller::status::{Desired, plugin_status};
 use plugin_operator::controller::validate::validate;
+use plugin_operator_test_support::cluster::{client, install_crd};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -106,9 +106,10 @@ async fn main() {
         .operator_config()
         .expect("the default configuration is valid");
 
-    let client = common::client().await;
-    common::install_crd(&client).await;
-    let namespace = common::create_namespace(&client, "floor").await;
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = common::create_namespace(&client, "floor").await;
+    let namespace = ns.name.clone();
     common::progress(&format!(
         "namespace {namespace}; creating {count} Plugins and their children, {} at a time",
         common::CONCURRENCY
@@ -133,7 +134,7 @@ async fn main() {
         .zip(apiserver_cpu_before)
         .map(|(after, before)| after - before);
     common::progress(&format!("floor converged: {converged_s:?} s"));
-    common::clean_up(&client, &namespace).await;
+    common::clean_up(&client, ns).await;
     println!(
         "{}",
         json!({

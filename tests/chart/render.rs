@@ -2,15 +2,15 @@
 //! RBAC, leader election, and flags the operator binary accepts. helm is built on
 //! first use (`make helm`).
 
-#[path = "chart_support.rs"]
-mod support;
-
 use std::collections::BTreeSet;
 
 use clap::Parser;
 use plugin_operator::controller::ControllerArgs;
 use serde_json::{Value, json};
-use support::{CHART, kind, name, of_kind, only, operator_args, render, run_helm, template, text};
+
+use crate::support::{
+    CHART, kind, name, of_kind, only, operator_args, render, run_helm, template, text,
+};
 
 /// Values that switch every optional part of the chart on.
 const EVERYTHING: &[&str] = &[

@@ -1,97 +1,30 @@
 //! With 50 unchanged Plugins the operator sends the API server no writes at all, even
 //! while it reconciles each of them again: counted by the operator, by the API server's
-//! own metrics, and by the resourceVersions of the children. This test has its own
-//! binary so no other test writes to the cluster meanwhile.
+//! own metrics, and by the resourceVersions of the children. This test has the cluster
+//! to itself so no other test writes to it meanwhile.
 
-mod harness;
-
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use harness::{Operator, TestNamespace, client, eventually, install_crd};
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{ConfigMap, Namespace, Service, ServiceAccount},
-    networking::v1::NetworkPolicy,
-};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
 use plugin_operator::api::{Plugin, PluginSpec};
+use plugin_operator_test_support::cluster::{
+    Operator, TestNamespace, alone, apiserver_writes, client, eventually, install_crd,
+    resource_versions,
+};
 use serde_json::json;
+
+use crate::OPERATOR;
 
 const PLUGINS: usize = 50;
 
-/// Writes the API server counted for the kinds the operator manages, from its own
-/// metrics. The operator never deletes; deletions (by the namespace controller
-/// cleaning up earlier tests) and Deployment status (the deployment controller) are
-/// left out.
-async fn writes_to_plugin_kinds(client: &Client) -> u64 {
-    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let text = client
-        .request_text(request)
-        .await
-        .expect("the API server serves /metrics");
-    let kinds = [
-        "plugins",
-        "deployments",
-        "services",
-        "serviceaccounts",
-        "configmaps",
-        "networkpolicies",
-    ];
-    text.lines()
-        .filter(|line| line.starts_with("apiserver_request_total{"))
-        .filter(|line| {
-            ["APPLY", "PATCH", "POST", "PUT"]
-                .iter()
-                .any(|v| line.contains(&format!("verb=\"{v}\"")))
-        })
-        .filter(|line| {
-            kinds
-                .iter()
-                .any(|k| line.contains(&format!("resource=\"{k}\"")))
-        })
-        .filter(|line| {
-            !(line.contains("resource=\"deployments\"") && line.contains("subresource=\"status\""))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-/// `Kind/name` -> resourceVersion of everything of the plugin kinds in `namespace`.
-async fn resource_versions(client: &Client, namespace: &str) -> BTreeMap<String, String> {
-    async fn of<K>(client: &Client, namespace: &str, into: &mut BTreeMap<String, String>)
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-    {
-        let list = Api::<K>::namespaced(client.clone(), namespace)
-            .list(&Default::default())
-            .await
-            .unwrap();
-        for item in list.items {
-            let key = format!("{}/{}", K::kind(&()), item.name_any());
-            into.insert(key, item.resource_version().unwrap_or_default());
-        }
-    }
-    let mut versions = BTreeMap::new();
-    of::<Plugin>(client, namespace, &mut versions).await;
-    of::<Deployment>(client, namespace, &mut versions).await;
-    of::<Service>(client, namespace, &mut versions).await;
-    of::<ServiceAccount>(client, namespace, &mut versions).await;
-    of::<ConfigMap>(client, namespace, &mut versions).await;
-    of::<NetworkPolicy>(client, namespace, &mut versions).await;
-    versions
-}
-
 #[tokio::test]
 async fn unchanged_plugins_cause_no_writes_in_steady_state() {
+    let _cluster = alone().await;
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-steady", &[]).await;
-    let operator = Operator::start(&ns.name, &[]).await;
+    let operator = Operator::start(OPERATOR, &ns.name, &[]).await;
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
     // Pods that can never be scheduled: a stable state with or without a node.
     let spec: PluginSpec = serde_json::from_value(json!({
@@ -161,8 +94,10 @@ async fn unchanged_plugins_cause_no_writes_in_steady_state() {
         },
     )
     .await;
-    let versions_before = resource_versions(&client, &ns.name).await;
-    let server_before = writes_to_plugin_kinds(&client).await;
+    let versions_before = resource_versions(&client, &ns.name).await.unwrap();
+    let server_before = apiserver_writes(&client)
+        .await
+        .expect("the API server serves /metrics");
     let operator_before = operator.metric("plugin_operator_api_writes_total").await;
     let reconciles_before = operator.metric("plugin_operator_reconciles_total").await;
     // Make the operator look at every Plugin again without changing any spec: an
@@ -188,7 +123,9 @@ async fn unchanged_plugins_cause_no_writes_in_steady_state() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let server_after = writes_to_plugin_kinds(&client).await;
+    let server_after = apiserver_writes(&client)
+        .await
+        .expect("the API server serves /metrics");
     let operator_after = operator.metric("plugin_operator_api_writes_total").await;
 
     assert!(
@@ -200,7 +137,7 @@ async fn unchanged_plugins_cause_no_writes_in_steady_state() {
         operator_after, operator_before,
         "the operator counted writes during 30 s of steady state"
     );
-    let versions_after = resource_versions(&client, &ns.name).await;
+    let versions_after = resource_versions(&client, &ns.name).await.unwrap();
     let changed: Vec<_> = versions_after
         .iter()
         .filter(|(key, version)| versions_before.get(*key) != Some(*version))

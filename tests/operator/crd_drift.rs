@@ -1,9 +1,9 @@
 //! Generated files match what the code generates today.
 
-use std::path::PathBuf;
+use plugin_operator_test_support::cluster::repo_path;
 
 fn read(relative: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative);
+    let path = repo_path(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

@@ -1,25 +1,28 @@
 //! A Plugin stored before a schema change, which no longer parses, does not stall the
 //! watch: the operator reports it and goes on reconciling the others. This test changes
-//! the CRD for a moment, so it has its own binary.
-
-mod harness;
+//! the CRD for a moment, so it has the cluster to itself.
 
 use std::time::Duration;
 
-use harness::{Operator, TestNamespace, client, eventually, install_crd};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Event};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use plugin_operator::api::{Plugin, PluginSpec};
+use plugin_operator_test_support::cluster::{
+    CRD_FIELD_MANAGER, Operator, TestNamespace, alone, client, eventually, install_crd,
+};
 use serde_json::json;
+
+use crate::OPERATOR;
 
 #[tokio::test]
 async fn malformed_plugin_is_reported_and_does_not_stall_the_others() {
+    let _cluster = alone().await;
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-malformed", &[]).await;
-    let _operator = Operator::start(&ns.name, &[]).await;
+    let _operator = Operator::start(OPERATOR, &ns.name, &[]).await;
 
     // Store an object the current types cannot read, as an older schema would have allowed.
     let mut loose = serde_json::to_value(plugin_operator::api::crd()).unwrap();
@@ -29,7 +32,7 @@ async fn malformed_plugin_is_reported_and_does_not_stall_the_others() {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.patch(
         "plugins.plugins.chat.dev",
-        &PatchParams::apply("plugin-operator-tests").force(),
+        &PatchParams::apply(CRD_FIELD_MANAGER).force(),
         &Patch::Apply(&loose),
     )
     .await

@@ -1,11 +1,8 @@
 //! The operator against a real API server: children, updates, garbage collection, and
 //! the generated pod admitted by the real PodSecurity admission.
 
-mod harness;
-
 use std::time::Duration;
 
-use harness::{Operator, TestNamespace, client, eventually, install_crd};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, Pod, ResourceQuota, Service, ServiceAccount},
@@ -15,7 +12,12 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator::policy::BrokerPolicy;
+use plugin_operator_test_support::cluster::{
+    Operator, TestNamespace, client, eventually, http_get, install_crd, together,
+};
 use serde_json::json;
+
+use crate::OPERATOR;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -69,14 +71,15 @@ where
 
 #[tokio::test]
 async fn creating_a_plugin_produces_every_child_owned_by_it() {
+    let _cluster = together().await;
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-children", &[]).await;
-    let operator = Operator::start(&ns.name, &[]).await;
+    let operator = Operator::start(OPERATOR, &ns.name, &[]).await;
     eventually(
         "the operator's /readyz to answer 200 once its caches are synced",
         WAIT,
-        || harness::http_get(&operator.admin, "/readyz"),
+        || http_get(&operator.admin, "/readyz"),
     )
     .await;
     let plugin = create_plugin(&client, &ns.name, "weather", weather_spec()).await;
@@ -162,10 +165,11 @@ async fn creating_a_plugin_produces_every_child_owned_by_it() {
 
 #[tokio::test]
 async fn user_spec_is_stored_without_defaults_written_back() {
+    let _cluster = together().await;
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-nodefaults", &[]).await;
-    let _operator = Operator::start(&ns.name, &[]).await;
+    let _operator = Operator::start(OPERATOR, &ns.name, &[]).await;
     let minimal: PluginSpec =
         serde_json::from_value(json!({"image": "registry.example/x:1", "port": 8080})).unwrap();
     create_plugin(&client, &ns.name, "minimal", minimal.clone()).await;
@@ -194,10 +198,11 @@ async fn user_spec_is_stored_without_defaults_written_back() {
 
 #[tokio::test]
 async fn changing_the_spec_updates_the_children_and_observed_generation() {
+    let _cluster = together().await;
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-update", &[]).await;
-    let _operator = Operator::start(&ns.name, &[]).await;
+    let _operator = Operator::start(OPERATOR, &ns.name, &[]).await;
     create_plugin(&client, &ns.name, "weather", weather_spec()).await;
     let _: Deployment = wait_for_child(&client, &ns.name, "plugin-weather").await;
 
@@ -240,10 +245,11 @@ async fn changing_the_spec_updates_the_children_and_observed_generation() {
 
 #[tokio::test]
 async fn deleting_the_plugin_leaves_no_child_behind() {
+    let _cluster = together().await;
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-delete", &[]).await;
-    let _operator = Operator::start(&ns.name, &[]).await;
+    let _operator = Operator::start(OPERATOR, &ns.name, &[]).await;
     create_plugin(&client, &ns.name, "weather", weather_spec()).await;
     let _: ConfigMap = wait_for_child(&client, &ns.name, "plugin-weather-broker-policy").await;
     let _: NetworkPolicy = wait_for_child(&client, &ns.name, "plugin-weather").await;
@@ -283,6 +289,7 @@ async fn deleting_the_plugin_leaves_no_child_behind() {
 
 #[tokio::test]
 async fn generated_pod_is_admitted_by_restricted_pod_security() {
+    let _cluster = together().await;
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(
@@ -291,7 +298,7 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
         &[("pod-security.kubernetes.io/enforce", "restricted")],
     )
     .await;
-    let _operator = Operator::start(&ns.name, &[]).await;
+    let _operator = Operator::start(OPERATOR, &ns.name, &[]).await;
     let mut spec = weather_spec();
     spec.paused = Some(true);
     create_plugin(&client, &ns.name, "weather", spec).await;
@@ -333,6 +340,7 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
 
 #[tokio::test]
 async fn pods_refused_by_a_quota_are_reported_on_the_plugin() {
+    let _cluster = together().await;
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-quota", &[]).await;
@@ -345,7 +353,7 @@ async fn pods_refused_by_a_quota_are_reported_on_the_plugin() {
         .create(&PostParams::default(), &quota)
         .await
         .unwrap();
-    let _operator = Operator::start(&ns.name, &[]).await;
+    let _operator = Operator::start(OPERATOR, &ns.name, &[]).await;
     create_plugin(&client, &ns.name, "weather", weather_spec()).await;
 
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);

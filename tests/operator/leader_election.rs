@@ -1,15 +1,17 @@
 //! Two operator processes: only the Lease holder reconciles, and when it dies the other
 //! takes over within 15 s.
 
-mod harness;
-
 use std::time::{Duration, Instant};
 
-use harness::{Operator, TestNamespace, client, eventually, install_crd};
 use k8s_openapi::api::{apps::v1::Deployment, coordination::v1::Lease};
 use kube::api::{Api, PostParams};
 use plugin_operator::api::{Plugin, PluginSpec};
+use plugin_operator_test_support::cluster::{
+    Operator, TestNamespace, client, eventually, install_crd, together,
+};
 use serde_json::json;
+
+use crate::OPERATOR;
 
 fn spec() -> PluginSpec {
     serde_json::from_value(json!({"image": "registry.example/x:1", "port": 8080, "paused": true}))
@@ -27,6 +29,7 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
 
 #[tokio::test]
 async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
+    let _cluster = together().await;
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-leader", &[]).await;
@@ -41,7 +44,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
             "10",
         ]
     };
-    let mut first = Operator::start(&ns.name, &flags("first")).await;
+    let mut first = Operator::start(OPERATOR, &ns.name, &flags("first")).await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
     eventually(
         "the first operator to hold the Lease",
@@ -49,7 +52,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
         || async { (holder(&leases).await.as_deref() == Some("first")).then_some(()) },
     )
     .await;
-    let second = Operator::start(&ns.name, &flags("second")).await;
+    let second = Operator::start(OPERATOR, &ns.name, &flags("second")).await;
 
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
@@ -96,10 +99,12 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
 
 #[tokio::test]
 async fn a_leader_that_stops_gracefully_releases_the_lease() {
+    let _cluster = together().await;
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-release", &[]).await;
     let mut operator = Operator::start(
+        OPERATOR,
         &ns.name,
         &[
             "--leader-elect",

@@ -1,13 +1,10 @@
 //! Control-plane tier: needs only `make cluster-up` (etcd + apiserver + controllers)
 //! and KUBECONFIG pointing at it. No node, so pods are admitted but never run.
 
-#[path = "cluster_support.rs"]
-mod support;
-
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
-use support::{TestNamespace, client, restricted_container_security};
+use plugin_operator_test_support::cluster::{TestNamespace, client, restricted_container_security};
 
 fn pod(name: &str, container_security: serde_json::Value, pod_security: serde_json::Value) -> Pod {
     serde_json::from_value(serde_json::json!({
@@ -69,7 +66,7 @@ async fn restricted_namespace_refuses_privileged_pod_and_admits_restricted_one()
 
     // The refusal comes from the namespace label: an unlabelled namespace admits the
     // same privileged pod (server-side dry run, nothing is stored).
-    let open = TestNamespace::create(&client, "cp-open", &[]).await;
+    let open = TestNamespace::new(&client, "cp-open", &[]).await;
     let dry = PostParams {
         dry_run: true,
         ..Default::default()
@@ -94,7 +91,7 @@ async fn review(client: &kube::Client, token: &str, audience: &str) -> TokenRevi
 #[tokio::test]
 async fn token_review_accepts_projected_token_for_its_audience_only() {
     let client = client().await;
-    let ns = TestNamespace::create(&client, "cp-token", &[]).await;
+    let ns = TestNamespace::new(&client, "cp-token", &[]).await;
     let sas: Api<ServiceAccount> = ns.api();
     let sa: ServiceAccount =
         serde_json::from_value(serde_json::json!({"metadata": {"name": "broker"}})).unwrap();

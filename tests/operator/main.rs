@@ -1,0 +1,23 @@
+//! The operator against a real API server (`make cluster-up`, KUBECONFIG exported): its
+//! children, leader election, malformed objects, steady state, writes at convergence,
+//! failures on the status, values read as the API server reads them, and the CRD's own
+//! validation. One module per concern.
+//!
+//! The tests run side by side; the two that need the cluster to themselves (the
+//! steady-state count of API-server writes, and the malformed Plugin, which changes the
+//! CRD for a moment) hold `alone()`, every other test that talks to the cluster holds
+//! `together()`.
+
+mod apply_failed;
+mod bounds;
+mod children;
+mod crd_drift;
+mod crd_validation;
+mod leader_election;
+mod malformed;
+mod quantities;
+mod steady_state;
+mod writes;
+
+/// The operator binary cargo built for these tests.
+const OPERATOR: &str = env!("CARGO_BIN_EXE_plugin-operator");

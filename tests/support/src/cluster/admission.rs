@@ -1,0 +1,104 @@
+//! A ValidatingAdmissionPolicy bound to one test namespace: a way to make the real API
+//! server refuse a write (to see how the operator reports it), or to ask the API server's
+//! own CEL a question.
+
+use std::time::Duration;
+
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::eventually;
+use super::namespace::clean_up_from_drop;
+
+/// Parameters of a dry-run create: the API server admits and answers, stores nothing.
+pub fn dry_run() -> PostParams {
+    PostParams {
+        dry_run: true,
+        ..Default::default()
+    }
+}
+
+/// A policy with `validations` on creates and updates of one core-group resource in one
+/// namespace; removed when dropped.
+pub struct NamespacePolicy {
+    name: String,
+}
+
+impl NamespacePolicy {
+    /// `resource` is a plural such as `services`; `validations` is the policy's list of
+    /// `{expression, message}`.
+    pub async fn install(
+        client: &Client,
+        namespace: &str,
+        resource: &str,
+        validations: serde_json::Value,
+    ) -> Self {
+        let name = format!("{resource}-{namespace}");
+        let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": [{
+                    "apiGroups": [""], "apiVersions": ["v1"],
+                    "operations": ["CREATE", "UPDATE"], "resources": [resource]
+                }]},
+                "validations": validations
+            }
+        }))
+        .expect("a policy");
+        let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": namespace
+                }}}
+            }
+        }))
+        .expect("a binding");
+        let params = PostParams::default();
+        Api::<ValidatingAdmissionPolicy>::all(client.clone())
+            .create(&params, &policy)
+            .await
+            .expect("the policy is created");
+        Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+            .create(&params, &binding)
+            .await
+            .expect("the binding is created");
+        Self { name }
+    }
+
+    /// Waits until the API server refuses a dry-run create of `object`, which the policy
+    /// refuses once the API server has taken it up (a second or two).
+    pub async fn wait_until_it_refuses<K>(&self, api: &Api<K>, object: &K)
+    where
+        K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    {
+        eventually(
+            "the admission policy to take effect",
+            Duration::from_secs(30),
+            || async { api.create(&dry_run(), object).await.err().map(|_| ()) },
+        )
+        .await;
+    }
+}
+
+impl Drop for NamespacePolicy {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        clean_up_from_drop(|client| async move {
+            let params = DeleteParams::default();
+            let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
+            let _ = bindings.delete(&name, &params).await;
+            let policies = Api::<ValidatingAdmissionPolicy>::all(client);
+            let _ = policies.delete(&name, &params).await;
+        });
+    }
+}
