@@ -82,20 +82,22 @@ impl PathTemplate {
     /// Two templates overlap when some path matches both: same length, and at every
     /// position equal literals or at least one placeholder.
     pub fn overlaps(&self, other: &PathTemplate) -> bool {
-        self.segments.len() == other.segments.len()
-            && self
-                .segments
-                .iter()
-                .zip(&other.segments)
-                .all(|pair| match pair {
-                    (TemplateSegment::Literal(a), TemplateSegment::Literal(b)) => a == b,
-                    _ => true,
-                })
+        self.segment_by_segment(other, |_, _| true)
     }
 
     /// Two templates have the same shape when they differ only in placeholder names
     /// and kinds: no request could tell them apart.
     pub fn same_shape(&self, other: &PathTemplate) -> bool {
+        self.segment_by_segment(other, |a, b| a.is_placeholder() && b.is_placeholder())
+    }
+
+    /// Same length, equal literals where both have one, and `otherwise` where either
+    /// has a placeholder.
+    fn segment_by_segment(
+        &self,
+        other: &PathTemplate,
+        otherwise: fn(&TemplateSegment, &TemplateSegment) -> bool,
+    ) -> bool {
         self.segments.len() == other.segments.len()
             && self
                 .segments
@@ -103,7 +105,7 @@ impl PathTemplate {
                 .zip(&other.segments)
                 .all(|pair| match pair {
                     (TemplateSegment::Literal(a), TemplateSegment::Literal(b)) => a == b,
-                    (a, b) => a.is_placeholder() && b.is_placeholder(),
+                    (a, b) => otherwise(a, b),
                 })
     }
 }

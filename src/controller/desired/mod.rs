@@ -192,25 +192,23 @@ mod tests {
     #[test]
     fn children_are_named_from_the_plugin() {
         let children = children(MINIMAL);
+        let names = [
+            &children.deployment.metadata.name,
+            &children.service.metadata.name,
+            &children.service_account.metadata.name,
+            &children.network_policy.metadata.name,
+            &children.config_map.metadata.name,
+        ]
+        .map(|name| name.as_deref().unwrap());
         assert_eq!(
-            children.deployment.metadata.name.as_deref(),
-            Some("plugin-weather")
-        );
-        assert_eq!(
-            children.service.metadata.name.as_deref(),
-            Some("plugin-weather")
-        );
-        assert_eq!(
-            children.service_account.metadata.name.as_deref(),
-            Some("plugin-weather")
-        );
-        assert_eq!(
-            children.network_policy.metadata.name.as_deref(),
-            Some("plugin-weather")
-        );
-        assert_eq!(
-            children.config_map.metadata.name.as_deref(),
-            Some("plugin-weather-broker-policy")
+            names,
+            [
+                "plugin-weather",
+                "plugin-weather",
+                "plugin-weather",
+                "plugin-weather",
+                "plugin-weather-broker-policy"
+            ]
         );
     }
 }

@@ -129,6 +129,12 @@ mod tests {
         plugin_resources(&plugin(&format!("{MINIMAL}resources:\n{yaml}")).spec).unwrap()
     }
 
+    /// cpu request, cpu limit, memory request, memory limit.
+    fn four(yaml: &str) -> [String; 4] {
+        let a = with_resources(yaml);
+        [a.cpu_request, a.cpu_limit, a.memory_request, a.memory_limit]
+    }
+
     #[test]
     fn plugin_without_resources_gets_the_documented_defaults() {
         let amounts = plugin_resources(&plugin(MINIMAL).spec).unwrap();
@@ -140,33 +146,17 @@ mod tests {
 
     #[test]
     fn small_limit_without_request_caps_the_default_request() {
-        let amounts = with_resources("  limits: {cpu: 20m, memory: 32Mi}\n");
         assert_eq!(
-            (amounts.cpu_request.as_str(), amounts.cpu_limit.as_str()),
-            ("20m", "20m")
-        );
-        assert_eq!(
-            (
-                amounts.memory_request.as_str(),
-                amounts.memory_limit.as_str()
-            ),
-            ("32Mi", "32Mi")
+            four("  limits: {cpu: 20m, memory: 32Mi}\n"),
+            ["20m", "20m", "32Mi", "32Mi"]
         );
     }
 
     #[test]
     fn large_request_without_limit_raises_the_default_limit() {
-        let amounts = with_resources("  requests: {cpu: 2, memory: 1Gi}\n");
         assert_eq!(
-            (amounts.cpu_request.as_str(), amounts.cpu_limit.as_str()),
-            ("2", "2")
-        );
-        assert_eq!(
-            (
-                amounts.memory_request.as_str(),
-                amounts.memory_limit.as_str()
-            ),
-            ("1Gi", "1Gi")
+            four("  requests: {cpu: 2, memory: 1Gi}\n"),
+            ["2", "2", "1Gi", "1Gi"]
         );
     }
 
@@ -188,9 +178,9 @@ mod tests {
 
     #[test]
     fn a_request_in_micro_cores_above_the_default_limit_raises_the_limit() {
-        let amounts = with_resources("  requests: {cpu: 900000u}\n");
+        let [cpu_request, cpu_limit, ..] = four("  requests: {cpu: 900000u}\n");
         assert_eq!(
-            (amounts.cpu_request.as_str(), amounts.cpu_limit.as_str()),
+            (cpu_request.as_str(), cpu_limit.as_str()),
             ("900000u", "900000u")
         );
     }
