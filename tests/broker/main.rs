@@ -11,3 +11,4 @@ mod property;
 mod rate_limit;
 mod reload;
 mod tls;
+mod upstream;
