@@ -6,6 +6,7 @@ mod decide_allocations;
 mod inbound;
 mod malformed_input;
 mod outbound;
+mod overrides;
 mod process;
 mod property;
 mod rate_limit;

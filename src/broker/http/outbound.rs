@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::body::{
     BodyRefusal, ProxyBody, declared_length, incoming, limit_request_body, to_proxy_response,
 };
-use super::headers::{DECISION_ID, for_chat_api, strip_hop_by_hop};
+use super::headers::{DECISION_ID, for_chat_api, override_in, strip_hop_by_hop};
 use super::target::Target;
 use super::upstream::{Dedicated, ForwardError, Forwarder, error_chain};
 use crate::broker::audit::{AuditLog, AuditRecord, DecisionId, DecisionIds, Outcome};
@@ -103,6 +103,9 @@ impl Outbound {
         Sent { headers, body }: Sent,
         dedicated: &Dedicated,
     ) -> Result<Response<ProxyBody>, Denial<'a>> {
+        if let Some(via) = override_in(&headers, parts.uri.query()) {
+            return Err(Denial::MethodOrPathOverride { via });
+        }
         if let Verdict::Deny(denial) = decision.verdict {
             return Err(denial);
         }
