@@ -54,7 +54,7 @@ pub struct BrokerArgs {
     #[arg(long, env = "BROKER_ADMIN_BIND", default_value_t = SocketAddr::from(([0, 0, 0, 0], ports::ADMIN)))]
     pub admin_bind: SocketAddr,
 
-    /// Longest wait for the chat API's response head (e.g. 10s, 500ms).
+    /// Longest a call to the chat API may take, up to the end of its response body (e.g. 10s, 500ms).
     #[arg(long, env = "BROKER_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub upstream_timeout: Duration,
 

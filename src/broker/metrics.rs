@@ -52,6 +52,7 @@ pub struct Metrics {
     invocations_in_flight: Gauge,
     policy_reloads: Family<ReloadLabels, Counter>,
     credential_reloads: Family<ReloadLabels, Counter>,
+    responses_cut_off: Counter,
 }
 
 impl Default for Metrics {
@@ -100,6 +101,12 @@ impl Default for Metrics {
             "Credential files read, by result (applied or rejected)",
             credential_reloads.clone(),
         );
+        let responses_cut_off = Counter::default();
+        registry.register(
+            "responses_cut_off",
+            "Chat-API responses whose body had not ended by the call's deadline (--upstream-timeout) and was cut off",
+            responses_cut_off.clone(),
+        );
         Self {
             registry,
             decisions,
@@ -109,6 +116,7 @@ impl Default for Metrics {
             invocations_in_flight,
             policy_reloads,
             credential_reloads,
+            responses_cut_off,
         }
     }
 }
@@ -149,6 +157,10 @@ impl Metrics {
         self.credential_reloads
             .get_or_create(&reload_labels(applied))
             .inc();
+    }
+
+    pub fn record_response_cut_off(&self) {
+        self.responses_cut_off.inc();
     }
 
     /// The Prometheus text exposition of every metric.

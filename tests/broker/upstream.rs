@@ -1,5 +1,6 @@
 //! The chat API side of outbound calls through real sockets: an unreachable or slow
-//! chat API, a base path, and the one chat-API connection each plugin connection keeps.
+//! chat API, a response body that stalls or never ends, a base path, and the one
+//! chat-API connection each plugin connection keeps.
 
 use std::time::Duration;
 
@@ -103,4 +104,100 @@ async fn a_chat_api_connection_closed_between_calls_is_replaced() {
             .load(std::sync::atomic::Ordering::SeqCst),
         2
     );
+}
+
+/// A chat API on loopback that answers every request with `head` and then `rest`:
+/// stalls after a part of the body, or streams chunks forever.
+async fn scripted_chat_api(head: &'static str, rest: Rest) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                match rest {
+                    Rest::Stall => tokio::time::sleep(Duration::from_secs(60)).await,
+                    Rest::Endless => {
+                        while stream.write_all(b"5\r\nhello\r\n").await.is_ok() {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[derive(Clone, Copy)]
+enum Rest {
+    Stall,
+    Endless,
+}
+
+/// The plugin gets the head, then its body breaks off at the deadline, and the decision
+/// gets a second audit line saying why.
+async fn response_body_is_cut_off_at_the_deadline(head: &'static str, rest: Rest) {
+    use http_body_util::{BodyExt, Full};
+    let chat_api = scripted_chat_api(head, rest).await;
+    let fixture = Fixture::start_with(&policy(&[("users:read", &[])]), |args| {
+        args.chat_api_url = format!("http://{chat_api}");
+        args.upstream_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let request = http::Request::get(format!(
+        "http://{}/api/v1/users",
+        fixture.broker().outbound_addr
+    ))
+    .body(Full::new(bytes::Bytes::new()))
+    .unwrap();
+    let response = fixture.client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
+        .await
+        .expect("the body was cut off, not left hanging");
+    assert!(body.is_err(), "the body ended as if complete");
+
+    let lines = fixture.audit_lines().await;
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert_eq!(lines[0]["outcome"], "allowed");
+    assert_eq!(lines[1]["decision_id"], lines[0]["decision_id"]);
+    assert_eq!(lines[1]["outcome"], "failed");
+    assert_eq!(lines[1]["reason"], "UpstreamBodyTimedOut");
+    assert_eq!(lines[1]["status"], 200);
+    assert_eq!(lines[1]["scope"], "users:read");
+    let metrics = String::from_utf8(fixture.admin("/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        metrics.contains("broker_responses_cut_off_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_response_body_that_stalls_midway_is_cut_off_at_the_deadline() {
+    response_body_is_cut_off_at_the_deadline(
+        "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n{\"users\":[",
+        Rest::Stall,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_response_body_that_never_ends_is_cut_off_at_the_deadline() {
+    response_body_is_cut_off_at_the_deadline(
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+        Rest::Endless,
+    )
+    .await;
 }
