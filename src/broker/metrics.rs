@@ -11,6 +11,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::audit::Outcome;
+use super::http::server::ConnectionCap;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
@@ -53,6 +54,8 @@ pub struct Metrics {
     policy_reloads: Family<ReloadLabels, Counter>,
     credential_reloads: Family<ReloadLabels, Counter>,
     responses_cut_off: Counter,
+    outbound_connections: Gauge,
+    outbound_connection_cap_reached: Counter,
 }
 
 impl Default for Metrics {
@@ -107,6 +110,18 @@ impl Default for Metrics {
             "Chat-API responses whose body had not ended by the call's deadline (--upstream-timeout) and was cut off",
             responses_cut_off.clone(),
         );
+        let outbound_connections = Gauge::default();
+        registry.register(
+            "outbound_connections",
+            "Plugin connections to the outbound listener open now",
+            outbound_connections.clone(),
+        );
+        let outbound_connection_cap_reached = Counter::default();
+        registry.register(
+            "outbound_connection_cap_reached",
+            "Times the outbound listener had --max-outbound-connections open and stopped accepting until one closed",
+            outbound_connection_cap_reached.clone(),
+        );
         Self {
             registry,
             decisions,
@@ -117,6 +132,8 @@ impl Default for Metrics {
             policy_reloads,
             credential_reloads,
             responses_cut_off,
+            outbound_connections,
+            outbound_connection_cap_reached,
         }
     }
 }
@@ -161,6 +178,15 @@ impl Metrics {
 
     pub fn record_response_cut_off(&self) {
         self.responses_cut_off.inc();
+    }
+
+    /// A cap of `max` open connections, counted in the outbound connection metrics.
+    pub fn outbound_connection_cap(&self, max: usize) -> ConnectionCap {
+        ConnectionCap::new(
+            max,
+            self.outbound_connections.clone(),
+            self.outbound_connection_cap_reached.clone(),
+        )
     }
 
     /// The Prometheus text exposition of every metric.

@@ -135,6 +135,8 @@ pub async fn start(args: &BrokerArgs, listeners: Listeners) -> Result<RunningBro
         metrics: metrics.clone(),
         ids: DecisionIds::default(),
     });
+    let max_outbound = usize::try_from(args.max_outbound_connections).unwrap_or(usize::MAX);
+    let outbound_cap = metrics.outbound_connection_cap(max_outbound);
     let admin = Arc::new(Admin {
         policy,
         credential,
@@ -153,15 +155,20 @@ pub async fn start(args: &BrokerArgs, listeners: Listeners) -> Result<RunningBro
         shutdown: stopping,
     };
     let servers = vec![
-        listen.spawn("outbound", listeners.outbound, move || {
-            let (outbound, dedicated) = (outbound.clone(), Arc::new(Dedicated::default()));
-            move |request| outbound.clone().handle(dedicated.clone(), request)
-        }),
-        listen.spawn("inbound", listeners.inbound, move || {
+        listen.spawn(
+            "outbound",
+            listeners.outbound,
+            Some(outbound_cap),
+            move |slot| {
+                let (outbound, dedicated) = (outbound.clone(), Arc::new(Dedicated::new(slot)));
+                move |request| outbound.clone().handle(dedicated.clone(), request)
+            },
+        ),
+        listen.spawn("inbound", listeners.inbound, None, move |_| {
             let inbound = inbound.clone();
             move |request| inbound.clone().handle(request)
         }),
-        listen.spawn("admin", listeners.admin, move || {
+        listen.spawn("admin", listeners.admin, None, move |_| {
             let admin = admin.clone();
             move |request| admin.clone().handle(request)
         }),
