@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::audit::Outcome;
+use super::audit::{Dropped, Outcome};
 use super::http::server::ConnectionCap;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,7 +60,24 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(&Dropped::default())
+    }
+}
+
+impl Metrics {
+    /// The metrics, with the audit log's counts of dropped lines among them.
+    pub fn new(dropped: &Dropped) -> Self {
         let mut registry = Registry::with_prefix("broker");
+        registry.register(
+            "audit_lines_dropped",
+            "Audit lines dropped because standard output did not take them and the buffer was full",
+            dropped.audit.clone(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because standard output did not take them and the buffer was full",
+            dropped.log.clone(),
+        );
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "decisions",

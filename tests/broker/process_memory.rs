@@ -9,10 +9,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use plugin_operator::policy::POLICY_FILE_NAME;
-use plugin_operator_test_support::broker::{StandIn, TOKEN, TempDir, policy, write_like_kubelet};
+use plugin_operator_test_support::broker::StandIn;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+
+use crate::process::{broker_command, mounted_files};
 
 const CONNECTIONS: usize = 1000;
 
@@ -29,32 +29,12 @@ fn resident_kib(pid: u32) -> u64 {
 #[ignore = "a measurement: prints the broker's memory per connection"]
 async fn process_memory_per_plugin_connection() {
     let chat_api = StandIn::start().await;
-    let policy_dir = TempDir::new("memory-policy");
-    let token_dir = TempDir::new("memory-token");
-    let p = policy(&[("users:read", &[])]);
-    write_like_kubelet(
-        &policy_dir.0,
-        POLICY_FILE_NAME,
-        &serde_json::to_vec(&p).unwrap(),
-    );
-    write_like_kubelet(&token_dir.0, "token", TOKEN.as_bytes());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plugin-operator"))
-        .arg("broker")
-        .args(["--chat-api-url", &format!("http://{}", chat_api.addr)])
-        .args([
-            "--inbound-bind",
-            "127.0.0.1:0",
-            "--admin-bind",
-            "127.0.0.1:0",
-        ])
-        .args(["--outbound-bind", "127.0.0.1:0", "--plugin-port", "1"])
+    let (policy_dir, token_dir) = mounted_files(&[("users:read", &[])]);
+    let mut child = broker_command(&policy_dir, &token_dir, chat_api.addr, chat_api.addr)
         .args(["--max-outbound-connections", "2000"])
         .args(["--header-read-timeout", "300s"])
-        .env("BROKER_POLICY_FILE", policy_dir.0.join(POLICY_FILE_NAME))
-        .env("BROKER_TOKEN_FILE", token_dir.0.join("token"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
