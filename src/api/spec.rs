@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::status::PluginStatus;
+use crate::policy::{KV_READ_SCOPE, KV_WRITE_SCOPE};
 
 /// What the plugin runs and what it may do.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -253,38 +254,39 @@ pub struct ChatApiGrant {
     pub channels: Vec<String>,
 }
 
-/// The chat API's scopes.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum ChatScope {
-    #[serde(rename = "channels:read")]
-    ChannelsRead,
-    #[serde(rename = "messages:read")]
-    MessagesRead,
-    #[serde(rename = "messages:write")]
-    MessagesWrite,
-    #[serde(rename = "reactions:write")]
-    ReactionsWrite,
-    #[serde(rename = "users:read")]
-    UsersRead,
-    #[serde(rename = "files:read")]
-    FilesRead,
-    #[serde(rename = "files:write")]
-    FilesWrite,
+/// Defines [`ChatScope`] from one table of `Variant = "name"` rows: the serde names
+/// (and so the CRD's enum), [`ChatScope::as_str`] and [`ChatScope::NAMES`] all come from
+/// it, so adding a scope is one row.
+macro_rules! chat_scopes {
+    ($($variant:ident = $name:literal,)+) => {
+        /// The chat API's scopes.
+        #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+        pub enum ChatScope {
+            $(#[serde(rename = $name)] $variant,)+
+        }
+
+        impl ChatScope {
+            /// Every scope's name, in declaration order.
+            pub const NAMES: &[&str] = &[$($name),+];
+
+            /// The scope's name as the catalog and the broker spell it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
+        }
+    };
 }
 
-impl ChatScope {
-    /// The scope's name as the catalog and the broker spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ChannelsRead => "channels:read",
-            Self::MessagesRead => "messages:read",
-            Self::MessagesWrite => "messages:write",
-            Self::ReactionsWrite => "reactions:write",
-            Self::UsersRead => "users:read",
-            Self::FilesRead => "files:read",
-            Self::FilesWrite => "files:write",
-        }
-    }
+chat_scopes! {
+    ChannelsRead = "channels:read",
+    MessagesRead = "messages:read",
+    MessagesWrite = "messages:write",
+    ReactionsWrite = "reactions:write",
+    UsersRead = "users:read",
+    FilesRead = "files:read",
+    FilesWrite = "files:write",
 }
 
 /// Access to the plugin's own key-value space.
@@ -358,7 +360,7 @@ pub struct EgressRule {
 #[serde(rename_all = "camelCase")]
 pub struct RateLimit {
     /// A granted chat-API scope, or kv:read / kv:write.
-    #[schemars(extend("enum" = ["channels:read", "messages:read", "messages:write", "reactions:write", "users:read", "files:read", "files:write", "kv:read", "kv:write"]))]
+    #[schemars(extend("enum" = rate_limit_scopes()))]
     pub scope: String,
     /// Sustained calls per minute.
     #[schemars(range(min = 1, max = 100000))]
@@ -367,4 +369,11 @@ pub struct RateLimit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
     pub burst: Option<i32>,
+}
+
+/// The scopes a rate limit may name: every chat-API scope, then the key-value ones.
+fn rate_limit_scopes() -> Vec<&'static str> {
+    let mut scopes = ChatScope::NAMES.to_vec();
+    scopes.extend([KV_READ_SCOPE, KV_WRITE_SCOPE]);
+    scopes
 }

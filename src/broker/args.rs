@@ -54,9 +54,14 @@ pub struct BrokerArgs {
     #[arg(long, env = "BROKER_ADMIN_BIND", default_value_t = SocketAddr::from(([0, 0, 0, 0], ports::ADMIN)))]
     pub admin_bind: SocketAddr,
 
-    /// Longest wait for the chat API's response head (e.g. 10s, 500ms).
+    /// Longest a call to the chat API may take, up to the end of its response body (e.g. 10s, 500ms).
     #[arg(long, env = "BROKER_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub upstream_timeout: Duration,
+
+    /// Most plugin connections open at once on the outbound listener (each holds one
+    /// connection to the chat API); beyond it, new connections wait until one closes.
+    #[arg(long, env = "BROKER_MAX_OUTBOUND_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_outbound_connections: u32,
 
     /// Longest time a client may take to send a request's head; also closes idle connections.
     #[arg(long, env = "BROKER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]

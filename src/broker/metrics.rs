@@ -10,7 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::audit::Outcome;
+use super::audit::{Dropped, Outcome};
+use super::http::server::ConnectionCap;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
@@ -52,11 +53,31 @@ pub struct Metrics {
     invocations_in_flight: Gauge,
     policy_reloads: Family<ReloadLabels, Counter>,
     credential_reloads: Family<ReloadLabels, Counter>,
+    responses_cut_off: Counter,
+    outbound_connections: Gauge,
+    outbound_connection_cap_reached: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(&Dropped::default())
+    }
+}
+
+impl Metrics {
+    /// The metrics, with the audit log's counts of dropped lines among them.
+    pub fn new(dropped: &Dropped) -> Self {
         let mut registry = Registry::with_prefix("broker");
+        registry.register(
+            "audit_lines_dropped",
+            "Audit lines dropped because standard output did not take them and the buffer was full",
+            dropped.audit.clone(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because standard output did not take them and the buffer was full",
+            dropped.log.clone(),
+        );
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "decisions",
@@ -100,6 +121,24 @@ impl Default for Metrics {
             "Credential files read, by result (applied or rejected)",
             credential_reloads.clone(),
         );
+        let responses_cut_off = Counter::default();
+        registry.register(
+            "responses_cut_off",
+            "Chat-API responses whose body had not ended by the call's deadline (--upstream-timeout) and was cut off",
+            responses_cut_off.clone(),
+        );
+        let outbound_connections = Gauge::default();
+        registry.register(
+            "outbound_connections",
+            "Plugin connections to the outbound listener open now",
+            outbound_connections.clone(),
+        );
+        let outbound_connection_cap_reached = Counter::default();
+        registry.register(
+            "outbound_connection_cap_reached",
+            "Times the outbound listener had --max-outbound-connections open and stopped accepting until one closed",
+            outbound_connection_cap_reached.clone(),
+        );
         Self {
             registry,
             decisions,
@@ -109,6 +148,9 @@ impl Default for Metrics {
             invocations_in_flight,
             policy_reloads,
             credential_reloads,
+            responses_cut_off,
+            outbound_connections,
+            outbound_connection_cap_reached,
         }
     }
 }
@@ -149,6 +191,19 @@ impl Metrics {
         self.credential_reloads
             .get_or_create(&reload_labels(applied))
             .inc();
+    }
+
+    pub fn record_response_cut_off(&self) {
+        self.responses_cut_off.inc();
+    }
+
+    /// A cap of `max` open connections, counted in the outbound connection metrics.
+    pub fn outbound_connection_cap(&self, max: usize) -> ConnectionCap {
+        ConnectionCap::new(
+            max,
+            self.outbound_connections.clone(),
+            self.outbound_connection_cap_reached.clone(),
+        )
     }
 
     /// The Prometheus text exposition of every metric.

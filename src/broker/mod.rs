@@ -29,6 +29,7 @@ mod run;
 pub use args::BrokerArgs;
 pub use audit::AuditDestination;
 pub use decide::{Call, CompiledPolicy, Decision, Denial, Verdict, check_path, decide};
+pub use http::headers::override_in;
 pub use reload::load_policy;
 pub use run::{BrokerError, Listeners, RunningBroker, run, start};
 

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::BoxError;
 use super::args::BrokerArgs;
-use super::audit::{AuditLog, DecisionIds};
+use super::audit::{self, AuditLog, DecisionIds};
 use super::http::admin::Admin;
 use super::http::inbound::Inbound;
 use super::http::outbound::Outbound;
@@ -90,7 +90,7 @@ impl RunningBroker {
         for loader in self.loaders {
             loader.abort();
         }
-        self.audit_log.flush();
+        self.audit_log.flush().await;
         drained
     }
 }
@@ -98,7 +98,8 @@ impl RunningBroker {
 /// Starts the broker on already bound listeners. The policy and token files are read
 /// once before this returns, then polled in the background.
 pub async fn start(args: &BrokerArgs, listeners: Listeners) -> Result<RunningBroker, BrokerError> {
-    let metrics = Arc::new(Metrics::default());
+    let audit_log = AuditLog::new(args.log_format, args.audit_destination.clone());
+    let metrics = Arc::new(Metrics::new(audit_log.dropped()));
     let chat_api = Target::parse(&args.chat_api_url)?;
     let chat_api_forwarder = Forwarder::new(&chat_api, args.chat_api_ca_file.as_deref())?;
     let plugin = Target::plugin(args.plugin_port);
@@ -110,7 +111,6 @@ pub async fn start(args: &BrokerArgs, listeners: Listeners) -> Result<RunningBro
     let (mut credential_loader, credential) =
         reload::credential::loader(&args.token_file, metrics.clone());
     credential_loader.poll_once().await;
-    let audit_log = AuditLog::new(args.log_format, args.audit_destination.clone());
     let loaders = vec![
         tokio::spawn(policy_loader.run(args.policy_poll_interval)),
         tokio::spawn(credential_loader.run(args.token_poll_interval)),
@@ -135,6 +135,8 @@ pub async fn start(args: &BrokerArgs, listeners: Listeners) -> Result<RunningBro
         metrics: metrics.clone(),
         ids: DecisionIds::default(),
     });
+    let max_outbound = usize::try_from(args.max_outbound_connections).unwrap_or(usize::MAX);
+    let outbound_cap = metrics.outbound_connection_cap(max_outbound);
     let admin = Arc::new(Admin {
         policy,
         credential,
@@ -153,15 +155,20 @@ pub async fn start(args: &BrokerArgs, listeners: Listeners) -> Result<RunningBro
         shutdown: stopping,
     };
     let servers = vec![
-        listen.spawn("outbound", listeners.outbound, move || {
-            let (outbound, dedicated) = (outbound.clone(), Arc::new(Dedicated::default()));
-            move |request| outbound.clone().handle(dedicated.clone(), request)
-        }),
-        listen.spawn("inbound", listeners.inbound, move || {
+        listen.spawn(
+            "outbound",
+            listeners.outbound,
+            Some(outbound_cap),
+            move |slot| {
+                let (outbound, dedicated) = (outbound.clone(), Arc::new(Dedicated::new(slot)));
+                move |request| outbound.clone().handle(dedicated.clone(), request)
+            },
+        ),
+        listen.spawn("inbound", listeners.inbound, None, move |_| {
             let inbound = inbound.clone();
             move |request| inbound.clone().handle(request)
         }),
-        listen.spawn("admin", listeners.admin, move || {
+        listen.spawn("admin", listeners.admin, None, move |_| {
             let admin = admin.clone();
             move |request| admin.clone().handle(request)
         }),
@@ -190,8 +197,15 @@ pub async fn run(args: BrokerArgs) -> Result<(), BoxError> {
     serve_until_terminated(args).await.map_err(BoxError::from)
 }
 
+/// Serves, then writes the log lines still buffered (at most [`audit::FLUSH_WITHIN`]).
 async fn serve_until_terminated(args: BrokerArgs) -> Result<(), BrokerError> {
-    crate::telemetry::init(args.log_format);
+    crate::telemetry::init_writing_to(args.log_format, audit::stdout_log_lines());
+    let result = serve(args).await;
+    audit::flush_stdout().await;
+    result
+}
+
+async fn serve(args: BrokerArgs) -> Result<(), BrokerError> {
     let listeners = Listeners::bind(&args).await?;
     let broker = start(&args, listeners).await?;
     wait_for_termination().await?;

@@ -7,16 +7,9 @@ pub const KV_READ_SCOPE: &str = "kv:read";
 /// Writing the plugin's own key-value space (granted by `permissions.database`).
 pub const KV_WRITE_SCOPE: &str = "kv:write";
 
-/// The chat-API scopes a Plugin may ask for in `permissions.chatApi`.
-pub const KNOWN_CHAT_SCOPES: &[&str] = &[
-    "channels:read",
-    "messages:read",
-    "messages:write",
-    "reactions:write",
-    "users:read",
-    "files:read",
-    "files:write",
-];
+/// The chat-API scopes a Plugin may ask for in `permissions.chatApi`; the
+/// [`ChatScope`](crate::api::ChatScope) table is their one definition.
+pub const KNOWN_CHAT_SCOPES: &[&str] = crate::api::ChatScope::NAMES;
 
 /// One route of the chat API. `path` is a template of `/`-separated segments where
 /// `{name}` matches one segment: `{channel}` is checked against a grant's channel list,

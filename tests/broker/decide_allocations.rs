@@ -1,11 +1,12 @@
-//! `decide` allocates nothing: counted with a global allocator that tallies the
-//! allocations made by this thread while counting is on. The allocator is the whole
+//! `decide` and the override check allocate nothing: counted with a global allocator
+//! that tallies the allocations made by this thread while counting is on. The allocator is the whole
 //! test binary's; on other threads, and while not counting, it only passes through.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use plugin_operator::broker::{Call, CompiledPolicy, decide};
+use http::{HeaderMap, HeaderValue, header};
+use plugin_operator::broker::{Call, CompiledPolicy, decide, override_in};
 use plugin_operator::policy::{EnforcementMode, KV_READ_SCOPE};
 use plugin_operator_test_support::broker::PolicyBuilder;
 
@@ -96,4 +97,29 @@ fn decide_allocates_nothing_whatever_it_decides() {
     }
     // The counter itself works.
     assert!(allocations_during(|| drop(std::hint::black_box(vec![1u8; 16]))) > 0);
+}
+
+#[test]
+fn the_override_check_allocates_nothing() {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    headers.insert("x-http-method-override", HeaderValue::from_static("DELETE"));
+    let plain = {
+        let mut plain = headers.clone();
+        plain.remove("x-http-method-override");
+        plain
+    };
+    let mut found = 0;
+    let count = allocations_during(|| {
+        for query in [None, Some("limit=5&cursor=abc"), Some("a=1;%5Fmethod=PUT")] {
+            found += usize::from(override_in(&plain, query).is_some());
+            found += usize::from(override_in(&headers, query).is_some());
+        }
+    });
+    assert_eq!(count, 0, "the override check allocated {count} times");
+    assert_eq!(found, 4);
 }

@@ -19,6 +19,44 @@ const PLUGIN_SECRET: &str = "plugin-secret-aaa";
 const COOKIE_SECRET: &str = "cookie-secret-bbb";
 const QUERY_SECRET: &str = "query-secret-ccc";
 
+/// The broker binary with its flags and environment for a test: listeners on
+/// `127.0.0.1:0` (it logs the addresses in its `broker listening` line), JSON logs.
+pub(crate) fn broker_command(
+    policy_dir: &TempDir,
+    token_dir: &TempDir,
+    chat_api: SocketAddr,
+    plugin: SocketAddr,
+) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_plugin-operator"));
+    command
+        .arg("broker")
+        .args(["--chat-api-url", &format!("http://{chat_api}")])
+        .args(["--inbound-bind", "127.0.0.1:0"])
+        .args(["--outbound-bind", "127.0.0.1:0"])
+        .args(["--admin-bind", "127.0.0.1:0"])
+        .args(["--log-format", "json"])
+        .env("BROKER_POLICY_FILE", policy_dir.0.join(POLICY_FILE_NAME))
+        .env("BROKER_TOKEN_FILE", token_dir.0.join("token"))
+        .env("BROKER_PLUGIN_PORT", plugin.port().to_string())
+        .env("BROKER_PLUGIN_ID", "team-a/weather")
+        .kill_on_drop(true);
+    command
+}
+
+/// A policy and token in fresh directories, as the kubelet mounts them.
+pub(crate) fn mounted_files(scopes: &[(&str, &[&str])]) -> (TempDir, TempDir) {
+    let policy_dir = TempDir::new("process-policy");
+    let token_dir = TempDir::new("process-token");
+    let p = policy(scopes);
+    write_like_kubelet(
+        &policy_dir.0,
+        POLICY_FILE_NAME,
+        &serde_json::to_vec(&p).unwrap(),
+    );
+    write_like_kubelet(&token_dir.0, "token", TOKEN.as_bytes());
+    (policy_dir, token_dir)
+}
+
 struct BrokerProcess {
     child: Child,
     lines: tokio::sync::mpsc::UnboundedReceiver<String>,
@@ -32,17 +70,7 @@ impl BrokerProcess {
         chat_api: SocketAddr,
         plugin: SocketAddr,
     ) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_plugin-operator"))
-            .arg("broker")
-            .args(["--chat-api-url", &format!("http://{chat_api}")])
-            .args(["--inbound-bind", "127.0.0.1:0"])
-            .args(["--outbound-bind", "127.0.0.1:0"])
-            .args(["--admin-bind", "127.0.0.1:0"])
-            .args(["--log-format", "json"])
-            .env("BROKER_POLICY_FILE", policy_dir.0.join(POLICY_FILE_NAME))
-            .env("BROKER_TOKEN_FILE", token_dir.0.join("token"))
-            .env("BROKER_PLUGIN_PORT", plugin.port().to_string())
-            .env("BROKER_PLUGIN_ID", "team-a/weather")
+        let mut child = broker_command(policy_dir, token_dir, chat_api, plugin)
             .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -103,16 +131,7 @@ fn addr(json: &serde_json::Value, field: &str) -> SocketAddr {
 async fn broker_process_audits_without_secrets_and_drains_on_sigterm() {
     let chat_api = StandIn::start().await;
     let plugin = StandIn::start().await;
-    let policy_dir = TempDir::new("process-policy");
-    let token_dir = TempDir::new("process-token");
-    let p = policy(&[("users:read", &[])]);
-    write_like_kubelet(
-        &policy_dir.0,
-        POLICY_FILE_NAME,
-        &serde_json::to_vec(&p).unwrap(),
-    );
-    write_like_kubelet(&token_dir.0, "token", TOKEN.as_bytes());
-
+    let (policy_dir, token_dir) = mounted_files(&[("users:read", &[])]);
     let mut broker = BrokerProcess::spawn(&policy_dir, &token_dir, chat_api.addr, plugin.addr);
     let listening = broker.wait_for_message("broker listening").await;
     let (outbound, inbound, admin) = (
@@ -230,4 +249,104 @@ async fn broker_refuses_an_outbound_listener_off_loopback() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("loopback"), "{stderr}");
+}
+
+/// Standard output is a pipe that nobody reads after the first lines, as when a
+/// log collector stalls. The broker must go on answering on every listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_whose_stdout_nobody_reads_keeps_serving_and_counts_dropped_lines() {
+    let chat_api = StandIn::start().await;
+    let plugin = StandIn::start().await;
+    let (policy_dir, token_dir) = mounted_files(&[("users:read", &[])]);
+    let mut child = broker_command(&policy_dir, &token_dir, chat_api.addr, plugin.addr)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let next_line = async |stdout: &mut tokio::io::Lines<_>| {
+        tokio::time::timeout(Duration::from_secs(10), stdout.next_line())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+    };
+    let listening = loop {
+        let line = next_line(&mut stdout).await.expect("the broker logs");
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if json["message"] == "broker listening" {
+            break json;
+        }
+    };
+    let (outbound, inbound, admin) = (
+        addr(&listening, "outbound_addr"),
+        addr(&listening, "inbound_addr"),
+        addr(&listening, "admin_addr"),
+    );
+    // From here on nobody reads: 8 KiB paths make 8 KiB audit and log lines, so the
+    // pipe (64 KiB) and the broker's buffer (1 MiB) fill within a few hundred calls.
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let status = |url: String| {
+        let client = client.clone();
+        async move {
+            let request = http::Request::get(url)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let answer = tokio::time::timeout(Duration::from_secs(5), client.request(request))
+                .await
+                .expect("the broker answers while its stdout is not read")
+                .unwrap();
+            let status = answer.status();
+            answer.into_body().collect().await.unwrap();
+            status
+        }
+    };
+    let long = "a".repeat(8 * 1024);
+    for _ in 0..200 {
+        let denied = status(format!("http://{outbound}/{long}")).await;
+        assert_eq!(denied, StatusCode::FORBIDDEN);
+        let invoked = status(format!("http://{inbound}/{long}")).await;
+        assert_eq!(invoked, StatusCode::OK);
+    }
+    assert_eq!(
+        status(format!("http://{admin}/healthz")).await,
+        StatusCode::OK
+    );
+    let allowed = status(format!("http://{outbound}/api/v1/users")).await;
+    assert_eq!(allowed, StatusCode::OK);
+    let metrics = client
+        .request(
+            http::Request::get(format!("http://{admin}/metrics"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    for counter in [
+        "broker_audit_lines_dropped_total",
+        "broker_log_lines_dropped_total",
+    ] {
+        let dropped: f64 = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(counter)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {counter} in {metrics}"));
+        assert!(dropped > 0.0, "{counter} {dropped}");
+    }
+
+    // Read again: what was kept comes out in whole lines.
+    let mut read = 0;
+    while let Some(line) = next_line(&mut stdout).await {
+        serde_json::from_str::<serde_json::Value>(&line).expect("a whole JSON line");
+        read += 1;
+        if read == 100 {
+            break;
+        }
+    }
+    assert!(read >= 100, "only {read} lines came out once read again");
 }

@@ -1,16 +1,28 @@
 //! Where audit lines go: standard output, one line per decision, in the log format of
-//! the rest of the process (JSON by default).
+//! the rest of the process (JSON by default). The broker's other log lines go the same
+//! way ([`stdout_log_lines`]), so nothing else in the process writes to standard output.
 //!
 //! Lines are formatted straight into a buffer and written by a background task that the
 //! first line of a batch wakes. Under load, every decision made in one turn of the
 //! event loop leaves in one write; when idle, a line is written as soon as the handler
-//! that made it yields. Shutdown writes what is left, so a line can be lost only if the
-//! process is killed outright (SIGKILL) in the instant between a decision and its write.
+//! that made it yields.
+//!
+//! Nothing waits for standard output. When it is a pipe (as a container's is), it is
+//! written without blocking: a reader that stops reading leaves the writer task waiting
+//! for room while the listeners go on. The buffer holds at most [`CAPACITY`] bytes; a
+//! line that does not fit is dropped whole and counted (`broker_audit_lines_dropped_total`,
+//! `broker_log_lines_dropped_total`). Shutdown writes what is left, waiting at most
+//! [`FLUSH_WITHIN`]. Standard output that is not a pipe (a file, a terminal) is written
+//! with plain blocking writes.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::metrics::counter::Counter;
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::pipe;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -18,9 +30,12 @@ use super::AuditRecord;
 use super::line::{Timestamp, json_line, plain_line};
 use crate::telemetry::LogFormat;
 
-/// A buffer larger than this is written by the handler itself, so memory stays bounded
-/// when standard output is slower than the decisions.
-const WRITE_INLINE_ABOVE: usize = 256 * 1024;
+/// Most bytes of lines waiting for standard output (about 3,500 audit lines); a line
+/// that would go beyond it is dropped. A batch being written is held besides.
+pub const CAPACITY: usize = 1024 * 1024;
+
+/// Longest a flush (at shutdown) waits for standard output to take what is left.
+pub const FLUSH_WITHIN: Duration = Duration::from_secs(2);
 
 /// Where the lines end up.
 #[derive(Clone, Debug, Default)]
@@ -34,15 +49,24 @@ pub enum AuditDestination {
 /// The audit log shared by every outbound connection.
 #[derive(Clone, Debug)]
 pub struct AuditLog {
+    format: LogFormat,
     shared: Arc<Shared>,
+}
+
+/// Counts of lines dropped because the buffer was full.
+#[derive(Clone, Debug, Default)]
+pub struct Dropped {
+    pub audit: Counter,
+    pub log: Counter,
 }
 
 #[derive(Debug)]
 struct Shared {
-    format: LogFormat,
-    destination: AuditDestination,
     pending: Mutex<Pending>,
     wake: Notify,
+    /// The writing side; held across a write, so flushes and the writer take turns.
+    out: tokio::sync::Mutex<Out>,
+    dropped: Dropped,
 }
 
 #[derive(Debug, Default)]
@@ -53,16 +77,43 @@ struct Pending {
     second_text: String,
 }
 
+#[derive(Debug)]
+enum Out {
+    /// Standard output, opened on the first write (it needs the runtime).
+    Stdout,
+    Pipe(pipe::Sender),
+    Blocking,
+    Memory(Arc<Mutex<Vec<u8>>>),
+}
+
+/// The process's one standard-output buffer, shared by audit and log lines.
+fn stdout_shared() -> &'static Arc<Shared> {
+    static STDOUT: OnceLock<Arc<Shared>> = OnceLock::new();
+    STDOUT.get_or_init(|| Shared::new(Out::Stdout))
+}
+
+/// A `tracing` writer that puts the broker's log lines into the standard-output buffer.
+pub fn stdout_log_lines() -> LogLines {
+    LogLines(stdout_shared().clone())
+}
+
+/// Writes what standard output's buffer holds, waiting at most [`FLUSH_WITHIN`].
+pub async fn flush_stdout() {
+    stdout_shared().flush().await;
+}
+
 impl AuditLog {
     pub fn new(format: LogFormat, destination: AuditDestination) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                format,
-                destination,
-                pending: Mutex::new(Pending::default()),
-                wake: Notify::new(),
-            }),
-        }
+        let shared = match destination {
+            AuditDestination::Stdout => stdout_shared().clone(),
+            AuditDestination::Memory(memory) => Shared::new(Out::Memory(memory)),
+        };
+        Self { format, shared }
+    }
+
+    /// The counters of dropped lines, for the metrics.
+    pub fn dropped(&self) -> &Dropped {
+        &self.shared.dropped
     }
 
     /// Starts the task that writes the buffered lines; abort it after [`AuditLog::flush`]
@@ -72,15 +123,15 @@ impl AuditLog {
         tokio::spawn(async move {
             loop {
                 shared.wake.notified().await;
-                shared.write_pending();
+                shared.write_pending().await;
             }
         })
     }
 
-    /// Adds one line for `record`.
+    /// Adds one line for `record`, or drops it if the buffer is full.
     pub fn record(&self, record: &AuditRecord<'_>) {
         let mut pending = self.shared.lock();
-        let was_empty = pending.lines.is_empty();
+        let before = pending.lines.len();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -92,47 +143,71 @@ impl AuditLog {
             second: second_text,
             micros: now.subsec_micros(),
         };
-        match self.shared.format {
+        match self.format {
             LogFormat::Json => json_line(lines, &timestamp, record),
             LogFormat::Plain => plain_line(lines, &timestamp, record),
         }
-        let too_much = pending.lines.len() > WRITE_INLINE_ABOVE;
-        drop(pending);
-        if too_much {
-            self.shared.write_pending();
-        } else if was_empty {
-            self.shared.wake.notify_one();
+        if lines.len() > CAPACITY {
+            lines.truncate(before);
+            drop(pending);
+            self.shared.dropped.audit.inc();
+        } else {
+            drop(pending);
+            if before == 0 {
+                self.shared.wake.notify_one();
+            }
         }
     }
 
-    /// Writes every buffered line now.
-    pub fn flush(&self) {
-        self.shared.write_pending();
+    /// Writes every buffered line now, waiting at most [`FLUSH_WITHIN`].
+    pub async fn flush(&self) {
+        self.shared.flush().await;
     }
 }
 
 impl Shared {
+    fn new(out: Out) -> Arc<Self> {
+        Arc::new(Self {
+            pending: Mutex::new(Pending::default()),
+            wake: Notify::new(),
+            out: tokio::sync::Mutex::new(out),
+            dropped: Dropped::default(),
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Pending> {
         self.pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write_pending(&self) {
+    /// Adds one log line (as `tracing` wrote it), or drops it if the buffer is full.
+    fn push_log_line(&self, line: &[u8]) {
+        let mut pending = self.lock();
+        if pending.lines.len() + line.len() > CAPACITY {
+            drop(pending);
+            self.dropped.log.inc();
+            return;
+        }
+        let was_empty = pending.lines.is_empty();
+        pending.lines.extend_from_slice(line);
+        drop(pending);
+        if was_empty {
+            self.wake.notify_one();
+        }
+    }
+
+    async fn flush(&self) {
+        let _ = tokio::time::timeout(FLUSH_WITHIN, self.write_pending()).await;
+    }
+
+    async fn write_pending(&self) {
+        let mut out = self.out.lock().await;
         let lines = std::mem::take(&mut self.lock().lines);
         if lines.is_empty() {
             return;
         }
-        match &self.destination {
-            AuditDestination::Stdout => {
-                // Nothing better to do if standard output is gone; the metrics still count.
-                let _ = std::io::stdout().lock().write_all(&lines);
-            }
-            AuditDestination::Memory(memory) => memory
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .extend_from_slice(&lines),
-        }
+        out.write_all(&lines).await;
         let mut pending = self.lock();
         if pending.lines.is_empty() {
             // Keep the allocation for the next batch.
@@ -143,9 +218,59 @@ impl Shared {
     }
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        self.write_pending();
+impl Out {
+    /// Writes `lines`; if standard output is gone there is nothing better to do (the
+    /// metrics still count every decision).
+    async fn write_all(&mut self, lines: &[u8]) {
+        if let Out::Stdout = self {
+            *self = Out::open_stdout();
+        }
+        match self {
+            Out::Pipe(sender) => {
+                let _ = sender.write_all(lines).await;
+            }
+            Out::Stdout | Out::Blocking => {
+                let _ = std::io::stdout().lock().write_all(lines);
+            }
+            Out::Memory(memory) => memory
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .extend_from_slice(lines),
+        }
+    }
+
+    /// Standard output as a non-blocking pipe when it is one. The pipe shares its open
+    /// file with descriptor 1, which becomes non-blocking too; nothing else in the
+    /// broker writes to it.
+    fn open_stdout() -> Out {
+        std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(pipe::Sender::from_owned_fd)
+            .map_or(Out::Blocking, Out::Pipe)
+    }
+}
+
+/// The `tracing` writer of [`stdout_log_lines`]: each write is one formatted event.
+#[derive(Clone, Debug)]
+pub struct LogLines(Arc<Shared>);
+
+impl Write for LogLines {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        self.0.push_log_line(line);
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogLines {
+    type Writer = LogLines;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
     }
 }
 
@@ -163,107 +288,4 @@ impl Pending {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::broker::audit::{DecisionId, Outcome};
-
-    fn record<'a>(path: &'a str, plugin: &'a str) -> AuditRecord<'a> {
-        AuditRecord {
-            id: DecisionId::for_tests(42),
-            plugin,
-            scope: Some("users:read"),
-            method: "GET",
-            path,
-            outcome: Outcome::Denied,
-            reason: Some("ScopeNotGranted"),
-            status: 403,
-            latency: Duration::from_micros(1234),
-        }
-    }
-
-    fn lines_of(log: &AuditLog, memory: &Arc<Mutex<Vec<u8>>>) -> String {
-        log.flush();
-        String::from_utf8(memory.lock().unwrap().clone()).unwrap()
-    }
-
-    #[test]
-    fn json_line_carries_every_field_of_the_decision() {
-        let memory = Arc::new(Mutex::new(Vec::new()));
-        let log = AuditLog::new(LogFormat::Json, AuditDestination::Memory(memory.clone()));
-        log.record(&record("/api/v1/users", "team-a/weather"));
-        let text = lines_of(&log, &memory);
-        assert!(text.ends_with('\n') && text.lines().count() == 1, "{text}");
-        let line: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(line["message"], "decision");
-        assert_eq!(line["target"], "broker::audit");
-        assert_eq!(line["level"], "INFO");
-        assert_eq!(line["decision_id"], DecisionId::for_tests(42).to_string());
-        assert_eq!(line["plugin"], "team-a/weather");
-        assert_eq!(line["scope"], "users:read");
-        assert_eq!(line["method"], "GET");
-        assert_eq!(line["path"], "/api/v1/users");
-        assert_eq!(line["outcome"], "denied");
-        assert_eq!(line["reason"], "ScopeNotGranted");
-        assert_eq!(line["status"], 403);
-        assert_eq!(line["latency_ms"], 1.234);
-        let timestamp = line["timestamp"].as_str().unwrap();
-        let parsed = chrono::DateTime::parse_from_rfc3339(timestamp).unwrap();
-        let age = chrono::Utc::now().signed_duration_since(parsed);
-        assert!(age.num_seconds().abs() < 60, "{timestamp}");
-    }
-
-    #[test]
-    fn lines_are_kept_until_written_and_none_is_lost() {
-        let memory = Arc::new(Mutex::new(Vec::new()));
-        let log = AuditLog::new(LogFormat::Json, AuditDestination::Memory(memory.clone()));
-        for _ in 0..500 {
-            log.record(&record("/api/v1/users", "p"));
-        }
-        assert!(memory.lock().unwrap().is_empty(), "written before a flush");
-        assert_eq!(lines_of(&log, &memory).lines().count(), 500);
-    }
-
-    #[test]
-    fn a_large_backlog_is_written_by_the_caller() {
-        let memory = Arc::new(Mutex::new(Vec::new()));
-        let log = AuditLog::new(LogFormat::Json, AuditDestination::Memory(memory.clone()));
-        let long_path = format!("/{}", "a".repeat(4096));
-        for _ in 0..100 {
-            log.record(&record(&long_path, "p"));
-        }
-        assert!(
-            !memory.lock().unwrap().is_empty(),
-            "the backlog grew unbounded"
-        );
-    }
-
-    #[test]
-    fn dropping_the_log_writes_what_is_left() {
-        let memory = Arc::new(Mutex::new(Vec::new()));
-        let log = AuditLog::new(LogFormat::Plain, AuditDestination::Memory(memory.clone()));
-        log.record(&record("/api/v1/users", "p"));
-        drop(log);
-        let text = String::from_utf8(memory.lock().unwrap().clone()).unwrap();
-        assert!(text.contains("decision decision_id="), "{text}");
-        assert!(text.contains("path=\"/api/v1/users\""), "{text}");
-        assert!(text.contains("status=403"), "{text}");
-    }
-
-    #[tokio::test]
-    async fn the_writer_task_writes_without_a_flush() {
-        let memory = Arc::new(Mutex::new(Vec::new()));
-        let log = AuditLog::new(LogFormat::Json, AuditDestination::Memory(memory.clone()));
-        let writer = log.spawn_writer();
-        log.record(&record("/api/v1/users", "p"));
-        for _ in 0..100 {
-            if !memory.lock().unwrap().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        writer.abort();
-        assert_eq!(memory.lock().unwrap().split(|b| *b == b'\n').count(), 2);
-    }
-}
+mod tests;

@@ -7,7 +7,7 @@
 mod line;
 mod log;
 
-pub use log::{AuditDestination, AuditLog};
+pub use log::{AuditDestination, AuditLog, Dropped, flush_stdout, stdout_log_lines};
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};

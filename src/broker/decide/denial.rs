@@ -32,6 +32,10 @@ pub enum Denial<'a> {
     BodyTooLarge { scope: Option<&'a str>, limit: u64 },
     #[error("the request body broke off or did not arrive in time")]
     BodyUnreadable,
+    #[error(
+        "{via} asks for another method or path than the request line's, which the broker decided on; send the call as what it is"
+    )]
+    MethodOrPathOverride { via: &'static str },
     #[error("the request target cannot be forwarded")]
     UnforwardableTarget,
     #[error("the broker has not loaded a policy yet")]
@@ -53,9 +57,10 @@ pub enum Denial<'a> {
 impl Denial<'_> {
     pub fn status(&self) -> StatusCode {
         match self {
-            Denial::MalformedPath(_) | Denial::BodyUnreadable | Denial::UnforwardableTarget => {
-                StatusCode::BAD_REQUEST
-            }
+            Denial::MalformedPath(_)
+            | Denial::MethodOrPathOverride { .. }
+            | Denial::BodyUnreadable
+            | Denial::UnforwardableTarget => StatusCode::BAD_REQUEST,
             Denial::UnknownRoute
             | Denial::ScopeNotGranted { .. }
             | Denial::ChannelNotGranted { .. }
@@ -85,6 +90,7 @@ impl Denial<'_> {
             Denial::RateLimited { .. } => "RateLimited",
             Denial::BodyTooLarge { .. } => "BodyTooLarge",
             Denial::BodyUnreadable => "BodyUnreadable",
+            Denial::MethodOrPathOverride { .. } => "MethodOrPathOverride",
             Denial::UnforwardableTarget => "UnforwardableTarget",
             Denial::PolicyNotLoaded => "PolicyNotLoaded",
             Denial::CredentialUnavailable => "CredentialUnavailable",

@@ -123,3 +123,70 @@ impl<G: Unpin> Body for GuardedBody<G> {
         self.inner.size_hint()
     }
 }
+
+/// What happens, once, when a [`DeadlineBody`] is cut off.
+pub trait OnCut {
+    fn cut(self);
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that must end by `deadline`. Past it, the next frame is an
+    /// error instead of data (so the caller's connection closes before the body's
+    /// end) and `on_cut` runs. The timer is only polled while no data is ready, so a
+    /// body that is there at once costs one clock reading per frame and no timer.
+    pub struct DeadlineBody<C> {
+        inner: Incoming,
+        #[pin]
+        sleep: Sleep,
+        deadline: Instant,
+        on_cut: Option<C>,
+    }
+}
+
+impl<C: OnCut> DeadlineBody<C> {
+    pub fn new(inner: Incoming, deadline: Instant, on_cut: C) -> Self {
+        Self {
+            inner,
+            sleep: tokio::time::sleep_until(deadline),
+            deadline,
+            on_cut: Some(on_cut),
+        }
+    }
+}
+
+impl<C: OnCut> Body for DeadlineBody<C> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match Pin::new(this.inner).poll_frame(cx) {
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(Box::new(error)))),
+            Poll::Ready(Some(Ok(frame))) if Instant::now() < *this.deadline => {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(Some(Ok(_))) => {}
+            Poll::Pending => {
+                if this.sleep.poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        }
+        if let Some(on_cut) = this.on_cut.take() {
+            on_cut.cut();
+        }
+        Poll::Ready(Some(Err(Box::new(DeadlinePassed))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

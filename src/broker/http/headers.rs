@@ -28,6 +28,65 @@ const IDENTITY: [&str; 7] = [
     "x-client-ip",
 ];
 
+/// Headers that make common servers and frameworks treat a call as another method or
+/// path than its request line says, so as another call than the one decided.
+static OVERRIDES: [HeaderName; 5] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+];
+
+/// The query parameter that method-override middleware (Express, Laravel, Rack) reads.
+const METHOD_PARAMETER: &[u8] = b"_method";
+
+/// The header name or query parameter by which a call asks to be taken for another
+/// method or path, if it does. Allocates nothing.
+pub fn override_in(headers: &HeaderMap, query: Option<&str>) -> Option<&'static str> {
+    if let Some(name) = OVERRIDES.iter().find(|name| headers.contains_key(*name)) {
+        return Some(name.as_str());
+    }
+    query
+        .is_some_and(names_method_parameter)
+        .then_some("_method")
+}
+
+/// Whether a query has a `_method` parameter, its name compared after percent-decoding
+/// and in any case, with `&` or `;` between parameters.
+fn names_method_parameter(query: &str) -> bool {
+    query.split(['&', ';']).any(|pair| {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        decodes_to(name.as_bytes(), METHOD_PARAMETER)
+    })
+}
+
+fn decodes_to(encoded: &[u8], wanted: &[u8]) -> bool {
+    let hex = |byte: u8| char::from(byte).to_digit(16);
+    let (mut at, mut matched) = (0, 0);
+    while at < encoded.len() {
+        let byte = match (encoded[at], encoded.get(at + 1..at + 3)) {
+            (b'%', Some(&[high, low])) => match (hex(high), hex(low)) {
+                (Some(high), Some(low)) => {
+                    at += 2;
+                    u8::try_from(high * 16 + low).unwrap_or(0)
+                }
+                _ => b'%',
+            },
+            (byte, _) => byte,
+        };
+        at += 1;
+        if !wanted
+            .get(matched)
+            .is_some_and(|expected| expected.eq_ignore_ascii_case(&byte))
+        {
+            return false;
+        }
+        matched += 1;
+    }
+    matched == wanted.len()
+}
+
 /// The header that carries the decision id to the chat API, for correlating logs.
 pub const DECISION_ID: HeaderName = HeaderName::from_static("x-broker-decision-id");
 
@@ -133,6 +192,57 @@ mod tests {
         let accept: Vec<_> = headers.get_all("accept").iter().collect();
         assert_eq!(accept, ["text/plain", "application/json"]);
         assert!(headers.get("cookie").is_none());
+    }
+
+    #[test]
+    fn each_override_header_is_named_in_any_case() {
+        for name in [
+            "X-HTTP-Method-Override",
+            "X-HTTP-Method",
+            "X-Method-Override",
+            "X-Original-URL",
+            "X-Rewrite-URL",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("DELETE"),
+            );
+            assert_eq!(
+                override_in(&headers, None),
+                Some(name.to_ascii_lowercase().as_str())
+            );
+        }
+        let plain = headers_of(&[("content-type", "application/json"), ("x-request-id", "1")]);
+        assert_eq!(override_in(&plain, Some("limit=5&method=x")), None);
+    }
+
+    #[test]
+    fn a_method_parameter_is_found_however_it_is_spelled() {
+        for query in [
+            "_method=DELETE",
+            "a=1&_method=PUT",
+            "a=1;_method=PUT",
+            "%5Fmethod=DELETE",
+            "%5fMETHOD=DELETE",
+            "_method",
+        ] {
+            assert_eq!(
+                override_in(&HeaderMap::new(), Some(query)),
+                Some("_method"),
+                "{query}"
+            );
+        }
+        for query in [
+            "method=DELETE",
+            "x_method=1",
+            "_methods=1",
+            "a=_method",
+            "%5",
+            "_metho%",
+        ] {
+            assert_eq!(override_in(&HeaderMap::new(), Some(query)), None, "{query}");
+        }
     }
 
     #[test]

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use http::request::Parts;
 use http::{HeaderMap, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::{
-    BodyRefusal, ProxyBody, declared_length, incoming, limit_request_body, to_proxy_response,
+    BodyRefusal, DeadlineBody, OnCut, ProxyBody, declared_length, limit_request_body,
+    to_proxy_response,
 };
-use super::headers::{DECISION_ID, for_chat_api, strip_hop_by_hop};
+use super::headers::{DECISION_ID, for_chat_api, override_in, strip_hop_by_hop};
 use super::target::Target;
 use super::upstream::{Dedicated, ForwardError, Forwarder, error_chain};
 use crate::broker::audit::{AuditLog, AuditRecord, DecisionId, DecisionIds, Outcome};
@@ -80,6 +82,7 @@ impl Outbound {
             parts: &parts,
             started,
         };
+        let deadline = started + self.timeout;
         let result = self
             .forward(
                 id,
@@ -88,12 +91,33 @@ impl Outbound {
                 &parts,
                 Sent { headers, body },
                 &dedicated,
+                deadline,
             )
             .await;
-        self.audit(&subject, result.as_ref().map(Response::status));
-        result.unwrap_or_else(|denial| to_proxy_response(denial.to_response(id)))
+        self.audit(&subject, result.as_ref().map(|response| response.status()));
+        let scope = subject.scope.cloned();
+        match result {
+            Ok(response) => {
+                let status = response.status();
+                response.map(|body| {
+                    let cut = CutOff {
+                        outbound: self.clone(),
+                        id,
+                        in_force: in_force.clone(),
+                        scope,
+                        parts,
+                        status,
+                        started,
+                    };
+                    DeadlineBody::new(body, deadline, cut).boxed()
+                })
+            }
+            Err(denial) => to_proxy_response(denial.to_response(id)),
+        }
     }
 
+    /// The chat API's response head to an allowed call, its body still to come.
+    #[allow(clippy::too_many_arguments)]
     async fn forward<'a>(
         &self,
         id: DecisionId,
@@ -102,7 +126,11 @@ impl Outbound {
         parts: &Parts,
         Sent { headers, body }: Sent,
         dedicated: &Dedicated,
-    ) -> Result<Response<ProxyBody>, Denial<'a>> {
+        deadline: Instant,
+    ) -> Result<Response<Incoming>, Denial<'a>> {
+        if let Some(via) = override_in(&headers, parts.uri.query()) {
+            return Err(Denial::MethodOrPathOverride { via });
+        }
         if let Verdict::Deny(denial) = decision.verdict {
             return Err(denial);
         }
@@ -132,7 +160,6 @@ impl Outbound {
             .authorization()
             .ok_or(Denial::CredentialUnavailable)?;
 
-        let deadline = Instant::now() + self.timeout;
         let body = match tokio::time::timeout_at(
             deadline,
             limit_request_body(body, &headers, limit),
@@ -170,7 +197,7 @@ impl Outbound {
         };
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers);
-        Ok(Response::from_parts(head, incoming(body)))
+        Ok(Response::from_parts(head, body))
     }
 
     /// Writes the audit line and counts the decision.
@@ -200,6 +227,40 @@ impl Outbound {
             .record_decision(subject.scope.unwrap_or(&self.no_scope), outcome, latency);
     }
 }
+
+/// An allowed call whose response body did not end by the call's deadline.
+struct CutOff {
+    outbound: Arc<Outbound>,
+    id: DecisionId,
+    in_force: Arc<PolicyInForce>,
+    scope: Option<Arc<String>>,
+    parts: Parts,
+    /// The status the plugin already received.
+    status: StatusCode,
+    started: Instant,
+}
+
+impl OnCut for CutOff {
+    /// A second audit line for the decision, and a count in the metrics.
+    fn cut(self) {
+        let outbound = &self.outbound;
+        outbound.audit_log.record(&AuditRecord {
+            id: self.id,
+            plugin: self.in_force.policy.plugin_id(),
+            scope: self.scope.as_deref().map(String::as_str),
+            method: self.parts.method.as_str(),
+            path: self.parts.uri.path(),
+            outcome: Outcome::Failed,
+            reason: Some(RESPONSE_CUT_OFF),
+            status: self.status.as_u16(),
+            latency: self.started.elapsed(),
+        });
+        outbound.metrics.record_response_cut_off();
+    }
+}
+
+/// The reason of the audit line of a response cut off at the deadline.
+const RESPONSE_CUT_OFF: &str = "UpstreamBodyTimedOut";
 
 /// What the plugin sent beyond the method and path: forwarded once the call is allowed.
 struct Sent {

@@ -18,6 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use tower_service::Service;
 
 use super::body::ProxyBody;
+use super::server::Slot;
 use super::target::{Target, TargetError};
 use crate::broker::BoxError;
 
@@ -45,11 +46,22 @@ pub struct Forwarder {
 /// plugin connection can all go over one connection to the chat API, taken from here at
 /// the start of a call and put back once its response head arrived. This spares the
 /// shared pool's checkout and return on every call (a few percent of the broker's CPU).
-/// The connection closes when the plugin's does.
+/// The connection closes when the plugin's does, and holds the plugin connection's
+/// [`Slot`] until it has closed, so a capped listener's cap bounds these too.
 #[derive(Debug, Default)]
-pub struct Dedicated(Mutex<Option<SendRequest<ProxyBody>>>);
+pub struct Dedicated {
+    sender: Mutex<Option<SendRequest<ProxyBody>>>,
+    slot: Slot,
+}
 
 impl Dedicated {
+    pub fn new(slot: Slot) -> Self {
+        Self {
+            sender: Mutex::default(),
+            slot,
+        }
+    }
+
     fn take(&self) -> Option<SendRequest<ProxyBody>> {
         self.lock().take().filter(|sender| !sender.is_closed())
     }
@@ -59,7 +71,7 @@ impl Dedicated {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<SendRequest<ProxyBody>>> {
-        self.0
+        self.sender
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -129,10 +141,12 @@ impl Forwarder {
         let attempt = async {
             let sender = match dedicated.take() {
                 Some(sender) => sender,
-                None => self.connect(&target).await?,
+                None => self.connect(&target, &dedicated.slot).await?,
             };
             let sent = match send_ready(sender, request).await {
-                Err((_, Some(unsent))) => send_ready(self.connect(&target).await?, unsent).await,
+                Err((_, Some(unsent))) => {
+                    send_ready(self.connect(&target, &dedicated.slot).await?, unsent).await
+                }
                 sent => sent,
             };
             match sent {
@@ -149,10 +163,16 @@ impl Forwarder {
         }
     }
 
-    /// A new HTTP/1.1 connection to where `uri` points, driven by its own task. The work
-    /// is boxed: connecting is rare and its future large, and unboxed it would make every
-    /// call's future (moved a few times per call) that much larger.
-    async fn connect(&self, uri: &Uri) -> Result<SendRequest<ProxyBody>, ForwardError> {
+    /// A new HTTP/1.1 connection to where `uri` points, driven by its own task, which
+    /// holds `slot` until the connection has closed. The work is boxed: connecting is
+    /// rare and its future large, and unboxed it would make every call's future (moved
+    /// a few times per call) that much larger.
+    async fn connect(
+        &self,
+        uri: &Uri,
+        slot: &Slot,
+    ) -> Result<SendRequest<ProxyBody>, ForwardError> {
+        let slot = slot.clone();
         Box::pin(async move {
             let unreachable = |error: BoxError| ForwardError::Unreachable(error);
             let mut connector = self.connector.clone();
@@ -167,6 +187,7 @@ impl Forwarder {
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "connection to the chat API ended with an error");
                 }
+                drop(slot);
             });
             Ok(sender)
         })

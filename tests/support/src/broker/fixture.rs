@@ -64,6 +64,7 @@ pub fn args(
         outbound_bind: loopback,
         admin_bind: loopback,
         upstream_timeout: Duration::from_secs(2),
+        max_outbound_connections: 256,
         header_read_timeout: Duration::from_secs(1),
         policy_poll_interval: Duration::from_millis(100),
         token_poll_interval: Duration::from_millis(100),

@@ -32,6 +32,9 @@ pub struct StandIn {
     pub addr: SocketAddr,
     /// Connections accepted so far.
     pub connections: Arc<AtomicUsize>,
+    /// Connections open now, and the most that were open at once.
+    pub open: Arc<AtomicUsize>,
+    pub max_open: Arc<AtomicUsize>,
     pub recorded: Arc<Mutex<Vec<Recorded>>>,
     pub in_flight: Arc<AtomicUsize>,
     pub max_in_flight: Arc<AtomicUsize>,
@@ -43,6 +46,8 @@ impl StandIn {
         let server = Self {
             addr: listener.local_addr().unwrap(),
             connections: Arc::default(),
+            open: Arc::default(),
+            max_open: Arc::default(),
             recorded: Arc::default(),
             in_flight: Arc::default(),
             max_in_flight: Arc::default(),
@@ -54,12 +59,16 @@ impl StandIn {
                     continue;
                 };
                 shared.connections.fetch_add(1, Ordering::SeqCst);
+                let open = shared.open.fetch_add(1, Ordering::SeqCst) + 1;
+                shared.max_open.fetch_max(open, Ordering::SeqCst);
                 let shared = shared.clone();
                 tokio::spawn(async move {
+                    let counts = shared.open.clone();
                     let service = service_fn(move |request| shared.clone().answer(request));
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
+                    counts.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
