@@ -53,36 +53,20 @@ pub async fn apply_children(
     namespace: &str,
     children: Children,
 ) -> Result<Applied, Error> {
-    let (client, stores) = (&ctx.client, &ctx.stores);
-    let api = || client.clone();
+    let stores = &ctx.stores;
     let written = futures::try_join!(
         apply(
             ctx,
-            Api::namespaced(api(), namespace),
+            namespace,
             &stores.service_accounts,
             children.service_account
         ),
+        apply(ctx, namespace, &stores.config_maps, children.config_map),
+        apply(ctx, namespace, &stores.deployments, children.deployment),
+        apply(ctx, namespace, &stores.services, children.service),
         apply(
             ctx,
-            Api::namespaced(api(), namespace),
-            &stores.config_maps,
-            children.config_map
-        ),
-        apply(
-            ctx,
-            Api::namespaced(api(), namespace),
-            &stores.deployments,
-            children.deployment
-        ),
-        apply(
-            ctx,
-            Api::namespaced(api(), namespace),
-            &stores.services,
-            children.service
-        ),
-        apply(
-            ctx,
-            Api::namespaced(api(), namespace),
+            namespace,
             &stores.network_policies,
             children.network_policy
         ),
@@ -98,12 +82,16 @@ pub async fn apply_children(
 /// carries the same applied hash, or the same was written moments ago.
 async fn apply<K, Cached>(
     ctx: &Context,
-    api: Api<K>,
+    namespace: &str,
     cache: &Store<Cached>,
     mut desired: K,
 ) -> Result<Outcome, Error>
 where
-    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
     Cached: Resource<DynamicType = ()> + Clone + 'static,
 {
     let hash = applied_hash(&desired);
@@ -130,6 +118,7 @@ where
         .insert(APPLIED_HASH_ANNOTATION.into(), hash.clone());
     let params = PatchParams::apply(FIELD_MANAGER).force();
     ctx.metrics.count_write(&kind);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     api.patch(&name, &params, &Patch::Apply(&desired))
         .await
         .map_err(|source| Error::ApplyFailed {

@@ -17,7 +17,7 @@ use plugin_operator_test_support::cluster::{
 };
 use serde_json::json;
 
-use crate::OPERATOR;
+use crate::{OPERATOR, Setup, operator_in_namespace};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -72,10 +72,11 @@ where
 #[tokio::test]
 async fn creating_a_plugin_produces_every_child_owned_by_it() {
     let _cluster = together().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-children", &[]).await;
-    let operator = Operator::start(OPERATOR, &ns.name, &[]).await;
+    let Setup {
+        client,
+        ns,
+        operator,
+    } = operator_in_namespace("op-children").await;
     eventually(
         "the operator's /readyz to answer 200 once its caches are synced",
         WAIT,
@@ -166,10 +167,11 @@ async fn creating_a_plugin_produces_every_child_owned_by_it() {
 #[tokio::test]
 async fn user_spec_is_stored_without_defaults_written_back() {
     let _cluster = together().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-nodefaults", &[]).await;
-    let _operator = Operator::start(OPERATOR, &ns.name, &[]).await;
+    let Setup {
+        client,
+        ns,
+        operator: _operator,
+    } = operator_in_namespace("op-nodefaults").await;
     let minimal: PluginSpec =
         serde_json::from_value(json!({"image": "registry.example/x:1", "port": 8080})).unwrap();
     create_plugin(&client, &ns.name, "minimal", minimal.clone()).await;
@@ -199,10 +201,11 @@ async fn user_spec_is_stored_without_defaults_written_back() {
 #[tokio::test]
 async fn changing_the_spec_updates_the_children_and_observed_generation() {
     let _cluster = together().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-update", &[]).await;
-    let _operator = Operator::start(OPERATOR, &ns.name, &[]).await;
+    let Setup {
+        client,
+        ns,
+        operator: _operator,
+    } = operator_in_namespace("op-update").await;
     create_plugin(&client, &ns.name, "weather", weather_spec()).await;
     let _: Deployment = wait_for_child(&client, &ns.name, "plugin-weather").await;
 
@@ -246,10 +249,11 @@ async fn changing_the_spec_updates_the_children_and_observed_generation() {
 #[tokio::test]
 async fn deleting_the_plugin_leaves_no_child_behind() {
     let _cluster = together().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-delete", &[]).await;
-    let _operator = Operator::start(OPERATOR, &ns.name, &[]).await;
+    let Setup {
+        client,
+        ns,
+        operator: _operator,
+    } = operator_in_namespace("op-delete").await;
     create_plugin(&client, &ns.name, "weather", weather_spec()).await;
     let _: ConfigMap = wait_for_child(&client, &ns.name, "plugin-weather-broker-policy").await;
     let _: NetworkPolicy = wait_for_child(&client, &ns.name, "plugin-weather").await;

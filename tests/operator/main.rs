@@ -21,3 +21,24 @@ mod writes;
 
 /// The operator binary cargo built for these tests.
 const OPERATOR: &str = env!("CARGO_BIN_EXE_plugin-operator");
+
+/// What most of these tests start from: a client, the CRD, a namespace of their own and
+/// an operator watching it.
+struct Setup {
+    client: kube::Client,
+    ns: plugin_operator_test_support::cluster::TestNamespace,
+    operator: plugin_operator_test_support::cluster::Operator,
+}
+
+async fn operator_in_namespace(prefix: &str) -> Setup {
+    use plugin_operator_test_support::cluster::{Operator, TestNamespace, client, install_crd};
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, prefix, &[]).await;
+    let operator = Operator::start(OPERATOR, &ns.name, &[]).await;
+    Setup {
+        client,
+        ns,
+        operator,
+    }
+}

@@ -9,20 +9,19 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use plugin_operator::api::{Plugin, PluginSpec};
-use plugin_operator_test_support::cluster::{
-    CRD_FIELD_MANAGER, Operator, TestNamespace, alone, client, eventually, install_crd,
-};
+use plugin_operator_test_support::cluster::{CRD_FIELD_MANAGER, alone, eventually, install_crd};
 use serde_json::json;
 
-use crate::OPERATOR;
+use crate::{Setup, operator_in_namespace};
 
 #[tokio::test]
 async fn malformed_plugin_is_reported_and_does_not_stall_the_others() {
     let _cluster = alone().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-malformed", &[]).await;
-    let _operator = Operator::start(OPERATOR, &ns.name, &[]).await;
+    let Setup {
+        client,
+        ns,
+        operator: _operator,
+    } = operator_in_namespace("op-malformed").await;
 
     // Store an object the current types cannot read, as an older schema would have allowed.
     let mut loose = serde_json::to_value(plugin_operator::api::crd()).unwrap();

@@ -9,22 +9,22 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator_test_support::cluster::{
-    Operator, TestNamespace, alone, apiserver_writes, client, eventually, install_crd,
-    resource_versions,
+    alone, apiserver_writes, eventually, resource_versions,
 };
 use serde_json::json;
 
-use crate::OPERATOR;
+use crate::{Setup, operator_in_namespace};
 
 const PLUGINS: usize = 50;
 
 #[tokio::test]
 async fn unchanged_plugins_cause_no_writes_in_steady_state() {
     let _cluster = alone().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-steady", &[]).await;
-    let operator = Operator::start(OPERATOR, &ns.name, &[]).await;
+    let Setup {
+        client,
+        ns,
+        operator,
+    } = operator_in_namespace("op-steady").await;
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
     // Pods that can never be scheduled: a stable state with or without a node.
     let spec: PluginSpec = serde_json::from_value(json!({

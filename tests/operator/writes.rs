@@ -7,12 +7,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::api::{Api, ListParams, PostParams};
 use plugin_operator::api::{Plugin, PluginSpec};
-use plugin_operator_test_support::cluster::{
-    Operator, TestNamespace, client, eventually, install_crd, together,
-};
+use plugin_operator_test_support::cluster::{eventually, together};
 use serde_json::json;
 
-use crate::OPERATOR;
+use crate::{Setup, operator_in_namespace};
 
 const PLUGINS: usize = 100;
 
@@ -28,10 +26,11 @@ fn ready(plugin: &Plugin) -> bool {
 #[tokio::test]
 async fn converging_many_plugins_writes_each_child_once() {
     let _cluster = together().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-writes", &[]).await;
-    let operator = Operator::start(OPERATOR, &ns.name, &[]).await;
+    let Setup {
+        client,
+        ns,
+        operator,
+    } = operator_in_namespace("op-writes").await;
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
     let spec: PluginSpec = serde_json::from_value(json!({
         "image": "registry.example/weather:1", "port": 8080, "paused": true

@@ -1,5 +1,12 @@
 use super::*;
 
+/// Each text reads as the amount written beside it (digits and a decimal exponent).
+fn reads(cases: &[(&str, String)]) {
+    for (text, expected) in cases {
+        assert_eq!(&amount(text), expected, "{text:?}");
+    }
+}
+
 fn amount(text: &str) -> String {
     parse(text)
         .unwrap_or_else(|e| panic!("{text:?}: {e}"))
@@ -8,46 +15,56 @@ fn amount(text: &str) -> String {
 
 #[test]
 fn decimal_suffixes_scale_by_powers_of_ten() {
-    assert_eq!(amount("500m"), "5e-1");
-    assert_eq!(amount("900000u"), "9e-1");
-    assert_eq!(amount("3n"), "3e-9");
-    assert_eq!(amount("1k"), "1e3");
-    assert_eq!(amount("2P"), "2e15");
-    assert_eq!(amount("5E"), "5e18");
+    reads(&[
+        ("500m", "5e-1".to_string()),
+        ("900000u", "9e-1".to_string()),
+        ("3n", "3e-9".to_string()),
+        ("1k", "1e3".to_string()),
+        ("2P", "2e15".to_string()),
+        ("5E", "5e18".to_string()),
+    ]);
 }
 
 #[test]
 fn binary_suffixes_scale_by_powers_of_two() {
-    assert_eq!(amount("1Ki"), "1024");
-    assert_eq!(amount("64Mi"), (64u64 << 20).to_string());
-    assert_eq!(amount("1.5Gi"), (3u64 << 29).to_string());
-    assert_eq!(amount("1Ei"), (1u64 << 60).to_string());
+    reads(&[
+        ("1Ki", "1024".to_string()),
+        ("64Mi", (64u64 << 20).to_string()),
+        ("1.5Gi", (3u64 << 29).to_string()),
+        ("1Ei", (1u64 << 60).to_string()),
+    ]);
 }
 
 #[test]
 fn exponents_in_either_case_and_with_a_sign() {
-    assert_eq!(amount("12e-3"), "12e-3");
-    assert_eq!(amount("1E3"), "1e3");
-    assert_eq!(amount("1e+3"), "1e3");
-    assert_eq!(amount("1.5e1"), "15");
+    reads(&[
+        ("12e-3", "12e-3".to_string()),
+        ("1E3", "1e3".to_string()),
+        ("1e+3", "1e3".to_string()),
+        ("1.5e1", "15".to_string()),
+    ]);
 }
 
 #[test]
 fn finer_than_a_nano_unit_is_rounded_up() {
-    assert_eq!(amount("0.1n"), "1e-9");
-    assert_eq!(amount("1e-100"), "1e-9");
-    assert_eq!(amount("1.0000000001"), "1000000001e-9");
-    assert_eq!(amount("-0.1n"), "-1e-9");
+    reads(&[
+        ("0.1n", "1e-9".to_string()),
+        ("1e-100", "1e-9".to_string()),
+        ("1.0000000001", "1000000001e-9".to_string()),
+        ("-0.1n", "-1e-9".to_string()),
+    ]);
 }
 
 #[test]
 fn decimal_amounts_are_kept_exactly_however_large_and_binary_ones_are_capped() {
-    assert_eq!(amount("10E"), "1e19");
-    assert_eq!(amount("1e100"), "1e100");
-    assert_eq!(amount("10000000000000000000"), "1e19");
-    assert_eq!(amount("49265250662502283805"), "49265250662502283805");
-    assert_eq!(amount("2Ei"), (2u64 << 60).to_string());
-    assert_eq!(amount("8Ei"), i64::MAX.to_string());
+    reads(&[
+        ("10E", "1e19".to_string()),
+        ("1e100", "1e100".to_string()),
+        ("10000000000000000000", "1e19".to_string()),
+        ("49265250662502283805", "49265250662502283805".to_string()),
+        ("2Ei", (2u64 << 60).to_string()),
+        ("8Ei", i64::MAX.to_string()),
+    ]);
 }
 
 #[test]
