@@ -73,25 +73,15 @@ fn exact_canonical(text: &str) -> Option<Amount> {
         let value = value.checked_mul(1u128.checked_shl(power)?)?;
         Amount::from_digits(negative, &value.to_string(), 0)
     };
-    match suffix {
-        "n" => decimal(-9),
-        "u" => decimal(-6),
-        "m" => decimal(-3),
-        "" => decimal(0),
-        "k" => decimal(3),
-        "M" => decimal(6),
-        "G" => decimal(9),
-        "T" => decimal(12),
-        "P" => decimal(15),
-        "E" => decimal(18),
-        "Ki" => binary(10),
-        "Mi" => binary(20),
-        "Gi" => binary(30),
-        "Ti" => binary(40),
-        "Pi" => binary(50),
-        "Ei" => binary(60),
-        exponent => decimal(exponent.strip_prefix('e')?.parse().ok()?),
+    const DECIMAL: [&str; 10] = ["n", "u", "m", "", "k", "M", "G", "T", "P", "E"];
+    const BINARY: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    if let Some(index) = DECIMAL.iter().position(|s| *s == suffix) {
+        return decimal(3 * index as i64 - 9);
     }
+    if let Some(index) = BINARY.iter().position(|s| *s == suffix) {
+        return binary(10 * (index as u32 + 1));
+    }
+    decimal(suffix.strip_prefix('e')?.parse().ok()?)
 }
 
 /// How the API server stores `text` in a container's requests or a quota (any

@@ -12,6 +12,15 @@ fn pod(extra: &str) -> PodSpec {
         .unwrap()
 }
 
+/// The pod's one volume that `is_it`.
+fn volume(spec: &PodSpec, is_it: fn(&Volume) -> bool) -> &Volume {
+    let volumes = spec.volumes.as_deref().unwrap_or_default();
+    let mut found = volumes.iter().filter(|v| is_it(v));
+    let volume = found.next().expect("the volume");
+    assert!(found.next().is_none(), "one such volume");
+    volume
+}
+
 fn broker(spec: &PodSpec) -> &Container {
     &spec.init_containers.as_ref().unwrap()[0]
 }
@@ -122,13 +131,7 @@ fn no_service_account_token_is_automounted() {
 #[test]
 fn only_the_broker_mounts_the_chat_api_token() {
     let spec = pod("permissions:\n  filesystem:\n    scratch: {sizeLimit: 64Mi}\n");
-    let token_volume = spec
-        .volumes
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|v| v.projected.is_some())
-        .expect("a projected token volume");
+    let token_volume = volume(&spec, |v| v.projected.is_some());
     let projection = token_volume
         .projected
         .as_ref()
@@ -174,13 +177,7 @@ fn plugin_without_scratch_gets_read_only_root_and_no_writable_mount() {
 #[test]
 fn plugin_with_scratch_gets_an_empty_dir_with_its_size_limit() {
     let spec = pod("permissions:\n  filesystem:\n    scratch: {sizeLimit: 64Mi}\n");
-    let scratch = spec
-        .volumes
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|v| v.empty_dir.is_some())
-        .unwrap();
+    let scratch = volume(&spec, |v| v.empty_dir.is_some());
     assert_eq!(
         scratch.empty_dir.as_ref().unwrap().size_limit,
         Some(Quantity("64Mi".into()))

@@ -74,14 +74,12 @@ pub fn broker_policy(plugin: &Plugin, names: &ChildNames, config: &OperatorConfi
                 .timeouts
                 .as_ref()
                 .and_then(|t| t.request_seconds)
-                .map(|s| s as u32)
-                .unwrap_or(DEFAULT_REQUEST_SECONDS),
+                .map_or(DEFAULT_REQUEST_SECONDS, |s| s as u32),
             max_in_flight: spec
                 .concurrency
                 .as_ref()
                 .and_then(|c| c.max_in_flight)
-                .map(|n| n as u32)
-                .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+                .map_or(DEFAULT_MAX_IN_FLIGHT, |n| n as u32),
             max_body_bytes: MAX_BODY_BYTES,
         },
         catalog: config.catalog.clone(),

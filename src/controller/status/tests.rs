@@ -229,23 +229,27 @@ fn replica_failure(message: &str) -> Deployment {
     d
 }
 
+/// The Degraded condition of a Plugin whose Deployment cannot create pods.
+fn degraded_by_replica_failure(message: &str) -> Condition {
+    let d = replica_failure(message);
+    find(&status_of(Some(&d), &[]), "Degraded").clone()
+}
+
 #[test]
 fn pod_refused_by_pod_security_admission_is_reported_as_such() {
-    let d = replica_failure(
+    let degraded = degraded_by_replica_failure(
         "pods \"plugin-weather-x\" is forbidden: violates PodSecurity \"restricted:latest\": runAsNonRoot != true",
     );
-    let status = status_of(Some(&d), &[]);
-    assert_eq!(find(&status, "Degraded").reason, "PodSecurityRejected");
-    assert!(find(&status, "Degraded").message.contains("runAsNonRoot"));
+    assert_eq!(degraded.reason, "PodSecurityRejected");
+    assert!(degraded.message.contains("runAsNonRoot"));
 }
 
 #[test]
 fn pod_refused_by_a_quota_is_reported_as_quota_exceeded() {
-    let d = replica_failure(
+    let degraded = degraded_by_replica_failure(
         "pods \"x\" is forbidden: exceeded quota: small, requested: memory=128Mi, used: memory=0, limited: memory=64Mi",
     );
-    let status = status_of(Some(&d), &[]);
-    assert_eq!(find(&status, "Degraded").reason, "QuotaExceeded");
+    assert_eq!(degraded.reason, "QuotaExceeded");
 }
 
 #[test]
