@@ -17,7 +17,7 @@ use plugin_operator_test_support::cluster::{
 };
 use serde_json::json;
 
-use crate::{OPERATOR, Setup, operator_in_namespace};
+use crate::{OPERATOR, namespace_with_crd, operator_in_namespace};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -72,11 +72,7 @@ where
 #[tokio::test]
 async fn creating_a_plugin_produces_every_child_owned_by_it() {
     let _cluster = together().await;
-    let Setup {
-        client,
-        ns,
-        operator,
-    } = operator_in_namespace("op-children").await;
+    let (client, ns, operator) = operator_in_namespace("op-children").await;
     eventually(
         "the operator's /readyz to answer 200 once its caches are synced",
         WAIT,
@@ -167,11 +163,7 @@ async fn creating_a_plugin_produces_every_child_owned_by_it() {
 #[tokio::test]
 async fn user_spec_is_stored_without_defaults_written_back() {
     let _cluster = together().await;
-    let Setup {
-        client,
-        ns,
-        operator: _operator,
-    } = operator_in_namespace("op-nodefaults").await;
+    let (client, ns, _operator) = operator_in_namespace("op-nodefaults").await;
     let minimal: PluginSpec =
         serde_json::from_value(json!({"image": "registry.example/x:1", "port": 8080})).unwrap();
     create_plugin(&client, &ns.name, "minimal", minimal.clone()).await;
@@ -201,11 +193,7 @@ async fn user_spec_is_stored_without_defaults_written_back() {
 #[tokio::test]
 async fn changing_the_spec_updates_the_children_and_observed_generation() {
     let _cluster = together().await;
-    let Setup {
-        client,
-        ns,
-        operator: _operator,
-    } = operator_in_namespace("op-update").await;
+    let (client, ns, _operator) = operator_in_namespace("op-update").await;
     create_plugin(&client, &ns.name, "weather", weather_spec()).await;
     let _: Deployment = wait_for_child(&client, &ns.name, "plugin-weather").await;
 
@@ -249,11 +237,7 @@ async fn changing_the_spec_updates_the_children_and_observed_generation() {
 #[tokio::test]
 async fn deleting_the_plugin_leaves_no_child_behind() {
     let _cluster = together().await;
-    let Setup {
-        client,
-        ns,
-        operator: _operator,
-    } = operator_in_namespace("op-delete").await;
+    let (client, ns, _operator) = operator_in_namespace("op-delete").await;
     create_plugin(&client, &ns.name, "weather", weather_spec()).await;
     let _: ConfigMap = wait_for_child(&client, &ns.name, "plugin-weather-broker-policy").await;
     let _: NetworkPolicy = wait_for_child(&client, &ns.name, "plugin-weather").await;
@@ -345,9 +329,7 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
 #[tokio::test]
 async fn pods_refused_by_a_quota_are_reported_on_the_plugin() {
     let _cluster = together().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-quota", &[]).await;
+    let (client, ns) = namespace_with_crd("op-quota").await;
     let quota: ResourceQuota = serde_json::from_value(json!({
         "metadata": {"name": "tiny"},
         "spec": {"hard": {"limits.memory": "32Mi"}}

@@ -22,23 +22,30 @@ mod writes;
 /// The operator binary cargo built for these tests.
 const OPERATOR: &str = env!("CARGO_BIN_EXE_plugin-operator");
 
-/// What most of these tests start from: a client, the CRD, a namespace of their own and
-/// an operator watching it.
-struct Setup {
-    client: kube::Client,
-    ns: plugin_operator_test_support::cluster::TestNamespace,
-    operator: plugin_operator_test_support::cluster::Operator,
-}
-
-async fn operator_in_namespace(prefix: &str) -> Setup {
-    use plugin_operator_test_support::cluster::{Operator, TestNamespace, client, install_crd};
+/// What most of these tests start from: a client, the CRD, and a namespace of their own.
+async fn namespace_with_crd(
+    prefix: &str,
+) -> (
+    kube::Client,
+    plugin_operator_test_support::cluster::TestNamespace,
+) {
+    use plugin_operator_test_support::cluster::{TestNamespace, client, install_crd};
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, prefix, &[]).await;
-    let operator = Operator::start(OPERATOR, &ns.name, &[]).await;
-    Setup {
-        client,
-        ns,
-        operator,
-    }
+    (client, ns)
+}
+
+/// The same, with an operator watching the namespace.
+async fn operator_in_namespace(
+    prefix: &str,
+) -> (
+    kube::Client,
+    plugin_operator_test_support::cluster::TestNamespace,
+    plugin_operator_test_support::cluster::Operator,
+) {
+    let (client, ns) = namespace_with_crd(prefix).await;
+    let operator =
+        plugin_operator_test_support::cluster::Operator::start(OPERATOR, &ns.name, &[]).await;
+    (client, ns, operator)
 }

@@ -12,16 +12,12 @@ use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator_test_support::cluster::{CRD_FIELD_MANAGER, alone, eventually, install_crd};
 use serde_json::json;
 
-use crate::{Setup, operator_in_namespace};
+use crate::operator_in_namespace;
 
 #[tokio::test]
 async fn malformed_plugin_is_reported_and_does_not_stall_the_others() {
     let _cluster = alone().await;
-    let Setup {
-        client,
-        ns,
-        operator: _operator,
-    } = operator_in_namespace("op-malformed").await;
+    let (client, ns, _operator) = operator_in_namespace("op-malformed").await;
 
     // Store an object the current types cannot read, as an older schema would have allowed.
     let mut loose = serde_json::to_value(plugin_operator::api::crd()).unwrap();

@@ -13,18 +13,14 @@ use plugin_operator_test_support::cluster::{
 };
 use serde_json::json;
 
-use crate::{Setup, operator_in_namespace};
+use crate::operator_in_namespace;
 
 const PLUGINS: usize = 50;
 
 #[tokio::test]
 async fn unchanged_plugins_cause_no_writes_in_steady_state() {
     let _cluster = alone().await;
-    let Setup {
-        client,
-        ns,
-        operator,
-    } = operator_in_namespace("op-steady").await;
+    let (client, ns, operator) = operator_in_namespace("op-steady").await;
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
     // Pods that can never be scheduled: a stable state with or without a node.
     let spec: PluginSpec = serde_json::from_value(json!({

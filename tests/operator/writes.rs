@@ -10,7 +10,7 @@ use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator_test_support::cluster::{eventually, together};
 use serde_json::json;
 
-use crate::{Setup, operator_in_namespace};
+use crate::operator_in_namespace;
 
 const PLUGINS: usize = 100;
 
@@ -26,11 +26,7 @@ fn ready(plugin: &Plugin) -> bool {
 #[tokio::test]
 async fn converging_many_plugins_writes_each_child_once() {
     let _cluster = together().await;
-    let Setup {
-        client,
-        ns,
-        operator,
-    } = operator_in_namespace("op-writes").await;
+    let (client, ns, operator) = operator_in_namespace("op-writes").await;
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
     let spec: PluginSpec = serde_json::from_value(json!({
         "image": "registry.example/weather:1", "port": 8080, "paused": true

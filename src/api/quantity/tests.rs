@@ -1,9 +1,11 @@
 use super::*;
 
-/// Each text reads as the amount written beside it (digits and a decimal exponent).
-fn reads(cases: &[(&str, String)]) {
-    for (text, expected) in cases {
-        assert_eq!(&amount(text), expected, "{text:?}");
+/// `text=amount ...`: each text reads as the amount after its `=` (digits and a
+/// decimal exponent).
+fn reads(cases: &str) {
+    for case in cases.split_whitespace() {
+        let (text, expected) = case.split_once('=').expect("text=amount");
+        assert_eq!(amount(text), expected, "{text:?}");
     }
 }
 
@@ -15,78 +17,44 @@ fn amount(text: &str) -> String {
 
 #[test]
 fn decimal_suffixes_scale_by_powers_of_ten() {
-    reads(&[
-        ("500m", "5e-1".to_string()),
-        ("900000u", "9e-1".to_string()),
-        ("3n", "3e-9".to_string()),
-        ("1k", "1e3".to_string()),
-        ("2P", "2e15".to_string()),
-        ("5E", "5e18".to_string()),
-    ]);
+    reads("500m=5e-1 900000u=9e-1 3n=3e-9 1k=1e3 2P=2e15 5E=5e18");
 }
 
 #[test]
 fn binary_suffixes_scale_by_powers_of_two() {
-    reads(&[
-        ("1Ki", "1024".to_string()),
-        ("64Mi", (64u64 << 20).to_string()),
-        ("1.5Gi", (3u64 << 29).to_string()),
-        ("1Ei", (1u64 << 60).to_string()),
-    ]);
+    reads("1Ki=1024 64Mi=67108864 1.5Gi=1610612736 1Ei=1152921504606846976");
 }
 
 #[test]
 fn exponents_in_either_case_and_with_a_sign() {
-    reads(&[
-        ("12e-3", "12e-3".to_string()),
-        ("1E3", "1e3".to_string()),
-        ("1e+3", "1e3".to_string()),
-        ("1.5e1", "15".to_string()),
-    ]);
+    reads("12e-3=12e-3 1E3=1e3 1e+3=1e3 1.5e1=15");
 }
 
 #[test]
 fn finer_than_a_nano_unit_is_rounded_up() {
-    reads(&[
-        ("0.1n", "1e-9".to_string()),
-        ("1e-100", "1e-9".to_string()),
-        ("1.0000000001", "1000000001e-9".to_string()),
-        ("-0.1n", "-1e-9".to_string()),
-    ]);
+    reads("0.1n=1e-9 1e-100=1e-9 1.0000000001=1000000001e-9 -0.1n=-1e-9");
 }
 
 #[test]
 fn decimal_amounts_are_kept_exactly_however_large_and_binary_ones_are_capped() {
-    reads(&[
-        ("10E", "1e19".to_string()),
-        ("1e100", "1e100".to_string()),
-        ("10000000000000000000", "1e19".to_string()),
-        ("49265250662502283805", "49265250662502283805".to_string()),
-        ("2Ei", (2u64 << 60).to_string()),
-        ("8Ei", i64::MAX.to_string()),
-    ]);
+    reads(concat!(
+        "10E=1e19 1e100=1e100 10000000000000000000=1e19 ",
+        "49265250662502283805=49265250662502283805 2Ei=2305843009213693952 8Ei=9223372036854775807"
+    ));
 }
 
 #[test]
 fn resource_lists_round_up_to_a_thousandth() {
-    let stored = |text: &str| {
-        parse(text)
-            .unwrap()
-            .as_stored_in_a_resource_list()
-            .to_string()
-    };
-    assert_eq!(stored("1n"), "1e-3");
-    assert_eq!(stored("24063u"), "25e-3");
-    assert_eq!(stored("-1n"), "-1e-3");
-    assert_eq!(stored("500m"), "5e-1");
-    assert_eq!(stored("64Mi"), (64u64 << 20).to_string());
+    for case in "1n=1e-3 24063u=25e-3 -1n=-1e-3 500m=5e-1 64Mi=67108864".split_whitespace() {
+        let (text, expected) = case.split_once('=').unwrap();
+        let stored = parse(text).unwrap().as_stored_in_a_resource_list();
+        assert_eq!(stored.to_string(), expected, "{text:?}");
+    }
 }
 
 #[test]
 fn odd_forms_the_api_server_accepts_are_zero() {
-    for zero in ["0", ".", "+", "-", "Ki", "m", "0.0", "000"] {
-        assert_eq!(amount(zero), "0", "{zero:?}");
-    }
+    reads(".=0 +=0 -=0 Ki=0 m=0 0.0=0 000=0 0=0");
 }
 
 #[test]
