@@ -82,11 +82,16 @@ fn find<'a>(status: &'a PluginStatus, type_: &str) -> &'a Condition {
     status.conditions.iter().find(|c| c.type_ == type_).unwrap()
 }
 
+/// A condition's status and reason.
+fn state<'a>(status: &'a PluginStatus, type_: &str) -> (&'a str, &'a str) {
+    let condition = find(status, type_);
+    (&condition.status, &condition.reason)
+}
+
 #[test]
 fn plugin_with_all_pods_ready_and_current_is_ready() {
     let status = status_of(Some(&deployment(1, 1, 1, true)), &[]);
-    assert_eq!(find(&status, "Ready").status, "True");
-    assert_eq!(find(&status, "Ready").reason, "Available");
+    assert_eq!(state(&status, "Ready"), ("True", "Available"));
     assert_eq!(find(&status, "Progressing").status, "False");
     assert_eq!(find(&status, "Degraded").status, "False");
     assert_eq!(status.observed_generation, Some(3));
@@ -106,8 +111,7 @@ fn plugin_with_all_pods_ready_and_current_is_ready() {
 #[test]
 fn plugin_whose_deployment_has_not_caught_up_is_progressing() {
     let status = status_of(Some(&deployment(1, 1, 1, false)), &[]);
-    assert_eq!(find(&status, "Ready").status, "False");
-    assert_eq!(find(&status, "Ready").reason, "RollingOut");
+    assert_eq!(state(&status, "Ready"), ("False", "RollingOut"));
     assert_eq!(find(&status, "Progressing").status, "True");
 }
 
@@ -126,8 +130,7 @@ fn paused_plugin_scaled_to_zero_is_ready_with_reason_paused() {
         ..desired()
     };
     let status = plugin_status(&paused, Some(&deployment(0, 0, 0, true)), &[], None, &now());
-    assert_eq!(find(&status, "Ready").status, "True");
-    assert_eq!(find(&status, "Ready").reason, "Paused");
+    assert_eq!(state(&status, "Ready"), ("True", "Paused"));
 }
 
 #[test]
