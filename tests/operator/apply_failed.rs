@@ -7,12 +7,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
 use plugin_operator::api::{Plugin, PluginSpec};
-use plugin_operator_test_support::cluster::{
-    NamespacePolicy, Operator, TestNamespace, client, eventually, install_crd, together,
-};
+use plugin_operator_test_support::cluster::{NamespacePolicy, Operator, eventually, together};
 use serde_json::json;
 
-use crate::OPERATOR;
+use crate::{OPERATOR, namespace_with_crd};
 
 const WAIT: Duration = Duration::from_secs(30);
 const REFUSAL: &str = "services are refused in this namespace by a test policy";
@@ -35,9 +33,7 @@ fn condition(plugin: &Plugin, type_: &str) -> Option<(String, String, String, Op
 #[tokio::test]
 async fn a_child_the_api_server_refuses_puts_apply_failed_on_the_plugin() {
     let _cluster = together().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-apply-failed", &[]).await;
+    let (client, ns) = namespace_with_crd("op-apply-failed").await;
     let refusal = json!([{"expression": "false", "message": REFUSAL}]);
     let refuse_services = NamespacePolicy::install(&client, &ns.name, "services", refusal).await;
     let probe: Service = serde_json::from_value(json!({

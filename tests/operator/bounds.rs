@@ -9,11 +9,11 @@ use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator::controller::config::OperatorConfig;
 use plugin_operator::controller::desired::desired_children;
 use plugin_operator::controller::validate::validate;
-use plugin_operator_test_support::cluster::{
-    TestNamespace, client, dry_run, install_crd, together,
-};
+use plugin_operator_test_support::cluster::{dry_run, together};
 use serde::Serialize;
 use serde_json::json;
+
+use crate::namespace_with_crd;
 
 /// Plugins at the schema's bounds, each with values spelled the ways the schema allows.
 fn plugins_at_the_bounds() -> Vec<serde_json::Value> {
@@ -74,9 +74,7 @@ where
 #[tokio::test]
 async fn a_plugin_at_every_bound_becomes_children_the_api_server_accepts() {
     let _cluster = together().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-bounds", &[]).await;
+    let (client, ns) = namespace_with_crd("op-bounds").await;
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
     let config = OperatorConfig::example();
     let mut refusals = vec![];

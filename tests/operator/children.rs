@@ -17,7 +17,7 @@ use plugin_operator_test_support::cluster::{
 };
 use serde_json::json;
 
-use crate::{OPERATOR, Setup, operator_in_namespace};
+use crate::{OPERATOR, Setup, namespace_with_crd, operator_in_namespace};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -345,9 +345,7 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
 #[tokio::test]
 async fn pods_refused_by_a_quota_are_reported_on_the_plugin() {
     let _cluster = together().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-quota", &[]).await;
+    let (client, ns) = namespace_with_crd("op-quota").await;
     let quota: ResourceQuota = serde_json::from_value(json!({
         "metadata": {"name": "tiny"},
         "spec": {"hard": {"limits.memory": "32Mi"}}

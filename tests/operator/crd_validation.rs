@@ -3,10 +3,10 @@
 
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use plugin_operator_test_support::cluster::{
-    TestNamespace, client, install_crd, repo_path, together,
-};
+use plugin_operator_test_support::cluster::{repo_path, together};
 use serde::Deserialize;
+
+use crate::namespace_with_crd;
 
 fn plugin_api(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
@@ -38,9 +38,7 @@ fn manifests(folder: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn every_invalid_manifest_is_refused_with_a_message_a_person_understands() {
     let _cluster = together().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "crd-invalid", &[]).await;
+    let (client, ns) = namespace_with_crd("crd-invalid").await;
     let api = plugin_api(&client, &ns.name);
     let corpus = manifests("tests/invalid-plugins");
     assert!(
@@ -81,9 +79,7 @@ async fn every_invalid_manifest_is_refused_with_a_message_a_person_understands()
 #[tokio::test]
 async fn example_plugins_are_accepted() {
     let _cluster = together().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "crd-examples", &[]).await;
+    let (client, ns) = namespace_with_crd("crd-examples").await;
     let api = plugin_api(&client, &ns.name);
     let examples = manifests("deploy/examples");
     assert!(!examples.is_empty());

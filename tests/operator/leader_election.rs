@@ -6,12 +6,10 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::{apps::v1::Deployment, coordination::v1::Lease};
 use kube::api::{Api, PostParams};
 use plugin_operator::api::{Plugin, PluginSpec};
-use plugin_operator_test_support::cluster::{
-    Operator, TestNamespace, client, eventually, install_crd, together,
-};
+use plugin_operator_test_support::cluster::{Operator, eventually, together};
 use serde_json::json;
 
-use crate::OPERATOR;
+use crate::{OPERATOR, namespace_with_crd};
 
 fn spec() -> PluginSpec {
     serde_json::from_value(json!({"image": "registry.example/x:1", "port": 8080, "paused": true}))
@@ -30,9 +28,7 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
 #[tokio::test]
 async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
     let _cluster = together().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-leader", &[]).await;
+    let (client, ns) = namespace_with_crd("op-leader").await;
     let flags = |identity: &'static str| {
         [
             "--leader-elect",
@@ -100,9 +96,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
 #[tokio::test]
 async fn a_leader_that_stops_gracefully_releases_the_lease() {
     let _cluster = together().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-release", &[]).await;
+    let (client, ns) = namespace_with_crd("op-release").await;
     let mut operator = Operator::start(
         OPERATOR,
         &ns.name,

@@ -31,14 +31,26 @@ struct Setup {
 }
 
 async fn operator_in_namespace(prefix: &str) -> Setup {
-    use plugin_operator_test_support::cluster::{Operator, TestNamespace, client, install_crd};
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, prefix, &[]).await;
+    use plugin_operator_test_support::cluster::Operator;
+    let (client, ns) = namespace_with_crd(prefix).await;
     let operator = Operator::start(OPERATOR, &ns.name, &[]).await;
     Setup {
         client,
         ns,
         operator,
     }
+}
+
+/// A client, the CRD installed, and a namespace of the test's own named after `prefix`.
+async fn namespace_with_crd(
+    prefix: &str,
+) -> (
+    kube::Client,
+    plugin_operator_test_support::cluster::TestNamespace,
+) {
+    use plugin_operator_test_support::cluster::{TestNamespace, client, install_crd};
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, prefix, &[]).await;
+    (client, ns)
 }
