@@ -12,10 +12,9 @@ use crate::support::{SAMPLE_PLUGIN_IMAGE, Scene, eventually};
 #[tokio::test]
 async fn plugin_pods_are_admitted_and_run_in_a_restricted_namespace() {
     let scene = Scene::new("e2e-admit").await;
-    scene
-        .create("hello", json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080}))
+    let plugin = scene
+        .create_ready("hello", json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080}))
         .await;
-    let plugin = scene.ready("hello").await;
     let status = plugin.status.unwrap();
     assert_eq!((status.replicas, status.ready_replicas), (Some(1), Some(1)));
     let pod = scene.pod("hello").await;
@@ -36,9 +35,8 @@ async fn plugin_pods_are_admitted_and_run_in_a_restricted_namespace() {
 async fn deleting_a_running_plugin_removes_every_child_and_pod() {
     let scene = Scene::new("e2e-delete").await;
     scene
-        .create("hello", json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080}))
+        .create_ready("hello", json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080}))
         .await;
-    scene.ready("hello").await;
     scene
         .plugins()
         .delete("hello", &DeleteParams::foreground())

@@ -9,9 +9,8 @@ use crate::support::{SAMPLE_PLUGIN_IMAGE, Scene, exec};
 async fn plugin_container_cannot_read_the_brokers_credential_or_any_token() {
     let scene = Scene::new("e2e-cred").await;
     scene
-        .create("hello", json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080}))
+        .create_ready("hello", json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080}))
         .await;
-    scene.ready("hello").await;
     let pod = scene.pod("hello").await;
 
     // The plugin's own binary works in its container: the attempts below are real.

@@ -10,20 +10,11 @@ use crate::support::{Invoker, SAMPLE_PLUGIN_IMAGE, Scene, TestNamespace, exec, h
 async fn network_policy_confines_plugin_traffic() {
     let scene = Scene::new("e2e-net").await;
     let outside = TestNamespace::new(&scene.client, "e2e-net-outside", &[]).await;
-    let declared = helper_pod(
-        &scene.client,
-        &outside.name,
-        "declared",
-        &[("role", "declared")],
-    )
-    .await;
-    let undeclared = helper_pod(
-        &scene.client,
-        &outside.name,
-        "undeclared",
-        &[("role", "undeclared")],
-    )
-    .await;
+    let (client, outside_ns) = (&scene.client, &outside.name);
+    let helper =
+        |role| async move { helper_pod(client, outside_ns, role, &[("role", role)]).await };
+    let declared = helper("declared").await;
+    let undeclared = helper("undeclared").await;
     let invoker = Invoker::new(&scene).await;
 
     let guarded_spec = json!({

@@ -101,47 +101,54 @@ impl Scene {
             .expect("the Plugin is accepted")
     }
 
+    /// Creates the Plugin `name` from `spec` and waits for it to be Ready.
+    pub async fn create_ready(&self, name: &str, spec: Value) -> Plugin {
+        self.create(name, spec).await;
+        self.ready(name).await
+    }
+
     /// Waits for the Plugin's Ready condition to be True at its current generation.
     pub async fn ready(&self, name: &str) -> Plugin {
-        let plugins = self.plugins();
-        eventually(
-            &format!("Plugin {name} to be Ready"),
-            Duration::from_secs(120),
-            || {
-                let plugins = plugins.clone();
-                async move {
-                    let plugin = plugins.get(name).await.ok()?;
-                    let status = plugin.status.as_ref()?;
-                    let ready = status
-                        .conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True");
-                    (ready && status.observed_generation == plugin.metadata.generation)
-                        .then_some(plugin)
-                }
-            },
-        )
+        let what = format!("Plugin {name} to be Ready");
+        self.wait_for(name, &what, Duration::from_secs(120), |plugin| {
+            let status = plugin.status.as_ref()?;
+            let ready = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            (ready && status.observed_generation == plugin.metadata.generation).then_some(plugin)
+        })
         .await
     }
 
     /// Waits for the Plugin's Degraded condition with `reason`; returns its message.
     pub async fn degraded(&self, name: &str, reason: &str) -> String {
+        let what = format!("Plugin {name} to be Degraded with {reason}");
+        self.wait_for(name, &what, Duration::from_secs(150), |plugin| {
+            plugin
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == reason)
+                .map(|c| c.message)
+        })
+        .await
+    }
+
+    /// Waits until `check` finds what it looks for in the Plugin `name`.
+    async fn wait_for<T>(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(Plugin) -> Option<T>,
+    ) -> T {
         let plugins = self.plugins();
-        eventually(
-            &format!("Plugin {name} to be Degraded with {reason}"),
-            Duration::from_secs(150),
-            || {
-                let plugins = plugins.clone();
-                async move {
-                    let status = plugins.get(name).await.ok()?.status?;
-                    status
-                        .conditions
-                        .into_iter()
-                        .find(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == reason)
-                        .map(|c| c.message)
-                }
-            },
-        )
+        let check = &check;
+        eventually(what, timeout, || {
+            let plugins = plugins.clone();
+            async move { check(plugins.get(name).await.ok()?) }
+        })
         .await
     }
 
