@@ -17,7 +17,8 @@ use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::{Client, ResourceExt};
 use plugin_operator::api::Plugin;
 use plugin_operator_test_support::cluster::{
-    TestNamespace, client, eventually, install_crd, random_suffix, repo_path,
+    TestNamespace, client, dry_run, eventually, install_crd, pod_from_template, random_suffix,
+    repo_path,
 };
 use serde_json::json;
 
@@ -25,13 +26,6 @@ use crate::support::{self, only, render, run_helm, text};
 
 const IMAGE: &str = "localhost/plugin-operator:dev";
 const WAIT: Duration = Duration::from_secs(120);
-
-fn dry_run() -> PostParams {
-    PostParams {
-        dry_run: true,
-        ..Default::default()
-    }
-}
 
 /// The chart's operator Deployment, moved to `namespace`.
 fn rendered_deployment(namespace: &str) -> Deployment {
@@ -68,13 +62,7 @@ async fn operator_deployment_is_admitted_under_restricted_pod_security() {
         .create(&PostParams::default(), &service_account)
         .await
         .expect("the operator's ServiceAccount is created");
-    let template = deployment.spec.unwrap().template;
-    let mut pod = Pod {
-        metadata: template.metadata.unwrap_or_default(),
-        spec: template.spec,
-        status: None,
-    };
-    pod.metadata.name = Some("operator-dry-run".into());
+    let mut pod = pod_from_template(deployment.spec.unwrap().template, "operator-dry-run");
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
     let admitted = pods.create(&dry_run(), &pod).await;
     assert!(

@@ -13,7 +13,8 @@ use kube::{Client, ResourceExt};
 use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator::policy::BrokerPolicy;
 use plugin_operator_test_support::cluster::{
-    Operator, TestNamespace, client, eventually, http_get, install_crd, together,
+    Operator, TestNamespace, client, dry_run, eventually, http_get, install_crd, pod_from_template,
+    together,
 };
 use serde_json::json;
 
@@ -309,19 +310,9 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
     let deployment: Deployment = wait_for_child(&client, &ns.name, "plugin-weather").await;
     let _: ServiceAccount = wait_for_child(&client, &ns.name, "plugin-weather").await;
 
-    let template = deployment.spec.unwrap().template;
-    let mut pod = Pod {
-        metadata: template.metadata.unwrap_or_default(),
-        spec: template.spec,
-        status: None,
-    };
-    pod.metadata.name = Some("dry-run".into());
+    let mut pod = pod_from_template(deployment.spec.unwrap().template, "dry-run");
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let dry_run = PostParams {
-        dry_run: true,
-        ..Default::default()
-    };
-    let admitted = pods.create(&dry_run, &pod).await;
+    let admitted = pods.create(&dry_run(), &pod).await;
     assert!(
         admitted.is_ok(),
         "restricted PodSecurity refused the plugin pod: {:?}",
@@ -335,7 +326,7 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
         .as_mut()
         .unwrap()
         .allow_privilege_escalation = Some(true);
-    let refused = pods.create(&dry_run, &pod).await;
+    let refused = pods.create(&dry_run(), &pod).await;
     let message = refused
         .expect_err("a loosened pod must be refused")
         .to_string();

@@ -20,7 +20,9 @@ pub use admission::{NamespacePolicy, dry_run};
 pub use crd::{CRD_FIELD_MANAGER, install_crd};
 pub use namespace::{TestNamespace, alone, clean_up_from_drop, together};
 pub use operator::{Operator, http_get};
-pub use pods::{kubectl, restricted_container_security, wait_pod_finished, wait_pod_ready};
+pub use pods::{
+    kubectl, pod_from_template, restricted_container_security, wait_pod_finished, wait_pod_ready,
+};
 pub use writes::{PLUGIN_KINDS, apiserver_writes, resource_versions};
 
 /// A client for the cluster named by KUBECONFIG. Fails loudly when KUBECONFIG is unset or

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Pod, PodStatus, PodTemplateSpec};
 use kube::Api;
 
 use super::repo_path;
@@ -19,6 +19,18 @@ pub fn restricted_container_security() -> serde_json::Value {
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"}
     })
+}
+
+/// The pod a Deployment would make from `template`, named `name`: PodSecurity only warns
+/// on Deployments and enforces on pods, so this is what to dry-run through admission.
+pub fn pod_from_template(template: PodTemplateSpec, name: &str) -> Pod {
+    let mut pod = Pod {
+        metadata: template.metadata.unwrap_or_default(),
+        spec: template.spec,
+        status: None,
+    };
+    pod.metadata.name = Some(name.into());
+    pod
 }
 
 /// Waits until the pod reaches a terminal phase (Succeeded or Failed) and returns it.
