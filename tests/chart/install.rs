@@ -17,8 +17,8 @@ use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::{Client, ResourceExt};
 use plugin_operator::api::Plugin;
 use plugin_operator_test_support::cluster::{
-    TestNamespace, client, dry_run, eventually, install_crd, pod_from_template, random_suffix,
-    repo_path,
+    TestNamespace, assert_success, client, dry_run, eventually, install_crd, pod_from_template,
+    random_suffix, repo_path,
 };
 use serde_json::json;
 
@@ -129,12 +129,7 @@ async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart
         namespace: release_ns.name.clone(),
     };
     let out = run_helm(&args);
-    assert!(
-        out.status.success(),
-        "helm install failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_success(&out, "helm install");
     assert!(
         text(&out.stdout).contains("kubectl get plugins"),
         "NOTES.txt is shown"
@@ -336,12 +331,7 @@ fn ensure_operator_image() {
             .current_dir(repo_path(""))
             .output()
             .expect("make runs");
-        assert!(
-            out.status.success(),
-            "`make image` failed:\n{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
+        assert_success(&out, "`make image`");
     });
 }
 

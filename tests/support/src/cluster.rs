@@ -62,6 +62,16 @@ where
     }
 }
 
+/// Panics with `what` and the command's output unless it exited successfully.
+pub fn assert_success(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Eight hex digits, different on every call: for names of namespaces and releases.
 pub fn random_suffix() -> String {
     use std::hash::{BuildHasher, Hasher};
