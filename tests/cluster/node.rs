@@ -88,6 +88,15 @@ async fn start_echo(ns: &TestNamespace) {
     wait_pod_ready(&pods, "echo", Duration::from_secs(60)).await;
 }
 
+/// A restricted namespace of its own with the echo server and its Service running.
+async fn echo_namespace(prefix: &str) -> TestNamespace {
+    ensure_test_image();
+    let client = client().await;
+    let ns = TestNamespace::restricted(&client, prefix).await;
+    start_echo(&ns).await;
+    ns
+}
+
 /// Runs a client pod doing one HTTP GET to the echo Service by DNS name; returns
 /// (succeeded, logs).
 async fn call_echo(ns: &TestNamespace, name: &str, tries: u32) -> (bool, String) {
@@ -114,10 +123,7 @@ async fn call_echo(ns: &TestNamespace, name: &str, tries: u32) -> (bool, String)
 
 #[tokio::test]
 async fn local_image_runs_and_is_reachable_through_its_service_by_dns_name() {
-    ensure_test_image();
-    let client = client().await;
-    let ns = TestNamespace::restricted(&client, "node-svc").await;
-    start_echo(&ns).await;
+    let ns = echo_namespace("node-svc").await;
 
     let (ok, logs) = call_echo(&ns, "client", 10).await;
     assert!(
@@ -148,10 +154,7 @@ async fn local_image_runs_and_is_reachable_through_its_service_by_dns_name() {
 
 #[tokio::test]
 async fn network_policy_denying_ingress_blocks_a_connection_that_works_without_it() {
-    ensure_test_image();
-    let client = client().await;
-    let ns = TestNamespace::restricted(&client, "node-netpol").await;
-    start_echo(&ns).await;
+    let ns = echo_namespace("node-netpol").await;
 
     let (ok, logs) = call_echo(&ns, "before", 10).await;
     assert!(
