@@ -17,8 +17,8 @@ use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::{Client, ResourceExt};
 use plugin_operator::api::Plugin;
 use plugin_operator_test_support::cluster::{
-    TestNamespace, assert_success, client, dry_run, eventually, install_crd, pod_from_template,
-    random_suffix, repo_path,
+    TestNamespace, admit_pod, assert_success, client, dry_run, eventually, install_crd,
+    pod_from_template, random_suffix, repo_path,
 };
 use serde_json::json;
 
@@ -63,24 +63,18 @@ async fn operator_deployment_is_admitted_under_restricted_pod_security() {
         .await
         .expect("the operator's ServiceAccount is created");
     let mut pod = pod_from_template(deployment.spec.unwrap().template, "operator-dry-run");
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let admitted = pods.create(&dry_run(), &pod).await;
-    assert!(
-        admitted.is_ok(),
-        "restricted PodSecurity refused the operator pod: {:?}",
-        admitted.err()
-    );
+    if let Err(refusal) = admit_pod(&client, &ns.name, &pod).await {
+        panic!("restricted PodSecurity refused the operator pod: {refusal}");
+    }
 
     // The check has teeth: the same pod running as root is refused.
     let container = &mut pod.spec.as_mut().unwrap().containers[0];
     let security = container.security_context.as_mut().unwrap();
     security.run_as_non_root = Some(false);
     security.run_as_user = Some(0);
-    let refused = pods
-        .create(&dry_run(), &pod)
+    let refused = admit_pod(&client, &ns.name, &pod)
         .await
-        .expect_err("a root operator pod must be refused")
-        .to_string();
+        .expect_err("a root operator pod must be refused");
     assert!(refused.contains("violates PodSecurity"), "{refused}");
 }
 

@@ -13,8 +13,8 @@ use kube::{Client, ResourceExt};
 use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator::policy::BrokerPolicy;
 use plugin_operator_test_support::cluster::{
-    Operator, TestNamespace, client, dry_run, eventually, http_get, install_crd, pod_from_template,
-    together,
+    Operator, TestNamespace, admit_pod, client, eventually, http_get, install_crd,
+    pod_from_template, together,
 };
 use serde_json::json;
 
@@ -311,13 +311,9 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
     let _: ServiceAccount = wait_for_child(&client, &ns.name, "plugin-weather").await;
 
     let mut pod = pod_from_template(deployment.spec.unwrap().template, "dry-run");
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let admitted = pods.create(&dry_run(), &pod).await;
-    assert!(
-        admitted.is_ok(),
-        "restricted PodSecurity refused the plugin pod: {:?}",
-        admitted.err()
-    );
+    if let Err(refusal) = admit_pod(&client, &ns.name, &pod).await {
+        panic!("restricted PodSecurity refused the plugin pod: {refusal}");
+    }
 
     // The same pod with one restricted field loosened is refused: the check has teeth.
     let spec = pod.spec.as_mut().unwrap();
@@ -326,10 +322,9 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
         .as_mut()
         .unwrap()
         .allow_privilege_escalation = Some(true);
-    let refused = pods.create(&dry_run(), &pod).await;
-    let message = refused
-        .expect_err("a loosened pod must be refused")
-        .to_string();
+    let message = admit_pod(&client, &ns.name, &pod)
+        .await
+        .expect_err("a loosened pod must be refused");
     assert!(message.contains("violates PodSecurity"), "{message}");
 }
 
