@@ -25,6 +25,19 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
         .holder_identity
 }
 
+/// Creates the Plugin `name` and waits up to 30 s for its Deployment: `what` built it.
+async fn build(plugins: &Api<Plugin>, deployments: &Api<Deployment>, name: &str, what: &str) {
+    plugins
+        .create(&PostParams::default(), &Plugin::new(name, spec()))
+        .await
+        .unwrap();
+    let deployment = format!("plugin-{name}");
+    eventually(what, Duration::from_secs(30), || async {
+        deployments.get_opt(&deployment).await.ok()?.map(|_| ())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
     let _cluster = together().await;
@@ -52,14 +65,11 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
 
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
-    plugins
-        .create(&PostParams::default(), &Plugin::new("one", spec()))
-        .await
-        .unwrap();
-    eventually(
+    build(
+        &plugins,
+        &deployments,
+        "one",
         "the leader to build the first Plugin",
-        Duration::from_secs(30),
-        || async { deployments.get_opt("plugin-one").await.ok()?.map(|_| ()) },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -73,14 +83,11 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
 
     first.kill();
     let killed_at = Instant::now();
-    plugins
-        .create(&PostParams::default(), &Plugin::new("two", spec()))
-        .await
-        .unwrap();
-    eventually(
+    build(
+        &plugins,
+        &deployments,
+        "two",
         "the standby to build the Plugin created after the leader died",
-        Duration::from_secs(30),
-        || async { deployments.get_opt("plugin-two").await.ok()?.map(|_| ()) },
     )
     .await;
     let takeover = killed_at.elapsed();
