@@ -18,7 +18,7 @@ use kube::{Client, ResourceExt};
 use plugin_operator::api::Plugin;
 use plugin_operator_test_support::cluster::{
     TestNamespace, admit_pod, assert_success, client, dry_run, eventually, install_crd,
-    pod_from_template, random_suffix, repo_path,
+    pod_from_template, random_suffix, repo_path, wait_for_object,
 };
 use serde_json::json;
 
@@ -211,14 +211,7 @@ async fn operator_reconciles_with_chart_rbac(
     release_ns: &str,
     plugins_ns: &str,
 ) {
-    let lease: Lease = eventually("the operator to take the Lease", WAIT, || async {
-        Api::<Lease>::namespaced(client.clone(), release_ns)
-            .get_opt("plugin-operator")
-            .await
-            .ok()
-            .flatten()
-    })
-    .await;
+    let lease: Lease = wait_for_object(client, release_ns, "plugin-operator", WAIT).await;
     let holder = lease.spec.unwrap().holder_identity.unwrap_or_default();
     assert!(
         holder.starts_with(release),
@@ -237,14 +230,7 @@ async fn operator_reconciles_with_chart_rbac(
         .create(&PostParams::default(), &plugin)
         .await
         .expect("the Plugin is accepted");
-    eventually("the Plugin's Deployment", WAIT, || async {
-        Api::<Deployment>::namespaced(client.clone(), plugins_ns)
-            .get_opt("plugin-hello")
-            .await
-            .ok()
-            .flatten()
-    })
-    .await;
+    let _: Deployment = wait_for_object(client, plugins_ns, "plugin-hello", WAIT).await;
     eventually("the Plugin's status", WAIT, || async {
         let plugin = plugins.get("hello").await.ok()?;
         let status = plugin.status?;

@@ -14,7 +14,7 @@ use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator::policy::BrokerPolicy;
 use plugin_operator_test_support::cluster::{
     Operator, TestNamespace, admit_pod, client, eventually, http_get, install_crd,
-    pod_from_template, together,
+    pod_from_template, together, wait_for_object,
 };
 use serde_json::json;
 
@@ -66,8 +66,7 @@ where
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
-    let what = format!("{} {name}", K::kind(&()));
-    eventually(&what, WAIT, || child(client, namespace, name)).await
+    wait_for_object(client, namespace, name, WAIT).await
 }
 
 #[tokio::test]

@@ -62,6 +62,27 @@ where
     }
 }
 
+/// Waits up to `timeout` until the object `name` of kind `K` exists in `namespace`.
+pub async fn wait_for_object<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api = kube::Api::<K>::namespaced(client.clone(), namespace);
+    let what = format!("{} {namespace}/{name}", K::kind(&()));
+    eventually(&what, timeout, || async {
+        api.get_opt(name).await.ok().flatten()
+    })
+    .await
+}
+
 /// Panics with `what` and the command's output unless it exited successfully.
 pub fn assert_success(out: &std::process::Output, what: &str) {
     assert!(
