@@ -38,6 +38,15 @@ async fn build(plugins: &Api<Plugin>, deployments: &Api<Deployment>, name: &str,
     .await;
 }
 
+/// Waits up to 20 s for the operator `identity` to hold the Lease.
+async fn wait_for_holder(leases: &Api<Lease>, identity: &str) {
+    let what = format!("the operator {identity} to hold the Lease");
+    eventually(&what, Duration::from_secs(20), || async {
+        (holder(leases).await.as_deref() == Some(identity)).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
     let _cluster = together().await;
@@ -55,12 +64,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
     };
     let mut first = Operator::start(OPERATOR, &ns.name, &flags("first")).await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
-    eventually(
-        "the first operator to hold the Lease",
-        Duration::from_secs(20),
-        || async { (holder(&leases).await.as_deref() == Some("first")).then_some(()) },
-    )
-    .await;
+    wait_for_holder(&leases, "first").await;
     let second = Operator::start(OPERATOR, &ns.name, &flags("second")).await;
 
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
@@ -117,12 +121,7 @@ async fn a_leader_that_stops_gracefully_releases_the_lease() {
     )
     .await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
-    eventually(
-        "the operator to hold the Lease",
-        Duration::from_secs(20),
-        || async { (holder(&leases).await.as_deref() == Some("solo")).then_some(()) },
-    )
-    .await;
+    wait_for_holder(&leases, "solo").await;
     let exit = operator.terminate();
     assert!(
         exit.success(),
