@@ -17,8 +17,8 @@ use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::{Client, ResourceExt};
 use plugin_operator::api::Plugin;
 use plugin_operator_test_support::cluster::{
-    TestNamespace, admit_pod, assert_success, client, dry_run, eventually, install_crd,
-    pod_from_template, random_suffix, repo_path, wait_for_object,
+    TestNamespace, admit_pod, assert_pod_security_refuses, assert_success, client, dry_run,
+    eventually, install_crd, pod_from_template, random_suffix, repo_path, wait_for_object,
 };
 use serde_json::json;
 
@@ -72,10 +72,7 @@ async fn operator_deployment_is_admitted_under_restricted_pod_security() {
     let security = container.security_context.as_mut().unwrap();
     security.run_as_non_root = Some(false);
     security.run_as_user = Some(0);
-    let refused = admit_pod(&client, &ns.name, &pod)
-        .await
-        .expect_err("a root operator pod must be refused");
-    assert!(refused.contains("violates PodSecurity"), "{refused}");
+    assert_pod_security_refuses(&client, &ns.name, &pod, "a root operator pod").await;
 }
 
 #[tokio::test]

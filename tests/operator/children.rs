@@ -13,8 +13,8 @@ use kube::{Client, ResourceExt};
 use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator::policy::BrokerPolicy;
 use plugin_operator_test_support::cluster::{
-    Operator, TestNamespace, admit_pod, client, eventually, http_get, install_crd,
-    pod_from_template, together, wait_for_object,
+    Operator, TestNamespace, admit_pod, assert_pod_security_refuses, client, eventually, http_get,
+    install_crd, pod_from_template, together, wait_for_object,
 };
 use serde_json::json;
 
@@ -321,10 +321,7 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
         .as_mut()
         .unwrap()
         .allow_privilege_escalation = Some(true);
-    let message = admit_pod(&client, &ns.name, &pod)
-        .await
-        .expect_err("a loosened pod must be refused");
-    assert!(message.contains("violates PodSecurity"), "{message}");
+    assert_pod_security_refuses(&client, &ns.name, &pod, "a loosened pod").await;
 }
 
 #[tokio::test]

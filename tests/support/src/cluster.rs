@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use kube::Client;
 
-pub use admission::{NamespacePolicy, admit_pod, dry_run};
+pub use admission::{NamespacePolicy, admit_pod, assert_pod_security_refuses, dry_run};
 pub use crd::{CRD_FIELD_MANAGER, install_crd};
 pub use namespace::{TestNamespace, alone, clean_up_from_drop, together};
 pub use operator::{Operator, http_get};

@@ -35,6 +35,15 @@ pub async fn admit_pod(client: &Client, namespace: &str, pod: &Pod) -> Result<()
         .map_err(|e| e.to_string())
 }
 
+/// Panics unless the API server refuses `pod` in `namespace` for PodSecurity; `what` says
+/// which pod it is.
+pub async fn assert_pod_security_refuses(client: &Client, namespace: &str, pod: &Pod, what: &str) {
+    let refusal = admit_pod(client, namespace, pod)
+        .await
+        .expect_err(&format!("{what} must be refused"));
+    assert!(refusal.contains("violates PodSecurity"), "{refusal}");
+}
+
 /// A policy with `validations` on creates and updates of one core-group resource in one
 /// namespace; removed when dropped.
 pub struct NamespacePolicy {
