@@ -121,16 +121,23 @@ async fn call_echo(ns: &TestNamespace, name: &str, tries: u32) -> (bool, String)
     (phase == "Succeeded", logs)
 }
 
+/// Runs the client pod `name` with ten tries and panics, naming the echo Service and what
+/// `expected` says, unless it got through; returns the client's logs.
+async fn reach_echo(ns: &TestNamespace, name: &str, expected: &str) -> String {
+    let (ok, logs) = call_echo(ns, name, 10).await;
+    assert!(
+        ok,
+        "expected: {expected} (echo.{}.svc.cluster.local); client logs: {logs}",
+        ns.name
+    );
+    logs
+}
+
 #[tokio::test]
 async fn local_image_runs_and_is_reachable_through_its_service_by_dns_name() {
     let ns = echo_namespace("node-svc").await;
 
-    let (ok, logs) = call_echo(&ns, "client", 10).await;
-    assert!(
-        ok,
-        "client could not reach echo.{}.svc.cluster.local: {logs}",
-        ns.name
-    );
+    let logs = reach_echo(&ns, "client", "the client reaches echo by its DNS name").await;
     assert!(
         logs.contains("hello from echo"),
         "unexpected answer: {logs}"
@@ -156,11 +163,12 @@ async fn local_image_runs_and_is_reachable_through_its_service_by_dns_name() {
 async fn network_policy_denying_ingress_blocks_a_connection_that_works_without_it() {
     let ns = echo_namespace("node-netpol").await;
 
-    let (ok, logs) = call_echo(&ns, "before", 10).await;
-    assert!(
-        ok,
-        "without a policy the client must reach the server: {logs}"
-    );
+    reach_echo(
+        &ns,
+        "before",
+        "without a policy the client reaches the server",
+    )
+    .await;
 
     let deny: NetworkPolicy = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "deny-ingress-to-echo"},
@@ -192,11 +200,12 @@ async fn network_policy_denying_ingress_blocks_a_connection_that_works_without_i
         .await
         .expect("delete NetworkPolicy");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (ok, logs) = call_echo(&ns, "again", 10).await;
-    assert!(
-        ok,
-        "after deleting the policy the client must get through again: {logs}"
-    );
+    reach_echo(
+        &ns,
+        "again",
+        "after deleting the policy the client gets through again",
+    )
+    .await;
 }
 
 #[tokio::test]
