@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
 
@@ -42,54 +45,36 @@ async fn deleting_a_running_plugin_removes_every_child_and_pod() {
         .delete("hello", &DeleteParams::foreground())
         .await
         .unwrap();
-    let (client, ns) = (scene.client.clone(), scene.ns.name.clone());
+    let (client, ns) = (&scene.client, scene.ns.name.as_str());
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=plugin-operator");
+    let every = ListParams::default();
     eventually(
         "the Deployment, its pods and every child to be gone",
         Duration::from_secs(90),
-        || {
-            let (client, ns) = (client.clone(), ns.clone());
-            async move {
-                let managed =
-                    ListParams::default().labels("app.kubernetes.io/managed-by=plugin-operator");
-                let deployments = Api::<Deployment>::namespaced(client.clone(), &ns)
-                    .list(&managed)
-                    .await
-                    .ok()?;
-                let pods = Api::<Pod>::namespaced(client.clone(), &ns)
-                    .list(&Default::default())
-                    .await
-                    .ok()?;
-                let configmaps =
-                    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), &ns)
-                        .list(&managed)
-                        .await
-                        .ok()?;
-                let services =
-                    Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), &ns)
-                        .list(&managed)
-                        .await
-                        .ok()?;
-                let policies = Api::<k8s_openapi::api::networking::v1::NetworkPolicy>::namespaced(
-                    client.clone(),
-                    &ns,
-                )
-                .list(&managed)
-                .await
-                .ok()?;
-                let accounts =
-                    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client, &ns)
-                        .list(&managed)
-                        .await
-                        .ok()?;
-                let empty = deployments.items.is_empty()
-                    && pods.items.is_empty()
-                    && configmaps.items.is_empty()
-                    && services.items.is_empty()
-                    && policies.items.is_empty()
-                    && accounts.items.is_empty();
-                empty.then_some(())
-            }
+        || async {
+            let left = count::<Deployment>(client, ns, &managed).await?
+                + count::<Pod>(client, ns, &every).await?
+                + count::<ConfigMap>(client, ns, &managed).await?
+                + count::<Service>(client, ns, &managed).await?
+                + count::<NetworkPolicy>(client, ns, &managed).await?
+                + count::<ServiceAccount>(client, ns, &managed).await?;
+            (left == 0).then_some(())
         },
     )
     .await;
+}
+
+/// How many objects of kind `K` in `namespace` match `params`; None when the list fails.
+async fn count<K>(client: &Client, namespace: &str, params: &ListParams) -> Option<usize>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let list = Api::<K>::namespaced(client.clone(), namespace)
+        .list(params)
+        .await
+        .ok()?;
+    Some(list.items.len())
 }

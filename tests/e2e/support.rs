@@ -145,9 +145,8 @@ impl Scene {
     ) -> T {
         let plugins = self.plugins();
         let check = &check;
-        eventually(what, timeout, || {
-            let plugins = plugins.clone();
-            async move { check(plugins.get(name).await.ok()?) }
+        eventually(what, timeout, || async {
+            check(plugins.get(name).await.ok()?)
         })
         .await
     }
@@ -168,18 +167,15 @@ pub async fn pod_with_label(client: &Client, namespace: &str, selector: &str) ->
     eventually(
         &format!("a running pod {selector} in {namespace}"),
         Duration::from_secs(120),
-        || {
-            let pods = pods.clone();
-            async move {
-                let list = pods
-                    .list(&ListParams::default().labels(selector))
-                    .await
-                    .ok()?;
-                list.items.into_iter().find(|p| {
-                    p.metadata.deletion_timestamp.is_none()
-                        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                })
-            }
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels(selector))
+                .await
+                .ok()?;
+            list.items.into_iter().find(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            })
         },
     )
     .await
@@ -293,12 +289,9 @@ pub async fn helper_pod(
     eventually(
         &format!("helper pod {namespace}/{name} to run"),
         Duration::from_secs(60),
-        || {
-            let pods = pods.clone();
-            async move {
-                let pod = pods.get(name).await.ok()?;
-                (pod.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(pod)
-            }
+        || async {
+            let pod = pods.get(name).await.ok()?;
+            (pod.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(pod)
         },
     )
     .await

@@ -145,12 +145,9 @@ async fn creating_a_plugin_produces_every_child_owned_by_it() {
     );
 
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
-    let status = eventually("a status at generation 1", WAIT, || {
-        let plugins = plugins.clone();
-        async move {
-            let status = plugins.get("weather").await.ok()?.status?;
-            (status.observed_generation == Some(1)).then_some(status)
-        }
+    let status = eventually("a status at generation 1", WAIT, || async {
+        let status = plugins.get("weather").await.ok()?.status?;
+        (status.observed_generation == Some(1)).then_some(status)
     })
     .await;
     let types: Vec<_> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
@@ -176,15 +173,12 @@ async fn user_spec_is_stored_without_defaults_written_back() {
         serde_json::from_value(json!({"image": "registry.example/x:1", "port": 8080})).unwrap();
     create_plugin(&client, &ns.name, "minimal", minimal.clone()).await;
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
-    let plugin = eventually("the status", WAIT, || {
-        let plugins = plugins.clone();
-        async move {
-            plugins
-                .get("minimal")
-                .await
-                .ok()
-                .filter(|p| p.status.is_some())
-        }
+    let plugin = eventually("the status", WAIT, || async {
+        plugins
+            .get("minimal")
+            .await
+            .ok()
+            .filter(|p| p.status.is_some())
     })
     .await;
     assert_eq!(
