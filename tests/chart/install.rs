@@ -39,12 +39,7 @@ fn rendered_deployment(namespace: &str) -> Deployment {
 #[tokio::test]
 async fn operator_deployment_is_admitted_under_restricted_pod_security() {
     let client = client().await;
-    let ns = TestNamespace::new(
-        &client,
-        "chart-restricted",
-        &[("pod-security.kubernetes.io/enforce", "restricted")],
-    )
-    .await;
+    let ns = TestNamespace::restricted(&client, "chart-restricted").await;
     let deployment = rendered_deployment(&ns.name);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     deployments
@@ -79,12 +74,7 @@ async fn operator_deployment_is_admitted_under_restricted_pod_security() {
 async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart_rbac() {
     let client = client().await;
     install_crd(&client).await;
-    let release_ns = TestNamespace::new(
-        &client,
-        "chart-release",
-        &[("pod-security.kubernetes.io/enforce", "restricted")],
-    )
-    .await;
+    let release_ns = TestNamespace::restricted(&client, "chart-release").await;
     let plugins_ns = TestNamespace::new(&client, "chart-plugins", &[]).await;
     let release = format!("po-{}", random_suffix());
     // Objects are named <release>-plugin-operator (the chart's full name).

@@ -8,16 +8,13 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams};
-use serde_json::json;
 
-use crate::support::{SAMPLE_PLUGIN_IMAGE, Scene, eventually};
+use crate::support::{Scene, eventually, sample_spec};
 
 #[tokio::test]
 async fn plugin_pods_are_admitted_and_run_in_a_restricted_namespace() {
     let scene = Scene::new("e2e-admit").await;
-    let plugin = scene
-        .create_ready("hello", json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080}))
-        .await;
+    let plugin = scene.create_ready("hello", sample_spec()).await;
     let status = plugin.status.unwrap();
     assert_eq!((status.replicas, status.ready_replicas), (Some(1), Some(1)));
     let pod = scene.pod("hello").await;
@@ -37,9 +34,7 @@ async fn plugin_pods_are_admitted_and_run_in_a_restricted_namespace() {
 #[tokio::test]
 async fn deleting_a_running_plugin_removes_every_child_and_pod() {
     let scene = Scene::new("e2e-delete").await;
-    scene
-        .create_ready("hello", json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080}))
-        .await;
+    scene.create_ready("hello", sample_spec()).await;
     scene
         .plugins()
         .delete("hello", &DeleteParams::foreground())

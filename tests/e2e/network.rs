@@ -4,7 +4,9 @@
 
 use serde_json::json;
 
-use crate::support::{Invoker, SAMPLE_PLUGIN_IMAGE, Scene, TestNamespace, exec, helper_pod, ip};
+use crate::support::{
+    Invoker, SAMPLE_PLUGIN_IMAGE, Scene, TestNamespace, exec, helper_pod, ip, sample_spec,
+};
 
 #[tokio::test]
 async fn network_policy_confines_plugin_traffic() {
@@ -22,12 +24,7 @@ async fn network_policy_confines_plugin_traffic() {
         "permissions": {"network": {"egress": [{"cidr": format!("{}/32", ip(&declared)), "ports": [8080]}]}}
     });
     scene.create("guarded", guarded_spec).await;
-    scene
-        .create(
-            "neighbour",
-            json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080}),
-        )
-        .await;
+    scene.create("neighbour", sample_spec()).await;
     scene.ready("guarded").await;
     scene.ready("neighbour").await;
     let guarded = scene.pod("guarded").await;

@@ -16,6 +16,11 @@ pub use plugin_operator_test_support::cluster::{
 };
 
 pub const SAMPLE_PLUGIN_IMAGE: &str = "localhost/sample-plugin:dev";
+/// The sample plugin with nothing granted: the spec most tests start from.
+pub fn sample_spec() -> Value {
+    serde_json::json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080})
+}
+
 pub const CHAT_API: &str = "http://chat-api.chat-system.svc:8080";
 
 /// The operator binary cargo built for these tests.

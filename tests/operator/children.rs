@@ -290,12 +290,7 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
     let _cluster = together().await;
     let client = client().await;
     install_crd(&client).await;
-    let ns = TestNamespace::new(
-        &client,
-        "op-restricted",
-        &[("pod-security.kubernetes.io/enforce", "restricted")],
-    )
-    .await;
+    let ns = TestNamespace::restricted(&client, "op-restricted").await;
     let _operator = Operator::start(OPERATOR, &ns.name, &[]).await;
     let mut spec = weather_spec();
     spec.paused = Some(true);
