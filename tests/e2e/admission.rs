@@ -9,7 +9,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams};
 
-use crate::support::{Scene, eventually, sample_spec};
+use crate::support::{NamespacedObject, Scene, eventually, sample_spec};
 
 #[tokio::test]
 async fn plugin_pods_are_admitted_and_run_in_a_restricted_namespace() {
@@ -62,10 +62,7 @@ async fn deleting_a_running_plugin_removes_every_child_and_pod() {
 /// How many objects of kind `K` in `namespace` match `params`; None when the list fails.
 async fn count<K>(client: &Client, namespace: &str, params: &ListParams) -> Option<usize>
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
     let list = Api::<K>::namespaced(client.clone(), namespace)
         .list(params)

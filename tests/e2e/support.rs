@@ -12,7 +12,7 @@ use plugin_operator::api::{Plugin, PluginSpec};
 use serde_json::Value;
 
 pub use plugin_operator_test_support::cluster::{
-    Operator, TestNamespace, client, eventually, install_crd, kubectl, repo_path,
+    NamespacedObject, Operator, TestNamespace, client, eventually, install_crd, kubectl, repo_path,
 };
 
 pub const SAMPLE_PLUGIN_IMAGE: &str = "localhost/sample-plugin:dev";

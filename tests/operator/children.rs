@@ -13,8 +13,8 @@ use kube::{Client, ResourceExt};
 use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator::policy::BrokerPolicy;
 use plugin_operator_test_support::cluster::{
-    Operator, TestNamespace, admit_pod, assert_pod_security_refuses, client, eventually, http_get,
-    install_crd, pod_from_template, together, wait_for_object,
+    NamespacedObject, Operator, TestNamespace, admit_pod, assert_pod_security_refuses, client,
+    eventually, http_get, install_crd, pod_from_template, together, wait_for_object,
 };
 use serde_json::json;
 
@@ -46,10 +46,7 @@ async fn create_plugin(client: &Client, namespace: &str, name: &str, spec: Plugi
 
 async fn child<K>(client: &Client, namespace: &str, name: &str) -> Option<K>
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
     Api::<K>::namespaced(client.clone(), namespace)
         .get_opt(name)
@@ -61,10 +58,7 @@ where
 /// Waits until the child `name` of kind `K` exists.
 async fn wait_for_child<K>(client: &Client, namespace: &str, name: &str) -> K
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
     wait_for_object(client, namespace, name, WAIT).await
 }

@@ -62,6 +62,24 @@ where
     }
 }
 
+/// A kind of namespaced object the typed API can get and list: Deployment, Service,
+/// ConfigMap, Plugin and the like.
+pub trait NamespacedObject:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> NamespacedObject for K where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
 /// Waits up to `timeout` until the object `name` of kind `K` exists in `namespace`.
 pub async fn wait_for_object<K>(
     client: &Client,
@@ -70,10 +88,7 @@ pub async fn wait_for_object<K>(
     timeout: Duration,
 ) -> K
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
     let api = kube::Api::<K>::namespaced(client.clone(), namespace);
     let what = format!("{} {namespace}/{name}", K::kind(&()));
