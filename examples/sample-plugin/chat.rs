@@ -2,7 +2,7 @@
 //! credential: the broker adds its own.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
@@ -45,12 +45,7 @@ async fn send(request: Result<hyper::Request<Full<Bytes>>, hyper::http::Error>) 
     match answer {
         Ok(response) => {
             let status = response.status().as_u16();
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
+            let bytes = crate::body_bytes(response.into_body()).await;
             let value = serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
             (status, value)

@@ -88,12 +88,7 @@ async fn handle(request: Request<Incoming>) -> Response<Full<Bytes>> {
     };
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body_bytes(request.into_body()).await;
     match (method, path.as_str()) {
         (_, "/healthz") => reply(StatusCode::OK, json!({"status": "ok"})),
         (Method::POST, "/invoke") => reply(StatusCode::OK, invoke().await),
@@ -215,4 +210,12 @@ fn reply(status: StatusCode, value: Value) -> Response<Full<Bytes>> {
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(value.to_string())))
         .expect("a JSON response is valid")
+}
+
+/// The whole body of a request or response; empty when it cannot be read.
+async fn body_bytes(body: Incoming) -> Bytes {
+    body.collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
 }

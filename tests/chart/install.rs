@@ -17,7 +17,8 @@ use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::{Client, ResourceExt};
 use plugin_operator::api::Plugin;
 use plugin_operator_test_support::cluster::{
-    TestNamespace, client, eventually, install_crd, random_suffix, repo_path,
+    TestNamespace, admit_pod, assert_pod_security_refuses, assert_success, client, dry_run,
+    eventually, install_crd, pod_from_template, random_suffix, repo_path, wait_for_object,
 };
 use serde_json::json;
 
@@ -25,13 +26,6 @@ use crate::support::{self, only, render, run_helm, text};
 
 const IMAGE: &str = "localhost/plugin-operator:dev";
 const WAIT: Duration = Duration::from_secs(120);
-
-fn dry_run() -> PostParams {
-    PostParams {
-        dry_run: true,
-        ..Default::default()
-    }
-}
 
 /// The chart's operator Deployment, moved to `namespace`.
 fn rendered_deployment(namespace: &str) -> Deployment {
@@ -45,12 +39,7 @@ fn rendered_deployment(namespace: &str) -> Deployment {
 #[tokio::test]
 async fn operator_deployment_is_admitted_under_restricted_pod_security() {
     let client = client().await;
-    let ns = TestNamespace::new(
-        &client,
-        "chart-restricted",
-        &[("pod-security.kubernetes.io/enforce", "restricted")],
-    )
-    .await;
+    let ns = TestNamespace::restricted(&client, "chart-restricted").await;
     let deployment = rendered_deployment(&ns.name);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     deployments
@@ -68,44 +57,24 @@ async fn operator_deployment_is_admitted_under_restricted_pod_security() {
         .create(&PostParams::default(), &service_account)
         .await
         .expect("the operator's ServiceAccount is created");
-    let template = deployment.spec.unwrap().template;
-    let mut pod = Pod {
-        metadata: template.metadata.unwrap_or_default(),
-        spec: template.spec,
-        status: None,
-    };
-    pod.metadata.name = Some("operator-dry-run".into());
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let admitted = pods.create(&dry_run(), &pod).await;
-    assert!(
-        admitted.is_ok(),
-        "restricted PodSecurity refused the operator pod: {:?}",
-        admitted.err()
-    );
+    let mut pod = pod_from_template(deployment.spec.unwrap().template, "operator-dry-run");
+    if let Err(refusal) = admit_pod(&client, &ns.name, &pod).await {
+        panic!("restricted PodSecurity refused the operator pod: {refusal}");
+    }
 
     // The check has teeth: the same pod running as root is refused.
     let container = &mut pod.spec.as_mut().unwrap().containers[0];
     let security = container.security_context.as_mut().unwrap();
     security.run_as_non_root = Some(false);
     security.run_as_user = Some(0);
-    let refused = pods
-        .create(&dry_run(), &pod)
-        .await
-        .expect_err("a root operator pod must be refused")
-        .to_string();
-    assert!(refused.contains("violates PodSecurity"), "{refused}");
+    assert_pod_security_refuses(&client, &ns.name, &pod, "a root operator pod").await;
 }
 
 #[tokio::test]
 async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart_rbac() {
     let client = client().await;
     install_crd(&client).await;
-    let release_ns = TestNamespace::new(
-        &client,
-        "chart-release",
-        &[("pod-security.kubernetes.io/enforce", "restricted")],
-    )
-    .await;
+    let release_ns = TestNamespace::restricted(&client, "chart-release").await;
     let plugins_ns = TestNamespace::new(&client, "chart-plugins", &[]).await;
     let release = format!("po-{}", random_suffix());
     // Objects are named <release>-plugin-operator (the chart's full name).
@@ -141,12 +110,7 @@ async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart
         namespace: release_ns.name.clone(),
     };
     let out = run_helm(&args);
-    assert!(
-        out.status.success(),
-        "helm install failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_success(&out, "helm install");
     assert!(
         text(&out.stdout).contains("kubectl get plugins"),
         "NOTES.txt is shown"
@@ -234,14 +198,7 @@ async fn operator_reconciles_with_chart_rbac(
     release_ns: &str,
     plugins_ns: &str,
 ) {
-    let lease: Lease = eventually("the operator to take the Lease", WAIT, || async {
-        Api::<Lease>::namespaced(client.clone(), release_ns)
-            .get_opt("plugin-operator")
-            .await
-            .ok()
-            .flatten()
-    })
-    .await;
+    let lease: Lease = wait_for_object(client, release_ns, "plugin-operator", WAIT).await;
     let holder = lease.spec.unwrap().holder_identity.unwrap_or_default();
     assert!(
         holder.starts_with(release),
@@ -260,14 +217,7 @@ async fn operator_reconciles_with_chart_rbac(
         .create(&PostParams::default(), &plugin)
         .await
         .expect("the Plugin is accepted");
-    eventually("the Plugin's Deployment", WAIT, || async {
-        Api::<Deployment>::namespaced(client.clone(), plugins_ns)
-            .get_opt("plugin-hello")
-            .await
-            .ok()
-            .flatten()
-    })
-    .await;
+    let _: Deployment = wait_for_object(client, plugins_ns, "plugin-hello", WAIT).await;
     eventually("the Plugin's status", WAIT, || async {
         let plugin = plugins.get("hello").await.ok()?;
         let status = plugin.status?;
@@ -348,12 +298,7 @@ fn ensure_operator_image() {
             .current_dir(repo_path(""))
             .output()
             .expect("make runs");
-        assert!(
-            out.status.success(),
-            "`make image` failed:\n{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
+        assert_success(&out, "`make image`");
     });
 }
 

@@ -6,11 +6,10 @@ use std::collections::BTreeSet;
 
 use clap::Parser;
 use plugin_operator::controller::ControllerArgs;
+use plugin_operator_test_support::cluster::assert_success;
 use serde_json::{Value, json};
 
-use crate::support::{
-    CHART, kind, name, of_kind, only, operator_args, render, run_helm, template, text,
-};
+use crate::support::{CHART, kind, name, of_kind, only, operator_args, render, run_helm, template};
 
 /// Values that switch every optional part of the chart on.
 const EVERYTHING: &[&str] = &[
@@ -32,12 +31,7 @@ fn chart_passes_strict_lint_with_default_and_optional_values() {
         let mut args = vec!["lint", "--strict", CHART];
         args.extend_from_slice(extra);
         let out = run_helm(&args);
-        assert!(
-            out.status.success(),
-            "helm lint --strict {extra:?} failed:\n{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
+        assert_success(&out, &format!("helm lint --strict {extra:?}"));
     }
 }
 

@@ -88,6 +88,15 @@ async fn start_echo(ns: &TestNamespace) {
     wait_pod_ready(&pods, "echo", Duration::from_secs(60)).await;
 }
 
+/// A restricted namespace of its own with the echo server and its Service running.
+async fn echo_namespace(prefix: &str) -> TestNamespace {
+    ensure_test_image();
+    let client = client().await;
+    let ns = TestNamespace::restricted(&client, prefix).await;
+    start_echo(&ns).await;
+    ns
+}
+
 /// Runs a client pod doing one HTTP GET to the echo Service by DNS name; returns
 /// (succeeded, logs).
 async fn call_echo(ns: &TestNamespace, name: &str, tries: u32) -> (bool, String) {
@@ -112,19 +121,23 @@ async fn call_echo(ns: &TestNamespace, name: &str, tries: u32) -> (bool, String)
     (phase == "Succeeded", logs)
 }
 
-#[tokio::test]
-async fn local_image_runs_and_is_reachable_through_its_service_by_dns_name() {
-    ensure_test_image();
-    let client = client().await;
-    let ns = TestNamespace::restricted(&client, "node-svc").await;
-    start_echo(&ns).await;
-
-    let (ok, logs) = call_echo(&ns, "client", 10).await;
+/// Runs the client pod `name` with ten tries and panics, naming the echo Service and what
+/// `expected` says, unless it got through; returns the client's logs.
+async fn reach_echo(ns: &TestNamespace, name: &str, expected: &str) -> String {
+    let (ok, logs) = call_echo(ns, name, 10).await;
     assert!(
         ok,
-        "client could not reach echo.{}.svc.cluster.local: {logs}",
+        "expected: {expected} (echo.{}.svc.cluster.local); client logs: {logs}",
         ns.name
     );
+    logs
+}
+
+#[tokio::test]
+async fn local_image_runs_and_is_reachable_through_its_service_by_dns_name() {
+    let ns = echo_namespace("node-svc").await;
+
+    let logs = reach_echo(&ns, "client", "the client reaches echo by its DNS name").await;
     assert!(
         logs.contains("hello from echo"),
         "unexpected answer: {logs}"
@@ -148,16 +161,14 @@ async fn local_image_runs_and_is_reachable_through_its_service_by_dns_name() {
 
 #[tokio::test]
 async fn network_policy_denying_ingress_blocks_a_connection_that_works_without_it() {
-    ensure_test_image();
-    let client = client().await;
-    let ns = TestNamespace::restricted(&client, "node-netpol").await;
-    start_echo(&ns).await;
+    let ns = echo_namespace("node-netpol").await;
 
-    let (ok, logs) = call_echo(&ns, "before", 10).await;
-    assert!(
-        ok,
-        "without a policy the client must reach the server: {logs}"
-    );
+    reach_echo(
+        &ns,
+        "before",
+        "without a policy the client reaches the server",
+    )
+    .await;
 
     let deny: NetworkPolicy = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "deny-ingress-to-echo"},
@@ -189,11 +200,12 @@ async fn network_policy_denying_ingress_blocks_a_connection_that_works_without_i
         .await
         .expect("delete NetworkPolicy");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (ok, logs) = call_echo(&ns, "again", 10).await;
-    assert!(
-        ok,
-        "after deleting the policy the client must get through again: {logs}"
-    );
+    reach_echo(
+        &ns,
+        "again",
+        "after deleting the policy the client gets through again",
+    )
+    .await;
 }
 
 #[tokio::test]

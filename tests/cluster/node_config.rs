@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use plugin_operator_test_support::cluster::{random_suffix, repo_path};
+use plugin_operator_test_support::cluster::{assert_success, random_suffix, repo_path};
 use serde::Deserialize;
 
 /// Sources the cluster scripts and writes the node configuration under `$1`.
@@ -53,12 +53,7 @@ fn node_configuration_renders_from_its_templates() {
         .current_dir(repo_path(""))
         .output()
         .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "rendering the node configuration failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "rendering the node configuration");
 
     for relative in ["conf/kubelet.yaml", "conf/kube-proxy.yaml"] {
         let text = read(&root, relative);

@@ -3,19 +3,18 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams};
-use serde_json::json;
 
-use crate::support::{SAMPLE_PLUGIN_IMAGE, Scene, eventually};
+use crate::support::{NamespacedObject, Scene, eventually, sample_spec};
 
 #[tokio::test]
 async fn plugin_pods_are_admitted_and_run_in_a_restricted_namespace() {
     let scene = Scene::new("e2e-admit").await;
-    scene
-        .create("hello", json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080}))
-        .await;
-    let plugin = scene.ready("hello").await;
+    let plugin = scene.create_ready("hello", sample_spec()).await;
     let status = plugin.status.unwrap();
     assert_eq!((status.replicas, status.ready_replicas), (Some(1), Some(1)));
     let pod = scene.pod("hello").await;
@@ -35,63 +34,39 @@ async fn plugin_pods_are_admitted_and_run_in_a_restricted_namespace() {
 #[tokio::test]
 async fn deleting_a_running_plugin_removes_every_child_and_pod() {
     let scene = Scene::new("e2e-delete").await;
-    scene
-        .create("hello", json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080}))
-        .await;
-    scene.ready("hello").await;
+    scene.create_ready("hello", sample_spec()).await;
     scene
         .plugins()
         .delete("hello", &DeleteParams::foreground())
         .await
         .unwrap();
-    let (client, ns) = (scene.client.clone(), scene.ns.name.clone());
+    let (client, ns) = (&scene.client, scene.ns.name.as_str());
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=plugin-operator");
+    let every = ListParams::default();
     eventually(
         "the Deployment, its pods and every child to be gone",
         Duration::from_secs(90),
-        || {
-            let (client, ns) = (client.clone(), ns.clone());
-            async move {
-                let managed =
-                    ListParams::default().labels("app.kubernetes.io/managed-by=plugin-operator");
-                let deployments = Api::<Deployment>::namespaced(client.clone(), &ns)
-                    .list(&managed)
-                    .await
-                    .ok()?;
-                let pods = Api::<Pod>::namespaced(client.clone(), &ns)
-                    .list(&Default::default())
-                    .await
-                    .ok()?;
-                let configmaps =
-                    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), &ns)
-                        .list(&managed)
-                        .await
-                        .ok()?;
-                let services =
-                    Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), &ns)
-                        .list(&managed)
-                        .await
-                        .ok()?;
-                let policies = Api::<k8s_openapi::api::networking::v1::NetworkPolicy>::namespaced(
-                    client.clone(),
-                    &ns,
-                )
-                .list(&managed)
-                .await
-                .ok()?;
-                let accounts =
-                    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client, &ns)
-                        .list(&managed)
-                        .await
-                        .ok()?;
-                let empty = deployments.items.is_empty()
-                    && pods.items.is_empty()
-                    && configmaps.items.is_empty()
-                    && services.items.is_empty()
-                    && policies.items.is_empty()
-                    && accounts.items.is_empty();
-                empty.then_some(())
-            }
+        || async {
+            let left = count::<Deployment>(client, ns, &managed).await?
+                + count::<Pod>(client, ns, &every).await?
+                + count::<ConfigMap>(client, ns, &managed).await?
+                + count::<Service>(client, ns, &managed).await?
+                + count::<NetworkPolicy>(client, ns, &managed).await?
+                + count::<ServiceAccount>(client, ns, &managed).await?;
+            (left == 0).then_some(())
         },
     )
     .await;
+}
+
+/// How many objects of kind `K` in `namespace` match `params`; None when the list fails.
+async fn count<K>(client: &Client, namespace: &str, params: &ListParams) -> Option<usize>
+where
+    K: NamespacedObject,
+{
+    let list = Api::<K>::namespaced(client.clone(), namespace)
+        .list(params)
+        .await
+        .ok()?;
+    Some(list.items.len())
 }

@@ -5,20 +5,22 @@
 use std::time::Duration;
 
 use kube::api::{Patch, PatchParams};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{CHAT_API, Invoker, SAMPLE_PLUGIN_IMAGE, Scene, eventually, exec_json};
+
+/// The sample plugin granted only `messages:read`.
+fn read_only_spec() -> Value {
+    json!({
+        "image": SAMPLE_PLUGIN_IMAGE, "port": 8080,
+        "permissions": {"chatApi": [{"scope": "messages:read"}]}
+    })
+}
 
 #[tokio::test]
 async fn granted_call_passes_ungranted_is_refused_and_the_chat_api_wants_the_brokers_token() {
     let scene = Scene::new("e2e-grants").await;
-    scene
-        .create(
-            "reader",
-            json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080, "permissions": {"chatApi": [{"scope": "messages:read"}]}}),
-        )
-        .await;
-    scene.ready("reader").await;
+    scene.create_ready("reader", read_only_spec()).await;
     let pod = scene.pod("reader").await;
 
     // The plugin sends a forged bearer token; only the broker's own gets past TokenReview.
@@ -61,12 +63,11 @@ async fn granted_call_passes_ungranted_is_refused_and_the_chat_api_wants_the_bro
 async fn invocation_slower_than_the_time_limit_gets_504() {
     let scene = Scene::new("e2e-timeout").await;
     scene
-        .create(
+        .create_ready(
             "slow",
             json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080, "timeouts": {"requestSeconds": 1}}),
         )
         .await;
-    scene.ready("slow").await;
     let invoker = Invoker::new(&scene).await;
     let url = |ms: u32| format!("http://plugin-slow.{}.svc/sleep?ms={ms}", scene.ns.name);
 
@@ -79,13 +80,7 @@ async fn invocation_slower_than_the_time_limit_gets_504() {
 #[tokio::test]
 async fn changing_the_grants_changes_decisions_without_restarting_the_pod() {
     let scene = Scene::new("e2e-regrant").await;
-    scene
-        .create(
-            "writer",
-            json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080, "permissions": {"chatApi": [{"scope": "messages:read"}]}}),
-        )
-        .await;
-    scene.ready("writer").await;
+    scene.create_ready("writer", read_only_spec()).await;
     let pod = scene.pod("writer").await;
     let post = [
         "call",

@@ -1,17 +1,12 @@
 //! Claim 2: the plugin container cannot read the broker's credential and has no
 //! ServiceAccount token.
 
-use serde_json::json;
-
-use crate::support::{SAMPLE_PLUGIN_IMAGE, Scene, exec};
+use crate::support::{Scene, exec, sample_spec};
 
 #[tokio::test]
 async fn plugin_container_cannot_read_the_brokers_credential_or_any_token() {
     let scene = Scene::new("e2e-cred").await;
-    scene
-        .create("hello", json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080}))
-        .await;
-    scene.ready("hello").await;
+    scene.create_ready("hello", sample_spec()).await;
     let pod = scene.pod("hello").await;
 
     // The plugin's own binary works in its container: the attempts below are real.

@@ -4,26 +4,19 @@
 
 use serde_json::json;
 
-use crate::support::{Invoker, SAMPLE_PLUGIN_IMAGE, Scene, TestNamespace, exec, helper_pod, ip};
+use crate::support::{
+    Invoker, SAMPLE_PLUGIN_IMAGE, Scene, TestNamespace, exec, helper_pod, ip, sample_spec,
+};
 
 #[tokio::test]
 async fn network_policy_confines_plugin_traffic() {
     let scene = Scene::new("e2e-net").await;
     let outside = TestNamespace::new(&scene.client, "e2e-net-outside", &[]).await;
-    let declared = helper_pod(
-        &scene.client,
-        &outside.name,
-        "declared",
-        &[("role", "declared")],
-    )
-    .await;
-    let undeclared = helper_pod(
-        &scene.client,
-        &outside.name,
-        "undeclared",
-        &[("role", "undeclared")],
-    )
-    .await;
+    let (client, outside_ns) = (&scene.client, &outside.name);
+    let helper =
+        |role| async move { helper_pod(client, outside_ns, role, &[("role", role)]).await };
+    let declared = helper("declared").await;
+    let undeclared = helper("undeclared").await;
     let invoker = Invoker::new(&scene).await;
 
     let guarded_spec = json!({
@@ -31,12 +24,7 @@ async fn network_policy_confines_plugin_traffic() {
         "permissions": {"network": {"egress": [{"cidr": format!("{}/32", ip(&declared)), "ports": [8080]}]}}
     });
     scene.create("guarded", guarded_spec).await;
-    scene
-        .create(
-            "neighbour",
-            json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080}),
-        )
-        .await;
+    scene.create("neighbour", sample_spec()).await;
     scene.ready("guarded").await;
     scene.ready("neighbour").await;
     let guarded = scene.pod("guarded").await;

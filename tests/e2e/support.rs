@@ -12,10 +12,15 @@ use plugin_operator::api::{Plugin, PluginSpec};
 use serde_json::Value;
 
 pub use plugin_operator_test_support::cluster::{
-    Operator, TestNamespace, client, eventually, install_crd, kubectl, repo_path,
+    NamespacedObject, Operator, TestNamespace, client, eventually, install_crd, kubectl, repo_path,
 };
 
 pub const SAMPLE_PLUGIN_IMAGE: &str = "localhost/sample-plugin:dev";
+/// The sample plugin with nothing granted: the spec most tests start from.
+pub fn sample_spec() -> Value {
+    serde_json::json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080})
+}
+
 pub const CHAT_API: &str = "http://chat-api.chat-system.svc:8080";
 
 /// The operator binary cargo built for these tests.
@@ -101,47 +106,53 @@ impl Scene {
             .expect("the Plugin is accepted")
     }
 
+    /// Creates the Plugin `name` from `spec` and waits for it to be Ready.
+    pub async fn create_ready(&self, name: &str, spec: Value) -> Plugin {
+        self.create(name, spec).await;
+        self.ready(name).await
+    }
+
     /// Waits for the Plugin's Ready condition to be True at its current generation.
     pub async fn ready(&self, name: &str) -> Plugin {
-        let plugins = self.plugins();
-        eventually(
-            &format!("Plugin {name} to be Ready"),
-            Duration::from_secs(120),
-            || {
-                let plugins = plugins.clone();
-                async move {
-                    let plugin = plugins.get(name).await.ok()?;
-                    let status = plugin.status.as_ref()?;
-                    let ready = status
-                        .conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True");
-                    (ready && status.observed_generation == plugin.metadata.generation)
-                        .then_some(plugin)
-                }
-            },
-        )
+        let what = format!("Plugin {name} to be Ready");
+        self.wait_for(name, &what, Duration::from_secs(120), |plugin| {
+            let status = plugin.status.as_ref()?;
+            let ready = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            (ready && status.observed_generation == plugin.metadata.generation).then_some(plugin)
+        })
         .await
     }
 
     /// Waits for the Plugin's Degraded condition with `reason`; returns its message.
     pub async fn degraded(&self, name: &str, reason: &str) -> String {
+        let what = format!("Plugin {name} to be Degraded with {reason}");
+        self.wait_for(name, &what, Duration::from_secs(150), |plugin| {
+            plugin
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == reason)
+                .map(|c| c.message)
+        })
+        .await
+    }
+
+    /// Waits until `check` finds what it looks for in the Plugin `name`.
+    async fn wait_for<T>(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(Plugin) -> Option<T>,
+    ) -> T {
         let plugins = self.plugins();
-        eventually(
-            &format!("Plugin {name} to be Degraded with {reason}"),
-            Duration::from_secs(150),
-            || {
-                let plugins = plugins.clone();
-                async move {
-                    let status = plugins.get(name).await.ok()?.status?;
-                    status
-                        .conditions
-                        .into_iter()
-                        .find(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == reason)
-                        .map(|c| c.message)
-                }
-            },
-        )
+        let check = &check;
+        eventually(what, timeout, || async {
+            check(plugins.get(name).await.ok()?)
+        })
         .await
     }
 
@@ -161,18 +172,15 @@ pub async fn pod_with_label(client: &Client, namespace: &str, selector: &str) ->
     eventually(
         &format!("a running pod {selector} in {namespace}"),
         Duration::from_secs(120),
-        || {
-            let pods = pods.clone();
-            async move {
-                let list = pods
-                    .list(&ListParams::default().labels(selector))
-                    .await
-                    .ok()?;
-                list.items.into_iter().find(|p| {
-                    p.metadata.deletion_timestamp.is_none()
-                        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                })
-            }
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels(selector))
+                .await
+                .ok()?;
+            list.items.into_iter().find(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            })
         },
     )
     .await
@@ -286,12 +294,9 @@ pub async fn helper_pod(
     eventually(
         &format!("helper pod {namespace}/{name} to run"),
         Duration::from_secs(60),
-        || {
-            let pods = pods.clone();
-            async move {
-                let pod = pods.get(name).await.ok()?;
-                (pod.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(pod)
-            }
+        || async {
+            let pod = pods.get(name).await.ok()?;
+            (pod.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(pod)
         },
     )
     .await

@@ -56,13 +56,10 @@ async fn a_child_the_api_server_refuses_puts_apply_failed_on_the_plugin() {
         .unwrap();
     let generation = created.metadata.generation;
 
-    let failed = eventually("Ready=False with reason ApplyFailed", WAIT, || {
-        let plugins = plugins.clone();
-        async move {
-            let plugin = plugins.get("refused").await.ok()?;
-            let ready = condition(&plugin, "Ready")?;
-            (ready.1 == "ApplyFailed").then_some(plugin)
-        }
+    let failed = eventually("Ready=False with reason ApplyFailed", WAIT, || async {
+        let plugin = plugins.get("refused").await.ok()?;
+        let ready = condition(&plugin, "Ready")?;
+        (ready.1 == "ApplyFailed").then_some(plugin)
     })
     .await;
     let (status, _, message, observed) = condition(&failed, "Ready").unwrap();
@@ -89,14 +86,11 @@ async fn a_child_the_api_server_refuses_puts_apply_failed_on_the_plugin() {
     eventually(
         "the Plugin to recover once Services are allowed",
         Duration::from_secs(90),
-        || {
-            let plugins = plugins.clone();
-            async move {
-                let plugin = plugins.get("refused").await.ok()?;
-                let ready = condition(&plugin, "Ready")?;
-                let stalled = condition(&plugin, "Stalled")?;
-                (ready.0 == "True" && stalled.0 == "False").then_some(())
-            }
+        || async {
+            let plugin = plugins.get("refused").await.ok()?;
+            let ready = condition(&plugin, "Ready")?;
+            let stalled = condition(&plugin, "Stalled")?;
+            (ready.0 == "True" && stalled.0 == "False").then_some(())
         },
     )
     .await;

@@ -13,7 +13,8 @@ use kube::{Client, ResourceExt};
 use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator::policy::BrokerPolicy;
 use plugin_operator_test_support::cluster::{
-    Operator, TestNamespace, client, eventually, http_get, install_crd, together,
+    NamespacedObject, Operator, TestNamespace, admit_pod, assert_pod_security_refuses, client,
+    eventually, http_get, install_crd, pod_from_template, together, wait_for_object,
 };
 use serde_json::json;
 
@@ -45,10 +46,7 @@ async fn create_plugin(client: &Client, namespace: &str, name: &str, spec: Plugi
 
 async fn child<K>(client: &Client, namespace: &str, name: &str) -> Option<K>
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
     Api::<K>::namespaced(client.clone(), namespace)
         .get_opt(name)
@@ -60,13 +58,9 @@ where
 /// Waits until the child `name` of kind `K` exists.
 async fn wait_for_child<K>(client: &Client, namespace: &str, name: &str) -> K
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
-    let what = format!("{} {name}", K::kind(&()));
-    eventually(&what, WAIT, || child(client, namespace, name)).await
+    wait_for_object(client, namespace, name, WAIT).await
 }
 
 #[tokio::test]
@@ -141,12 +135,9 @@ async fn creating_a_plugin_produces_every_child_owned_by_it() {
     );
 
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
-    let status = eventually("a status at generation 1", WAIT, || {
-        let plugins = plugins.clone();
-        async move {
-            let status = plugins.get("weather").await.ok()?.status?;
-            (status.observed_generation == Some(1)).then_some(status)
-        }
+    let status = eventually("a status at generation 1", WAIT, || async {
+        let status = plugins.get("weather").await.ok()?.status?;
+        (status.observed_generation == Some(1)).then_some(status)
     })
     .await;
     let types: Vec<_> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
@@ -168,15 +159,12 @@ async fn user_spec_is_stored_without_defaults_written_back() {
         serde_json::from_value(json!({"image": "registry.example/x:1", "port": 8080})).unwrap();
     create_plugin(&client, &ns.name, "minimal", minimal.clone()).await;
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
-    let plugin = eventually("the status", WAIT, || {
-        let plugins = plugins.clone();
-        async move {
-            plugins
-                .get("minimal")
-                .await
-                .ok()
-                .filter(|p| p.status.is_some())
-        }
+    let plugin = eventually("the status", WAIT, || async {
+        plugins
+            .get("minimal")
+            .await
+            .ok()
+            .filter(|p| p.status.is_some())
     })
     .await;
     assert_eq!(
@@ -280,12 +268,7 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
     let _cluster = together().await;
     let client = client().await;
     install_crd(&client).await;
-    let ns = TestNamespace::new(
-        &client,
-        "op-restricted",
-        &[("pod-security.kubernetes.io/enforce", "restricted")],
-    )
-    .await;
+    let ns = TestNamespace::restricted(&client, "op-restricted").await;
     let _operator = Operator::start(OPERATOR, &ns.name, &[]).await;
     let mut spec = weather_spec();
     spec.paused = Some(true);
@@ -293,24 +276,10 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
     let deployment: Deployment = wait_for_child(&client, &ns.name, "plugin-weather").await;
     let _: ServiceAccount = wait_for_child(&client, &ns.name, "plugin-weather").await;
 
-    let template = deployment.spec.unwrap().template;
-    let mut pod = Pod {
-        metadata: template.metadata.unwrap_or_default(),
-        spec: template.spec,
-        status: None,
-    };
-    pod.metadata.name = Some("dry-run".into());
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let dry_run = PostParams {
-        dry_run: true,
-        ..Default::default()
-    };
-    let admitted = pods.create(&dry_run, &pod).await;
-    assert!(
-        admitted.is_ok(),
-        "restricted PodSecurity refused the plugin pod: {:?}",
-        admitted.err()
-    );
+    let mut pod = pod_from_template(deployment.spec.unwrap().template, "dry-run");
+    if let Err(refusal) = admit_pod(&client, &ns.name, &pod).await {
+        panic!("restricted PodSecurity refused the plugin pod: {refusal}");
+    }
 
     // The same pod with one restricted field loosened is refused: the check has teeth.
     let spec = pod.spec.as_mut().unwrap();
@@ -319,11 +288,7 @@ async fn generated_pod_is_admitted_by_restricted_pod_security() {
         .as_mut()
         .unwrap()
         .allow_privilege_escalation = Some(true);
-    let refused = pods.create(&dry_run, &pod).await;
-    let message = refused
-        .expect_err("a loosened pod must be refused")
-        .to_string();
-    assert!(message.contains("violates PodSecurity"), "{message}");
+    assert_pod_security_refuses(&client, &ns.name, &pod, "a loosened pod").await;
 }
 
 #[tokio::test]

@@ -3,18 +3,22 @@
 
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use plugin_operator_test_support::cluster::{repo_path, together};
+use plugin_operator_test_support::cluster::{TestNamespace, dry_run, repo_path, together};
 use serde::Deserialize;
 
 use crate::namespace_with_crd;
 
-fn plugin_api(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+/// Plugins as untyped objects, so that what the Rust types would refuse reaches the API
+/// server, in a namespace of their own (kept while the namespace is held).
+async fn untyped_plugins(prefix: &str) -> (TestNamespace, Api<DynamicObject>) {
+    let (client, ns) = namespace_with_crd(prefix).await;
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
         "plugins.chat.dev",
         "v1alpha1",
         "Plugin",
     ));
-    Api::namespaced_with(client.clone(), namespace, &resource)
+    let api = Api::namespaced_with(client, &ns.name, &resource);
+    (ns, api)
 }
 
 fn manifests(folder: &str) -> Vec<(String, String)> {
@@ -38,8 +42,7 @@ fn manifests(folder: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn every_invalid_manifest_is_refused_with_a_message_a_person_understands() {
     let _cluster = together().await;
-    let (client, ns) = namespace_with_crd("crd-invalid").await;
-    let api = plugin_api(&client, &ns.name);
+    let (_ns, api) = untyped_plugins("crd-invalid").await;
     let corpus = manifests("tests/invalid-plugins");
     assert!(
         corpus.len() >= 20,
@@ -79,8 +82,7 @@ async fn every_invalid_manifest_is_refused_with_a_message_a_person_understands()
 #[tokio::test]
 async fn example_plugins_are_accepted() {
     let _cluster = together().await;
-    let (client, ns) = namespace_with_crd("crd-examples").await;
-    let api = plugin_api(&client, &ns.name);
+    let (_ns, api) = untyped_plugins("crd-examples").await;
     let examples = manifests("deploy/examples");
     assert!(!examples.is_empty());
     for (file, text) in examples {
@@ -90,11 +92,7 @@ async fn example_plugins_are_accepted() {
                 continue;
             }
             let object: DynamicObject = serde_yaml::from_value(value).unwrap();
-            let dry_run = PostParams {
-                dry_run: true,
-                ..Default::default()
-            };
-            if let Err(error) = api.create(&dry_run, &object).await {
+            if let Err(error) = api.create(&dry_run(), &object).await {
                 panic!("{file} was refused: {error}");
             }
         }

@@ -25,6 +25,28 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
         .holder_identity
 }
 
+/// Creates the Plugin `name` and waits up to 30 s for its Deployment: `what` built it.
+async fn build(plugins: &Api<Plugin>, deployments: &Api<Deployment>, name: &str, what: &str) {
+    plugins
+        .create(&PostParams::default(), &Plugin::new(name, spec()))
+        .await
+        .unwrap();
+    let deployment = format!("plugin-{name}");
+    eventually(what, Duration::from_secs(30), || async {
+        deployments.get_opt(&deployment).await.ok()?.map(|_| ())
+    })
+    .await;
+}
+
+/// Waits up to 20 s for the operator `identity` to hold the Lease.
+async fn wait_for_holder(leases: &Api<Lease>, identity: &str) {
+    let what = format!("the operator {identity} to hold the Lease");
+    eventually(&what, Duration::from_secs(20), || async {
+        (holder(leases).await.as_deref() == Some(identity)).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
     let _cluster = together().await;
@@ -42,24 +64,16 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
     };
     let mut first = Operator::start(OPERATOR, &ns.name, &flags("first")).await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
-    eventually(
-        "the first operator to hold the Lease",
-        Duration::from_secs(20),
-        || async { (holder(&leases).await.as_deref() == Some("first")).then_some(()) },
-    )
-    .await;
+    wait_for_holder(&leases, "first").await;
     let second = Operator::start(OPERATOR, &ns.name, &flags("second")).await;
 
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
-    plugins
-        .create(&PostParams::default(), &Plugin::new("one", spec()))
-        .await
-        .unwrap();
-    eventually(
+    build(
+        &plugins,
+        &deployments,
+        "one",
         "the leader to build the first Plugin",
-        Duration::from_secs(30),
-        || async { deployments.get_opt("plugin-one").await.ok()?.map(|_| ()) },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -73,14 +87,11 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
 
     first.kill();
     let killed_at = Instant::now();
-    plugins
-        .create(&PostParams::default(), &Plugin::new("two", spec()))
-        .await
-        .unwrap();
-    eventually(
+    build(
+        &plugins,
+        &deployments,
+        "two",
         "the standby to build the Plugin created after the leader died",
-        Duration::from_secs(30),
-        || async { deployments.get_opt("plugin-two").await.ok()?.map(|_| ()) },
     )
     .await;
     let takeover = killed_at.elapsed();
@@ -110,12 +121,7 @@ async fn a_leader_that_stops_gracefully_releases_the_lease() {
     )
     .await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
-    eventually(
-        "the operator to hold the Lease",
-        Duration::from_secs(20),
-        || async { (holder(&leases).await.as_deref() == Some("solo")).then_some(()) },
-    )
-    .await;
+    wait_for_holder(&leases, "solo").await;
     let exit = operator.terminate();
     assert!(
         exit.success(),

@@ -49,10 +49,7 @@ async fn malformed_plugin_is_reported_and_does_not_stall_the_others() {
     let created = eventually(
         "the loosened schema to accept the malformed Plugin",
         Duration::from_secs(20),
-        || {
-            let (dynamic, broken) = (dynamic.clone(), broken.clone());
-            async move { dynamic.create(&PostParams::default(), &broken).await.ok() }
-        },
+        || async { dynamic.create(&PostParams::default(), &broken).await.ok() },
     )
     .await;
     install_crd(&client).await;
@@ -78,14 +75,11 @@ async fn malformed_plugin_is_reported_and_does_not_stall_the_others() {
     eventually(
         "the restored schema to accept a good Plugin",
         Duration::from_secs(20),
-        || {
-            let (plugins, spec) = (plugins.clone(), spec.clone());
-            async move {
-                plugins
-                    .create(&PostParams::default(), &Plugin::new("good", spec))
-                    .await
-                    .ok()
-            }
+        || async {
+            plugins
+                .create(&PostParams::default(), &Plugin::new("good", spec.clone()))
+                .await
+                .ok()
         },
     )
     .await;

@@ -42,20 +42,17 @@ async fn unchanged_plugins_cause_no_writes_in_steady_state() {
     eventually(
         "every Plugin to report Unschedulable at its generation",
         Duration::from_secs(120),
-        || {
-            let plugins = plugins.clone();
-            async move {
-                let list = plugins.list(&Default::default()).await.ok()?;
-                let settled = list.items.iter().filter(|p| {
-                    p.status.as_ref().is_some_and(|s| {
-                        s.observed_generation == Some(1)
-                            && s.conditions
-                                .iter()
-                                .any(|c| c.type_ == "Degraded" && c.reason == "Unschedulable")
-                    })
-                });
-                (settled.count() == PLUGINS).then_some(())
-            }
+        || async {
+            let list = plugins.list(&Default::default()).await.ok()?;
+            let settled = list.items.iter().filter(|p| {
+                p.status.as_ref().is_some_and(|s| {
+                    s.observed_generation == Some(1)
+                        && s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "Degraded" && c.reason == "Unschedulable")
+                })
+            });
+            (settled.count() == PLUGINS).then_some(())
         },
     )
     .await;

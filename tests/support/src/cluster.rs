@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 
 use kube::Client;
 
-pub use admission::{NamespacePolicy, dry_run};
+pub use admission::{NamespacePolicy, admit_pod, assert_pod_security_refuses, dry_run};
 pub use crd::{CRD_FIELD_MANAGER, install_crd};
 pub use namespace::{TestNamespace, alone, clean_up_from_drop, together};
 pub use operator::{Operator, http_get};
-pub use pods::{kubectl, restricted_container_security, wait_pod_finished, wait_pod_ready};
+pub use pods::{
+    kubectl, pod_from_template, restricted_container_security, wait_pod_finished, wait_pod_ready,
+};
 pub use writes::{PLUGIN_KINDS, apiserver_writes, resource_versions};
 
 /// A client for the cluster named by KUBECONFIG. Fails loudly when KUBECONFIG is unset or
@@ -58,6 +60,52 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A kind of namespaced object the typed API can get and list: Deployment, Service,
+/// ConfigMap, Plugin and the like.
+pub trait NamespacedObject:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> NamespacedObject for K where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
+/// Waits up to `timeout` until the object `name` of kind `K` exists in `namespace`.
+pub async fn wait_for_object<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> K
+where
+    K: NamespacedObject,
+{
+    let api = kube::Api::<K>::namespaced(client.clone(), namespace);
+    let what = format!("{} {namespace}/{name}", K::kind(&()));
+    eventually(&what, timeout, || async {
+        api.get_opt(name).await.ok().flatten()
+    })
+    .await
+}
+
+/// Panics with `what` and the command's output unless it exited successfully.
+pub fn assert_success(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Eight hex digits, different on every call: for names of namespaces and releases.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, Resource};
 use serde::Serialize;
@@ -22,6 +23,25 @@ pub fn dry_run() -> PostParams {
         dry_run: true,
         ..Default::default()
     }
+}
+
+/// Whether the API server would admit `pod` in `namespace` (a dry-run create); the
+/// refusal's message when it would not.
+pub async fn admit_pod(client: &Client, namespace: &str, pod: &Pod) -> Result<(), String> {
+    Api::<Pod>::namespaced(client.clone(), namespace)
+        .create(&dry_run(), pod)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Panics unless the API server refuses `pod` in `namespace` for PodSecurity; `what` says
+/// which pod it is.
+pub async fn assert_pod_security_refuses(client: &Client, namespace: &str, pod: &Pod, what: &str) {
+    let refusal = admit_pod(client, namespace, pod)
+        .await
+        .expect_err(&format!("{what} must be refused"));
+    assert!(refusal.contains("violates PodSecurity"), "{refusal}");
 }
 
 /// A policy with `validations` on creates and updates of one core-group resource in one

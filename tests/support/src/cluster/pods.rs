@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodStatus, PodTemplateSpec};
 use kube::Api;
 
 use super::repo_path;
@@ -21,54 +21,64 @@ pub fn restricted_container_security() -> serde_json::Value {
     })
 }
 
+/// The pod a Deployment would make from `template`, named `name`: PodSecurity only warns
+/// on Deployments and enforces on pods, so this is what to dry-run through admission.
+pub fn pod_from_template(template: PodTemplateSpec, name: &str) -> Pod {
+    let mut pod = Pod {
+        metadata: template.metadata.unwrap_or_default(),
+        spec: template.spec,
+        status: None,
+    };
+    pod.metadata.name = Some(name.into());
+    pod
+}
+
 /// Waits until the pod reaches a terminal phase (Succeeded or Failed) and returns it.
 pub async fn wait_pod_finished(pods: &Api<Pod>, name: &str, timeout: Duration) -> Pod {
-    let mut last = None;
-    let start = Instant::now();
-    loop {
-        if let Ok(p) = pods.get(name).await {
-            let phase = p
-                .status
-                .as_ref()
-                .and_then(|s| s.phase.clone())
-                .unwrap_or_default();
-            if phase == "Succeeded" || phase == "Failed" {
-                return p;
-            }
-            last = Some(p);
-        }
-        if start.elapsed() > timeout {
-            panic!(
-                "pod {name} did not finish within {timeout:?}; last status: {:#?}",
-                last.and_then(|p| p.status)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_pod(pods, name, timeout, "finish", |status| {
+        matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
+    })
+    .await
 }
 
 /// Waits until the pod is Ready.
 pub async fn wait_pod_ready(pods: &Api<Pod>, name: &str, timeout: Duration) -> Pod {
+    wait_pod(pods, name, timeout, "become Ready", |status| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+    .await
+}
+
+/// Polls the pod every 250 ms until `done` holds for its status; panics after `timeout`
+/// with the last status seen.
+async fn wait_pod(
+    pods: &Api<Pod>,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&PodStatus) -> bool,
+) -> Pod {
     let start = Instant::now();
+    let mut last = None;
     loop {
-        if let Ok(p) = pods.get(name).await {
-            let ready = p
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .map(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-                .unwrap_or(false);
-            if ready {
-                return p;
+        if let Ok(pod) = pods.get(name).await {
+            if done(pod.status.as_ref().unwrap_or(&PodStatus::default())) {
+                return pod;
             }
-            if start.elapsed() > timeout {
-                panic!(
-                    "pod {name} not Ready within {timeout:?}; status: {:#?}",
-                    p.status
-                );
+            last = Some(pod);
+        }
+        if start.elapsed() > timeout {
+            match last {
+                Some(pod) => panic!(
+                    "pod {name} did not {what} within {timeout:?}; last status: {:#?}",
+                    pod.status
+                ),
+                None => panic!("pod {name} not found within {timeout:?}"),
             }
-        } else if start.elapsed() > timeout {
-            panic!("pod {name} not found within {timeout:?}");
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

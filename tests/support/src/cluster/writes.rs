@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use super::NamespacedObject;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::Client;
 use kube::api::{Api, ListParams};
-use kube::{Client, Resource};
 use plugin_operator::api::Plugin;
-use serde::de::DeserializeOwned;
 
 /// The resources of the kinds the operator writes: Plugins and their five children.
 pub const PLUGIN_KINDS: [&str; 6] = [
@@ -60,10 +60,7 @@ pub async fn resource_versions(
         into: &mut BTreeMap<String, String>,
     ) -> kube::Result<()>
     where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
+        K: NamespacedObject,
     {
         let list = Api::<K>::namespaced(client.clone(), namespace)
             .list_metadata(&ListParams::default())
