@@ -74,6 +74,20 @@ pub fn args(
     }
 }
 
+/// A client that opens a fresh connection for every request. A pooled connection left
+/// idle can be closed by the broker (its header read timeout also ends idle
+/// connections) just as the client reuses it, which fails the request with
+/// `IncompleteMessage`; tests that are about keep-alive drive one connection by hand.
+pub fn fresh_connection_client<B>() -> Client<HttpConnector, B>
+where
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+{
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http()
+}
+
 impl Fixture {
     pub async fn start(policy: &BrokerPolicy) -> Self {
         Self::start_with(policy, |_| {}).await
@@ -103,7 +117,7 @@ impl Fixture {
         };
         let listeners = Listeners::bind(&args).await.unwrap();
         let broker = broker::start(&args, listeners).await.unwrap();
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        let client = fresh_connection_client();
         Self {
             broker: Some(broker),
             chat_api,
