@@ -44,6 +44,15 @@ async fn chat_api_base_path_is_put_before_the_plugins_path() {
     );
 }
 
+/// A broker whose header read timeout (which also ends idle connections) is far longer
+/// than any gap between calls on one plugin connection, even on a loaded machine.
+async fn fixture_keeping_idle_connections() -> Fixture {
+    Fixture::start_with(&policy(&[("users:read", &[])]), |args| {
+        args.header_read_timeout = Duration::from_secs(60);
+    })
+    .await
+}
+
 /// Sends `paths` one after another over one connection to the outbound listener, as a
 /// plugin with a keep-alive client does; returns the statuses.
 async fn calls_on_one_connection(fixture: &Fixture, paths: &[&str]) -> Vec<StatusCode> {
@@ -72,7 +81,7 @@ async fn calls_on_one_connection(fixture: &Fixture, paths: &[&str]) -> Vec<Statu
 
 #[tokio::test]
 async fn calls_on_one_plugin_connection_share_one_chat_api_connection() {
-    let fixture = Fixture::start(&policy(&[("users:read", &[])])).await;
+    let fixture = fixture_keeping_idle_connections().await;
     let statuses = calls_on_one_connection(&fixture, &["/api/v1/users"; 3]).await;
     assert_eq!(statuses, [StatusCode::OK; 3]);
     assert_eq!(fixture.chat_api.count(), 3);
@@ -81,7 +90,7 @@ async fn calls_on_one_plugin_connection_share_one_chat_api_connection() {
 
 #[tokio::test]
 async fn a_chat_api_connection_closed_between_calls_is_replaced() {
-    let fixture = Fixture::start(&policy(&[("users:read", &[])])).await;
+    let fixture = fixture_keeping_idle_connections().await;
     let statuses = calls_on_one_connection(
         &fixture,
         &["/api/v1/users?close=1", "/api/v1/users", "/api/v1/users"],
