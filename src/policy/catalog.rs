@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::PolicyError;
+use super::template::PathTemplate;
+
 /// Reading the plugin's own key-value space (granted by `permissions.database`).
 pub const KV_READ_SCOPE: &str = "kv:read";
 /// Writing the plugin's own key-value space (granted by `permissions.database`).
@@ -23,7 +26,16 @@ pub struct CatalogRoute {
 }
 
 impl CatalogRoute {
-    fn new(method: &str, path: &str, scope: &str) -> Self {
+    /// The route's path parsed as a template; a bad one is [`PolicyError::BadTemplate`].
+    pub(crate) fn template(&self) -> Result<PathTemplate, PolicyError> {
+        PathTemplate::parse(&self.path).map_err(|source| PolicyError::BadTemplate {
+            method: self.method.clone(),
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    pub(crate) fn new(method: &str, path: &str, scope: &str) -> Self {
         Self {
             method: method.into(),
             path: path.into(),

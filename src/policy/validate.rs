@@ -57,12 +57,7 @@ impl BrokerPolicy {
                     path: route.path.clone(),
                 });
             }
-            let template =
-                PathTemplate::parse(&route.path).map_err(|source| PolicyError::BadTemplate {
-                    method: route.method.clone(),
-                    path: route.path.clone(),
-                    source,
-                })?;
+            let template = route.template()?;
             if let Some((_, earlier)) = parsed
                 .iter()
                 .find(|(method, earlier)| *method == route.method && earlier.same_shape(&template))

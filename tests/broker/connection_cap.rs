@@ -83,7 +83,7 @@ async fn plugin_connections_beyond_the_cap_wait_and_never_reach_the_chat_api() {
     );
     assert_eq!(chat_api.open.load(Ordering::SeqCst), CAP);
     assert_eq!(chat_api.max_open.load(Ordering::SeqCst), CAP);
-    let metrics = String::from_utf8(fixture.admin("/metrics").await.body.to_vec()).unwrap();
+    let metrics = fixture.metrics().await;
     assert_eq!(metric(&metrics, "broker_outbound_connections"), CAP as f64);
     assert!(metric(&metrics, "broker_outbound_connection_cap_reached_total") >= 1.0);
 
@@ -91,13 +91,10 @@ async fn plugin_connections_beyond_the_cap_wait_and_never_reach_the_chat_api() {
         connection.call.abort();
         connection.driver.abort();
     }
-    let fresh = tokio::time::timeout(
-        Duration::from_secs(20),
-        fixture.call("GET", "/api/v1/users", &[], b""),
-    )
-    .await
-    .expect("a fresh connection is served once others closed");
+    let fresh = tokio::time::timeout(Duration::from_secs(20), fixture.get("/api/v1/users"))
+        .await
+        .expect("a fresh connection is served once others closed");
     assert_eq!(fresh.status, StatusCode::OK);
-    let metrics = String::from_utf8(fixture.admin("/metrics").await.body.to_vec()).unwrap();
+    let metrics = fixture.metrics().await;
     assert!(metric(&metrics, "broker_outbound_connections") <= CAP as f64);
 }

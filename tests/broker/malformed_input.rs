@@ -5,12 +5,14 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use plugin_operator::policy::KV_READ_SCOPE;
-use plugin_operator_test_support::broker::{Fixture, policy, raw_exchange, raw_status};
+use plugin_operator_test_support::broker::{
+    Fixture, assert_raw_status, policy, raw_exchange, raw_status,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn still_serves(fixture: &Fixture) {
-    let answer = fixture.call("GET", "/api/v1/users", &[], b"").await;
+    let answer = fixture.get("/api/v1/users").await;
     assert_eq!(answer.status, StatusCode::OK, "the broker stopped serving");
 }
 
@@ -75,21 +77,12 @@ async fn huge_headers_are_refused_with_431() {
         fixture.broker().inbound_addr,
     ] {
         let answer = raw_exchange(addr, huge.as_bytes(), Duration::from_secs(3)).await;
-        assert_eq!(
-            raw_status(&answer),
-            Some(431),
-            "{}",
-            String::from_utf8_lossy(&answer)
-        );
+        assert_raw_status(&answer, &[431], "huge header");
     }
     let many: String = (0..500).map(|i| format!("x-h{i}: v\r\n")).collect();
     let request = format!("GET /api/v1/users HTTP/1.1\r\nhost: x\r\n{many}\r\n");
     let answer = to_outbound(&fixture, request.as_bytes()).await;
-    assert!(
-        matches!(raw_status(&answer), Some(431) | Some(400)),
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
+    assert_raw_status(&answer, &[431, 400], "many headers");
     assert_eq!(fixture.chat_api.count(), 0);
     still_serves(&fixture).await;
 }
@@ -137,17 +130,10 @@ async fn invalid_utf8_and_raw_non_ascii_paths_are_refused() {
     ];
     for request in requests {
         let answer = to_outbound(&fixture, request).await;
-        assert_eq!(
-            raw_status(&answer),
-            Some(400),
-            "{:?} -> {:?}",
-            String::from_utf8_lossy(request),
-            String::from_utf8_lossy(&answer)
-        );
+        let context = format!("{:?}", String::from_utf8_lossy(request));
+        assert_raw_status(&answer, &[400], &context);
     }
-    let encoded = fixture
-        .call("GET", "/api/v1/kv/team-a.weather/caf%C3%A9", &[], b"")
-        .await;
+    let encoded = fixture.get("/api/v1/kv/team-a.weather/caf%C3%A9").await;
     assert_eq!(encoded.status, StatusCode::OK, "a well-encoded key is fine");
     assert_eq!(fixture.chat_api.count(), 1);
     still_serves(&fixture).await;
@@ -169,12 +155,7 @@ async fn path_traversal_on_the_wire_is_refused() {
     ] {
         let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
         let answer = to_outbound(&fixture, request.as_bytes()).await;
-        assert_eq!(
-            raw_status(&answer),
-            Some(400),
-            "{path}: {}",
-            String::from_utf8_lossy(&answer)
-        );
+        assert_raw_status(&answer, &[400], path);
     }
     assert_eq!(fixture.chat_api.count(), 0);
     still_serves(&fixture).await;
@@ -185,12 +166,7 @@ async fn absolute_form_and_connect_cannot_redirect_the_broker() {
     let fixture = fixture().await;
     let absolute = b"GET http://attacker.invalid/api/v1/users HTTP/1.1\r\nhost: attacker.invalid\r\nconnection: close\r\n\r\n";
     let answer = to_outbound(&fixture, absolute).await;
-    assert_eq!(
-        raw_status(&answer),
-        Some(200),
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
+    assert_raw_status(&answer, &[200], "absolute form");
     let seen = fixture.chat_api.requests();
     assert_eq!(
         seen.len(),
@@ -202,12 +178,7 @@ async fn absolute_form_and_connect_cannot_redirect_the_broker() {
 
     let connect = b"CONNECT attacker.invalid:443 HTTP/1.1\r\nhost: attacker.invalid:443\r\n\r\n";
     let answer = to_outbound(&fixture, connect).await;
-    let status = raw_status(&answer);
-    assert!(
-        matches!(status, Some(400) | Some(403)),
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
+    assert_raw_status(&answer, &[400, 403], "CONNECT");
     assert_eq!(fixture.chat_api.count(), 1);
     still_serves(&fixture).await;
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::StatusCode;
 use plugin_operator::policy::{CatalogRoute, EnforcementMode, KV_READ_SCOPE, KV_WRITE_SCOPE};
 use plugin_operator_test_support::broker::{
-    Fixture, SELF_SEGMENT, TOKEN, policy, raw_exchange, raw_status,
+    Fixture, PolicyBuilder, SELF_SEGMENT, TOKEN, assert_raw_status, policy, raw_exchange,
 };
 
 #[tokio::test]
@@ -55,9 +55,7 @@ async fn broker_forwards_allowed_call_with_its_own_credential_never_the_plugins(
 #[tokio::test]
 async fn broker_denies_unlisted_scope_with_a_403_naming_the_scope() {
     let fixture = Fixture::start(&policy(&[("messages:read", &[])])).await;
-    let answer = fixture
-        .call("POST", "/api/v1/channels/C1/messages", &[], b"{}")
-        .await;
+    let answer = fixture.post("/api/v1/channels/C1/messages", b"{}").await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     let body = answer.json();
     assert_eq!(body["error"], "forbidden");
@@ -70,13 +68,9 @@ async fn broker_denies_unlisted_scope_with_a_403_naming_the_scope() {
 #[tokio::test]
 async fn broker_denies_a_channel_outside_the_grant() {
     let fixture = Fixture::start(&policy(&[("messages:write", &["C1"])])).await;
-    let allowed = fixture
-        .call("POST", "/api/v1/channels/C1/messages", &[], b"{}")
-        .await;
+    let allowed = fixture.post("/api/v1/channels/C1/messages", b"{}").await;
     assert_eq!(allowed.status, StatusCode::OK);
-    let denied = fixture
-        .call("POST", "/api/v1/channels/C2/messages", &[], b"{}")
-        .await;
+    let denied = fixture.post("/api/v1/channels/C2/messages", b"{}").await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
     assert_eq!(denied.json()["reason"], "ChannelNotGranted");
     assert_eq!(denied.json()["scope"], "messages:write");
@@ -100,9 +94,8 @@ async fn broker_denies_another_plugins_key_value_data() {
         "/api/v1/kv/team-a.other/city",
         "/api/v1/kv/team-b.weather",
     ] {
-        let answer = fixture.call("GET", path, &[], b"").await;
-        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}");
-        assert_eq!(answer.json()["reason"], "OtherPluginData", "{path}");
+        let answer = fixture.get(path).await;
+        answer.assert_refused(StatusCode::FORBIDDEN, "OtherPluginData", path);
         assert_eq!(answer.json()["scope"], KV_READ_SCOPE);
     }
     assert_eq!(fixture.chat_api.count(), 1);
@@ -118,8 +111,11 @@ async fn broker_denies_routes_missing_from_the_catalog() {
         ("GET", "/metrics"),
     ] {
         let answer = fixture.call(method, path, &[], b"").await;
-        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{method} {path}");
-        assert_eq!(answer.json()["reason"], "UnknownRoute");
+        answer.assert_refused(
+            StatusCode::FORBIDDEN,
+            "UnknownRoute",
+            &format!("{method} {path}"),
+        );
         assert!(answer.json().get("scope").is_none());
     }
     assert_eq!(fixture.chat_api.count(), 0);
@@ -133,15 +129,13 @@ async fn broker_refuses_bodies_over_the_limit_with_413() {
     let fixture = Fixture::start(&p).await;
 
     let big = vec![b'x'; 1001];
-    let answer = fixture
-        .call("POST", "/api/v1/channels/C1/messages", &[], &big)
-        .await;
+    let answer = fixture.post("/api/v1/channels/C1/messages", &big).await;
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(answer.json()["reason"], "BodyTooLarge");
     assert_eq!(answer.json()["scope"], "messages:write");
 
     let fits = fixture
-        .call("POST", "/api/v1/channels/C1/messages", &[], &big[..1000])
+        .post("/api/v1/channels/C1/messages", &big[..1000])
         .await;
     assert_eq!(fits.status, StatusCode::OK);
 
@@ -170,12 +164,7 @@ async fn broker_refuses_a_chunked_body_over_the_limit_with_413() {
         Duration::from_secs(5),
     )
     .await;
-    assert_eq!(
-        raw_status(&answer),
-        Some(413),
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
+    assert_raw_status(&answer, &[413], "chunked body over the limit");
     assert_eq!(fixture.chat_api.count(), 0);
 }
 
@@ -193,23 +182,21 @@ async fn broker_refuses_traversal_and_ambiguous_paths_with_400() {
         "/api/v1/kv/team-a.weather/%00",
         "/api/v1/./kv/team-a.weather",
     ] {
-        let answer = fixture.call("GET", path, &[], b"").await;
-        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}");
-        assert_eq!(answer.json()["reason"], "MalformedPath", "{path}");
+        let answer = fixture.get(path).await;
+        answer.assert_refused(StatusCode::BAD_REQUEST, "MalformedPath", path);
     }
     assert_eq!(fixture.chat_api.count(), 0);
 }
 
 #[tokio::test]
 async fn audit_mode_forwards_a_call_enforce_mode_would_deny() {
-    let mut p = policy(&[]);
-    p.mode = EnforcementMode::Audit;
-    let fixture = Fixture::start(&p).await;
+    let fixture = Fixture::start(&PolicyBuilder::new().mode(EnforcementMode::Audit).build()).await;
+    let plugins_credential = [("authorization", "Bearer mine")];
     let answer = fixture
         .call(
             "POST",
             "/api/v1/channels/C1/messages",
-            &[("authorization", "Bearer mine")],
+            &plugins_credential,
             b"{}",
         )
         .await;
@@ -217,7 +204,7 @@ async fn audit_mode_forwards_a_call_enforce_mode_would_deny() {
     let seen = fixture.chat_api.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].headers["authorization"], format!("Bearer {TOKEN}"));
-    let malformed = fixture.call("GET", "/api/v1/kv/../x", &[], b"").await;
+    let malformed = fixture.get("/api/v1/kv/../x").await;
     assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
     assert_eq!(fixture.chat_api.count(), 1);
 }
@@ -231,26 +218,18 @@ async fn replaced_catalog_decides_instead_of_the_default_one() {
         scope: "tickets:write".into(),
     }];
     let fixture = Fixture::start(&p).await;
-    let allowed = fixture
-        .call("POST", "/v2/rooms/C9/tickets", &[], b"{}")
-        .await;
+    let allowed = fixture.post("/v2/rooms/C9/tickets", b"{}").await;
     assert_eq!(allowed.status, StatusCode::OK);
-    let old_route = fixture
-        .call("GET", "/api/v1/channels/C9/messages", &[], b"")
-        .await;
+    let old_route = fixture.get("/api/v1/channels/C9/messages").await;
     assert_eq!(old_route.json()["reason"], "UnknownRoute");
 }
 
 #[tokio::test]
 async fn decisions_are_counted_in_metrics_per_scope() {
     let fixture = Fixture::start(&policy(&[("users:read", &[])])).await;
-    fixture.call("GET", "/api/v1/users", &[], b"").await;
-    fixture
-        .call("POST", "/api/v1/channels/C1/messages", &[], b"")
-        .await;
-    let metrics = fixture.admin("/metrics").await;
-    assert_eq!(metrics.status, StatusCode::OK);
-    let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+    fixture.get("/api/v1/users").await;
+    fixture.post("/api/v1/channels/C1/messages", b"").await;
+    let text = fixture.metrics().await;
     assert!(
         text.contains(r#"broker_decisions_total{scope="users:read",outcome="allowed"} 1"#),
         "{text}"
@@ -266,17 +245,10 @@ async fn decisions_are_counted_in_metrics_per_scope() {
 async fn every_decision_gets_one_audit_line_with_its_id_and_never_the_query() {
     let fixture = Fixture::start(&policy(&[("messages:read", &[])])).await;
     let allowed = fixture
-        .call(
-            "GET",
-            "/api/v1/channels/C1/messages?token=secret-in-query",
-            &[],
-            b"",
-        )
+        .get("/api/v1/channels/C1/messages?token=secret-in-query")
         .await;
     assert_eq!(allowed.status, StatusCode::OK);
-    let denied = fixture
-        .call("POST", "/api/v1/channels/C1/messages", &[], b"{}")
-        .await;
+    let denied = fixture.post("/api/v1/channels/C1/messages", b"{}").await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
 
     let lines = fixture.audit_lines().await;

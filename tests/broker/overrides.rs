@@ -3,7 +3,7 @@
 
 use http::StatusCode;
 use plugin_operator::policy::EnforcementMode;
-use plugin_operator_test_support::broker::{Fixture, policy};
+use plugin_operator_test_support::broker::{Fixture, PolicyBuilder, policy};
 
 const OVERRIDE_HEADERS: [&str; 5] = [
     "X-HTTP-Method-Override",
@@ -46,7 +46,7 @@ async fn each_override_header_is_refused_and_audited_without_reaching_the_chat_a
         assert_eq!(line["scope"], "users:read");
     }
 
-    let plain = fixture.call("GET", "/api/v1/users", &[], b"").await;
+    let plain = fixture.get("/api/v1/users").await;
     assert_eq!(plain.status, StatusCode::OK);
 }
 
@@ -57,26 +57,22 @@ async fn a_method_query_parameter_is_refused_in_any_spelling() {
         let answer = fixture
             .call("GET", &format!("/api/v1/users?{query}"), &[], b"")
             .await;
-        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{query}");
-        assert_eq!(answer.json()["reason"], "MethodOrPathOverride", "{query}");
+        answer.assert_refused(StatusCode::BAD_REQUEST, "MethodOrPathOverride", query);
     }
     assert_eq!(fixture.chat_api.count(), 0);
-    let other = fixture
-        .call("GET", "/api/v1/users?method=x", &[], b"")
-        .await;
+    let other = fixture.get("/api/v1/users?method=x").await;
     assert_eq!(other.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn audit_mode_refuses_an_override_too() {
-    let mut p = policy(&[]);
-    p.mode = EnforcementMode::Audit;
-    let fixture = Fixture::start(&p).await;
+    let fixture = Fixture::start(&PolicyBuilder::new().mode(EnforcementMode::Audit).build()).await;
+    let override_header = [("x-http-method-override", "DELETE")];
     let answer = fixture
         .call(
             "POST",
             "/api/v1/channels/C1/messages",
-            &[("x-http-method-override", "DELETE")],
+            &override_header,
             b"{}",
         )
         .await;

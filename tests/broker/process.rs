@@ -8,10 +8,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use plugin_operator::policy::POLICY_FILE_NAME;
-use plugin_operator_test_support::broker::{StandIn, TOKEN, TempDir, policy, write_like_kubelet};
+use plugin_operator_test_support::broker::{
+    StandIn, TOKEN, TempDir, fresh_connection_client, policy, write_like_kubelet,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -139,7 +139,7 @@ async fn broker_process_audits_without_secrets_and_drains_on_sigterm() {
         addr(&listening, "inbound_addr"),
         addr(&listening, "admin_addr"),
     );
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = fresh_connection_client::<Full<Bytes>>();
     let get = |url: String, headers: Vec<(&'static str, String)>| {
         let client = client.clone();
         async move {
@@ -206,7 +206,14 @@ async fn broker_process_audits_without_secrets_and_drains_on_sigterm() {
 
     // An invocation in flight when SIGTERM arrives still completes.
     let slow = tokio::spawn(get(format!("http://{inbound}/work?sleep_ms=1500"), vec![]));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while plugin.count() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the invocation never reached the plugin"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let pid = broker.child.id().unwrap().to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
@@ -285,7 +292,7 @@ async fn broker_whose_stdout_nobody_reads_keeps_serving_and_counts_dropped_lines
     );
     // From here on nobody reads: 8 KiB paths make 8 KiB audit and log lines, so the
     // pipe (64 KiB) and the broker's buffer (1 MiB) fill within a few hundred calls.
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = fresh_connection_client::<Full<Bytes>>();
     let status = |url: String| {
         let client = client.clone();
         async move {

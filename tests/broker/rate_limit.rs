@@ -28,7 +28,7 @@ async fn rate_limit_holds_to_within_ten_percent_under_load() {
         let (fixture, allowed, limited) = (fixture.clone(), allowed.clone(), limited.clone());
         workers.push(tokio::spawn(async move {
             while started.elapsed() < run_for {
-                let answer = fixture.call("GET", "/api/v1/users", &[], b"").await;
+                let answer = fixture.get("/api/v1/users").await;
                 match answer.status {
                     StatusCode::OK => allowed.fetch_add(1, Ordering::SeqCst),
                     StatusCode::TOO_MANY_REQUESTS => limited.fetch_add(1, Ordering::SeqCst),
@@ -56,7 +56,7 @@ async fn rate_limit_holds_to_within_ten_percent_under_load() {
 
     // Another scope has no limit and is not slowed by the first one's.
     for _ in 0..30 {
-        let answer = fixture.call("GET", "/api/v1/channels", &[], b"").await;
+        let answer = fixture.get("/api/v1/channels").await;
         assert_eq!(answer.status, StatusCode::OK);
     }
 }
@@ -71,14 +71,10 @@ async fn rate_limited_call_gets_429_with_retry_after_and_reason() {
     }];
     let fixture = Fixture::start(&p).await;
     for _ in 0..2 {
-        let answer = fixture
-            .call("POST", "/api/v1/channels/C1/messages", &[], b"{}")
-            .await;
+        let answer = fixture.post("/api/v1/channels/C1/messages", b"{}").await;
         assert_eq!(answer.status, StatusCode::OK);
     }
-    let answer = fixture
-        .call("POST", "/api/v1/channels/C1/messages", &[], b"{}")
-        .await;
+    let answer = fixture.post("/api/v1/channels/C1/messages", b"{}").await;
     assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
     let retry_after: u64 = answer.headers["retry-after"]
         .to_str()

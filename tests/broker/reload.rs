@@ -19,7 +19,7 @@ async fn broker_is_ready_only_once_a_policy_is_loaded() {
     assert_eq!(fixture.admin("/healthz").await.status, StatusCode::OK);
     let not_ready = fixture.admin("/readyz").await;
     assert_eq!(not_ready.status, StatusCode::SERVICE_UNAVAILABLE);
-    let early = fixture.call("GET", "/api/v1/users", &[], b"").await;
+    let early = fixture.get("/api/v1/users").await;
     assert_eq!(early.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(early.json()["reason"], "PolicyNotLoaded");
 
@@ -34,16 +34,14 @@ async fn broker_is_ready_only_once_a_policy_is_loaded() {
         })
         .await;
     assert!(ready, "not ready 2 s after the policy arrived");
-    let call = fixture.call("GET", "/api/v1/users", &[], b"").await;
+    let call = fixture.get("/api/v1/users").await;
     assert_eq!(call.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn new_grant_takes_effect_within_two_seconds() {
     let fixture = Fixture::start(&policy(&[("messages:read", &[])])).await;
-    let before = fixture
-        .call("POST", "/api/v1/channels/C1/messages", &[], b"{}")
-        .await;
+    let before = fixture.post("/api/v1/channels/C1/messages", b"{}").await;
     assert_eq!(before.status, StatusCode::FORBIDDEN);
 
     let changed_at = Instant::now();
@@ -68,7 +66,7 @@ async fn posting_answers(fixture: &Fixture, status: StatusCode) -> bool {
     fixture
         .eventually(Duration::from_secs(2), || async {
             fixture
-                .call("POST", "/api/v1/channels/C1/messages", &[], b"{}")
+                .post("/api/v1/channels/C1/messages", b"{}")
                 .await
                 .status
                 == status
@@ -91,7 +89,7 @@ async fn malformed_policy_is_logged_and_the_old_one_kept() {
         reload_counted(&fixture, "rejected", 2).await,
         "the invalid policy should be counted as rejected"
     );
-    let call = fixture.call("GET", "/api/v1/users", &[], b"").await;
+    let call = fixture.get("/api/v1/users").await;
     assert_eq!(
         call.status,
         StatusCode::OK,
@@ -110,7 +108,7 @@ async fn policy_for_another_plugin_is_refused() {
         reload_counted(&fixture, "rejected", 1).await,
         "a policy for team-b/weather must be rejected by team-a/weather's broker"
     );
-    let call = fixture.call("GET", "/api/v1/files/F1", &[], b"").await;
+    let call = fixture.get("/api/v1/files/F1").await;
     assert_eq!(call.status, StatusCode::FORBIDDEN);
 }
 
@@ -131,7 +129,7 @@ async fn policy_changes_under_steady_load_lose_no_request() {
                 let answer = if worker == 3 {
                     fixture.invoke("POST", "/invoke", b"{}").await
                 } else {
-                    fixture.call("GET", "/api/v1/users", &[], b"").await
+                    fixture.get("/api/v1/users").await
                 };
                 if answer.status == StatusCode::OK {
                     if worker == 3 {
@@ -193,8 +191,7 @@ async fn reload_counted(fixture: &Fixture, result: &str, count: u32) -> bool {
     let line = format!(r#"broker_policy_reloads_total{{result="{result}"}} {count}"#);
     fixture
         .eventually(Duration::from_secs(2), || async {
-            let metrics = fixture.admin("/metrics").await;
-            String::from_utf8_lossy(&metrics.body).contains(&line)
+            fixture.metrics().await.contains(&line)
         })
         .await
 }
@@ -202,11 +199,11 @@ async fn reload_counted(fixture: &Fixture, result: &str, count: u32) -> bool {
 #[tokio::test]
 async fn rotated_token_is_used_for_the_next_calls() {
     let fixture = Fixture::start(&policy(&[("users:read", &[])])).await;
-    fixture.call("GET", "/api/v1/users", &[], b"").await;
+    fixture.get("/api/v1/users").await;
     fixture.write_token("broker-token-two\n");
     let rotated = fixture
         .eventually(Duration::from_secs(2), || async {
-            fixture.call("GET", "/api/v1/users", &[], b"").await;
+            fixture.get("/api/v1/users").await;
             let last = fixture.chat_api.requests().pop().unwrap();
             last.headers["authorization"] == "Bearer broker-token-two"
         })
@@ -220,7 +217,7 @@ async fn rotated_token_is_used_for_the_next_calls() {
     // An empty token file (a rotation caught half-way) keeps the last good token.
     fixture.write_token("");
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let answer = fixture.call("GET", "/api/v1/users", &[], b"").await;
+    let answer = fixture.get("/api/v1/users").await;
     assert_eq!(answer.status, StatusCode::OK);
     let last = fixture.chat_api.requests().pop().unwrap();
     assert_eq!(last.headers["authorization"], "Bearer broker-token-two");

@@ -1,7 +1,7 @@
 //! An https chat API: trusted through `--chat-api-ca-file`, refused when its
 //! certificate comes from another CA. Certificates are made with the openssl CLI.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +11,7 @@ use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use plugin_operator_test_support::broker::{Fixture, TOKEN, TempDir, policy};
+use plugin_operator_test_support::broker::{Answer, Fixture, TOKEN, TempDir, policy};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
@@ -130,42 +130,53 @@ async fn tls_stand_in(dir: &Path) -> (u16, Arc<Mutex<Vec<String>>>) {
     (port, seen)
 }
 
-/// A broker whose chat API is https on `port`, trusting the CAs in `ca_file` only.
-async fn broker_trusting(port: u16, ca_file: PathBuf) -> Fixture {
-    Fixture::start_with(&policy(&[("users:read", &[])]), |args| {
+/// Which CA the broker trusts for the https chat API.
+enum Trust {
+    TheServersCa,
+    AnotherCa,
+}
+
+/// One call through a broker whose https chat API has a certificate from its own CA,
+/// the broker trusting that CA or another one (through `--chat-api-ca-file`); the
+/// answer, and the authorizations the chat API saw.
+async fn call_through_tls(trust: Trust) -> (Answer, Vec<String>) {
+    let server_certs = TempDir::new("tls-server");
+    make_ca_and_server_cert(&server_certs.0, "chat-api-ca");
+    let (port, seen) = tls_stand_in(&server_certs.0).await;
+    let other_certs = TempDir::new("tls-other");
+    let trusted = match trust {
+        Trust::TheServersCa => &server_certs,
+        Trust::AnotherCa => {
+            make_ca_and_server_cert(&other_certs.0, "other-ca");
+            &other_certs
+        }
+    };
+    let ca_file = trusted.0.join("ca.pem");
+    let fixture = Fixture::start_with(&policy(&[("users:read", &[])]), |args| {
         args.chat_api_url = format!("https://127.0.0.1:{port}");
         args.chat_api_ca_file = Some(ca_file);
     })
-    .await
+    .await;
+    let answer = fixture.get("/api/v1/users").await;
+    let seen = seen.lock().unwrap().clone();
+    (answer, seen)
 }
 
 #[tokio::test]
 async fn https_chat_api_is_trusted_through_the_ca_file() {
-    let certs = TempDir::new("tls-good");
-    make_ca_and_server_cert(&certs.0, "chat-api-ca");
-    let (port, seen) = tls_stand_in(&certs.0).await;
-    let ca_file = certs.0.join("ca.pem");
-    let fixture = broker_trusting(port, ca_file).await;
-    let answer = fixture.call("GET", "/api/v1/users", &[], b"").await;
+    let (answer, seen) = call_through_tls(Trust::TheServersCa).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body, "tls ok");
-    assert_eq!(*seen.lock().unwrap(), [format!("Bearer {TOKEN}")]);
+    assert_eq!(seen, [format!("Bearer {TOKEN}")]);
 }
 
 #[tokio::test]
 async fn https_chat_api_with_a_certificate_from_another_ca_is_refused() {
-    let server_certs = TempDir::new("tls-server");
-    make_ca_and_server_cert(&server_certs.0, "real-ca");
-    let other_certs = TempDir::new("tls-other");
-    make_ca_and_server_cert(&other_certs.0, "other-ca");
-    let (port, seen) = tls_stand_in(&server_certs.0).await;
-    let wrong_ca = other_certs.0.join("ca.pem");
-    let fixture = broker_trusting(port, wrong_ca).await;
-    let answer = fixture.call("GET", "/api/v1/users", &[], b"").await;
+    let (answer, seen) = call_through_tls(Trust::AnotherCa).await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
     assert_eq!(answer.json()["reason"], "UpstreamUnavailable");
     assert!(
-        seen.lock().unwrap().is_empty(),
+        seen.is_empty(),
         "the token must not reach an untrusted server"
     );
 }

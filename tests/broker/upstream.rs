@@ -14,9 +14,7 @@ async fn unreachable_chat_api_gives_502_and_slow_one_504() {
         args.upstream_timeout = Duration::from_millis(300);
     })
     .await;
-    let slow = fixture
-        .call("GET", "/api/v1/users?sleep_ms=1500", &[], b"")
-        .await;
+    let slow = fixture.get("/api/v1/users?sleep_ms=1500").await;
     assert_eq!(slow.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(slow.json()["reason"], "UpstreamTimedOut");
 
@@ -27,7 +25,7 @@ async fn unreachable_chat_api_gives_502_and_slow_one_504() {
         args.chat_api_url = format!("http://{dead_addr}");
     })
     .await;
-    let answer = dead.call("GET", "/api/v1/users", &[], b"").await;
+    let answer = dead.get("/api/v1/users").await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
     assert_eq!(answer.json()["reason"], "UpstreamUnavailable");
 }
@@ -38,12 +36,21 @@ async fn chat_api_base_path_is_put_before_the_plugins_path() {
     let fixture = Fixture::start_with(&p, |_| {}).await;
     let base = format!("http://{}/chat/", fixture.chat_api.addr);
     let prefixed = Fixture::start_with(&p, |args| args.chat_api_url = base).await;
-    let answer = prefixed.call("GET", "/api/v1/users/U1?x=1", &[], b"").await;
+    let answer = prefixed.get("/api/v1/users/U1?x=1").await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(
         fixture.chat_api.requests()[0].uri,
         "/chat/api/v1/users/U1?x=1"
     );
+}
+
+/// A broker whose header read timeout (which also ends idle connections) is far longer
+/// than any gap between calls on one plugin connection, even on a loaded machine.
+async fn fixture_keeping_idle_connections() -> Fixture {
+    Fixture::start_with(&policy(&[("users:read", &[])]), |args| {
+        args.header_read_timeout = Duration::from_secs(60);
+    })
+    .await
 }
 
 /// Sends `paths` one after another over one connection to the outbound listener, as a
@@ -74,22 +81,16 @@ async fn calls_on_one_connection(fixture: &Fixture, paths: &[&str]) -> Vec<Statu
 
 #[tokio::test]
 async fn calls_on_one_plugin_connection_share_one_chat_api_connection() {
-    let fixture = Fixture::start(&policy(&[("users:read", &[])])).await;
+    let fixture = fixture_keeping_idle_connections().await;
     let statuses = calls_on_one_connection(&fixture, &["/api/v1/users"; 3]).await;
     assert_eq!(statuses, [StatusCode::OK; 3]);
     assert_eq!(fixture.chat_api.count(), 3);
-    assert_eq!(
-        fixture
-            .chat_api
-            .connections
-            .load(std::sync::atomic::Ordering::SeqCst),
-        1
-    );
+    assert_eq!(fixture.chat_api.connection_count(), 1);
 }
 
 #[tokio::test]
 async fn a_chat_api_connection_closed_between_calls_is_replaced() {
-    let fixture = Fixture::start(&policy(&[("users:read", &[])])).await;
+    let fixture = fixture_keeping_idle_connections().await;
     let statuses = calls_on_one_connection(
         &fixture,
         &["/api/v1/users?close=1", "/api/v1/users", "/api/v1/users"],
@@ -97,13 +98,7 @@ async fn a_chat_api_connection_closed_between_calls_is_replaced() {
     .await;
     assert_eq!(statuses, [StatusCode::OK; 3]);
     assert_eq!(fixture.chat_api.count(), 3);
-    assert_eq!(
-        fixture
-            .chat_api
-            .connections
-            .load(std::sync::atomic::Ordering::SeqCst),
-        2
-    );
+    assert_eq!(fixture.chat_api.connection_count(), 2);
 }
 
 /// A chat API on loopback that answers every request with `head` and then `rest`:
@@ -177,7 +172,7 @@ async fn response_body_is_cut_off_at_the_deadline(head: &'static str, rest: Rest
     assert_eq!(lines[1]["reason"], "UpstreamBodyTimedOut");
     assert_eq!(lines[1]["status"], 200);
     assert_eq!(lines[1]["scope"], "users:read");
-    let metrics = String::from_utf8(fixture.admin("/metrics").await.body.to_vec()).unwrap();
+    let metrics = fixture.metrics().await;
     assert!(
         metrics.contains("broker_responses_cut_off_total 1"),
         "{metrics}"

@@ -78,12 +78,7 @@ impl CompiledPolicy {
 
         let mut routes = Vec::with_capacity(policy.catalog.len());
         for entry in &policy.catalog {
-            let template =
-                PathTemplate::parse(&entry.path).map_err(|source| PolicyError::BadTemplate {
-                    method: entry.method.clone(),
-                    path: entry.path.clone(),
-                    source,
-                })?;
+            let template = entry.template()?;
             let position_of =
                 |wanted: &TemplateSegment| template.segments().iter().position(|s| s == wanted);
             routes.push(Route {
@@ -226,11 +221,8 @@ mod tests {
     #[test]
     fn literal_routes_are_tried_before_placeholders() {
         let mut p = policy();
-        p.catalog.push(CatalogRoute {
-            method: "GET".into(),
-            path: "/api/v1/users/me".into(),
-            scope: "profile:read".into(),
-        });
+        let me = CatalogRoute::new("GET", "/api/v1/users/me", "profile:read");
+        p.catalog.push(me);
         let compiled = CompiledPolicy::compile(&p).unwrap();
         let position = |path: &str| {
             compiled

@@ -148,6 +148,11 @@ fn check_grant<'a>(
 mod tests {
     use super::*;
     use crate::policy::{KV_READ_SCOPE, KV_WRITE_SCOPE};
+    use Denial::{
+        ChannelNotGranted, ChannelRequired, OtherPluginData, ScopeNotGranted, UnknownRoute,
+    };
+    use EnforcementMode::{Audit, Enforce};
+    use Verdict::{Allow, AllowedByAudit, Deny};
 
     fn policy(mode: EnforcementMode, grants: &[(&str, &[&str])]) -> CompiledPolicy {
         CompiledPolicy::compile(&fixture::policy(mode, grants)).unwrap()
@@ -159,7 +164,7 @@ mod tests {
 
     #[test]
     fn broker_allows_granted_scope() {
-        let p = policy(EnforcementMode::Enforce, &[("messages:read", &[])]);
+        let p = policy(Enforce, &[("messages:read", &[])]);
         let decision = decide(
             &Call {
                 method: "GET",
@@ -171,95 +176,76 @@ mod tests {
         assert_eq!(decision.scope.unwrap().name.as_str(), "messages:read");
     }
 
+    /// Asserts the verdict on a call written `"METHOD /path"`.
+    #[track_caller]
+    fn assert_verdict(policy: &CompiledPolicy, call: &str, expected: Verdict<'_>) {
+        let (method, path) = call.split_once(' ').unwrap();
+        assert_eq!(verdict(policy, method, path), expected, "{call}");
+    }
+
     #[test]
     fn broker_denies_unlisted_scope() {
-        let p = policy(EnforcementMode::Enforce, &[("messages:read", &[])]);
-        assert_eq!(
-            verdict(&p, "POST", "/api/v1/channels/C1/messages"),
-            Verdict::Deny(Denial::ScopeNotGranted {
-                scope: "messages:write"
-            })
-        );
+        let p = policy(Enforce, &[("messages:read", &[])]);
+        let denial = ScopeNotGranted {
+            scope: "messages:write",
+        };
+        assert_verdict(&p, "POST /api/v1/channels/C1/messages", Deny(denial));
     }
 
     #[test]
     fn broker_denies_channel_outside_the_grant() {
-        let p = policy(EnforcementMode::Enforce, &[("messages:write", &["C1"])]);
-        assert_eq!(
-            verdict(&p, "POST", "/api/v1/channels/C1/messages"),
-            Verdict::Allow
-        );
-        assert_eq!(
-            verdict(&p, "POST", "/api/v1/channels/C2/messages"),
-            Verdict::Deny(Denial::ChannelNotGranted {
-                scope: "messages:write",
-                channel: "C2"
-            })
-        );
+        let p = policy(Enforce, &[("messages:write", &["C1"])]);
+        assert_verdict(&p, "POST /api/v1/channels/C1/messages", Allow);
+        let denial = ChannelNotGranted {
+            scope: "messages:write",
+            channel: "C2",
+        };
+        assert_verdict(&p, "POST /api/v1/channels/C2/messages", Deny(denial));
     }
 
     #[test]
     fn channel_limited_grant_does_not_cover_routes_without_a_channel() {
-        let p = policy(EnforcementMode::Enforce, &[("channels:read", &["C1"])]);
-        assert_eq!(verdict(&p, "GET", "/api/v1/channels/C1"), Verdict::Allow);
-        assert_eq!(
-            verdict(&p, "GET", "/api/v1/channels"),
-            Verdict::Deny(Denial::ChannelRequired {
-                scope: "channels:read"
-            })
-        );
+        let p = policy(Enforce, &[("channels:read", &["C1"])]);
+        assert_verdict(&p, "GET /api/v1/channels/C1", Allow);
+        let scope = "channels:read";
+        assert_verdict(&p, "GET /api/v1/channels", Deny(ChannelRequired { scope }));
     }
 
     #[test]
     fn broker_denies_another_plugins_key_value_data() {
-        let p = policy(
-            EnforcementMode::Enforce,
-            &[(KV_WRITE_SCOPE, &[]), (KV_READ_SCOPE, &[])],
-        );
-        assert_eq!(
-            verdict(&p, "PUT", "/api/v1/kv/team-a.weather/city"),
-            Verdict::Allow
-        );
-        assert_eq!(
-            verdict(&p, "GET", "/api/v1/kv/team-b.weather/city"),
-            Verdict::Deny(Denial::OtherPluginData {
-                scope: KV_READ_SCOPE,
-                requested: "team-b.weather"
-            })
-        );
+        let p = policy(Enforce, &[(KV_WRITE_SCOPE, &[]), (KV_READ_SCOPE, &[])]);
+        assert_verdict(&p, "PUT /api/v1/kv/team-a.weather/city", Allow);
+        let denial = OtherPluginData {
+            scope: KV_READ_SCOPE,
+            requested: "team-b.weather",
+        };
+        assert_verdict(&p, "GET /api/v1/kv/team-b.weather/city", Deny(denial));
     }
 
     #[test]
     fn broker_denies_unknown_route_and_method() {
-        let p = policy(EnforcementMode::Enforce, &[("messages:read", &[])]);
-        assert_eq!(
-            verdict(&p, "GET", "/api/v1/admin"),
-            Verdict::Deny(Denial::UnknownRoute)
-        );
-        assert_eq!(
-            verdict(&p, "DELETE", "/api/v1/channels/C1/messages"),
-            Verdict::Deny(Denial::UnknownRoute)
-        );
+        let p = policy(Enforce, &[("messages:read", &[])]);
+        for call in ["GET /api/v1/admin", "DELETE /api/v1/channels/C1/messages"] {
+            assert_verdict(&p, call, Deny(UnknownRoute));
+        }
     }
 
     #[test]
     fn audit_mode_forwards_what_enforce_mode_denies() {
-        let p = policy(EnforcementMode::Audit, &[]);
-        assert_eq!(
-            verdict(&p, "POST", "/api/v1/channels/C1/messages"),
-            Verdict::AllowedByAudit(Denial::ScopeNotGranted {
-                scope: "messages:write"
-            })
+        let p = policy(Audit, &[]);
+        let scope = "messages:write";
+        let denial = ScopeNotGranted { scope };
+        assert_verdict(
+            &p,
+            "POST /api/v1/channels/C1/messages",
+            AllowedByAudit(denial),
         );
-        assert_eq!(
-            verdict(&p, "GET", "/nowhere"),
-            Verdict::AllowedByAudit(Denial::UnknownRoute)
-        );
+        assert_verdict(&p, "GET /nowhere", AllowedByAudit(UnknownRoute));
     }
 
     #[test]
     fn audit_mode_still_refuses_malformed_paths() {
-        let p = policy(EnforcementMode::Audit, &[(KV_READ_SCOPE, &[])]);
+        let p = policy(Audit, &[(KV_READ_SCOPE, &[])]);
         assert!(matches!(
             verdict(&p, "GET", "/api/v1/kv/../other"),
             Verdict::Deny(Denial::MalformedPath(_))

@@ -212,10 +212,6 @@ impl Utf8Validator {
 mod tests {
     use super::*;
 
-    fn problem(path: &str) -> Option<PathProblem> {
-        check_path(path).err()
-    }
-
     #[test]
     fn plain_path_splits_into_its_segments() {
         let checked = check_path("/api/v1/kv/team-a.weather/city").unwrap();
@@ -227,47 +223,54 @@ mod tests {
         assert_eq!(checked.segment(3), Some("team-a.weather"));
     }
 
+    /// Asserts that each path is refused for its problem.
+    fn assert_refused(cases: &[(&str, PathProblem)]) {
+        for (path, expected) in cases {
+            assert_eq!(check_path(path).err(), Some(*expected), "{path:?}");
+        }
+    }
+
     #[test]
     fn traversal_and_empty_segments_are_refused() {
-        assert_eq!(
-            problem("/api/v1/kv/../other"),
-            Some(PathProblem::DotSegment)
-        );
-        assert_eq!(problem("/api/./v1"), Some(PathProblem::DotSegment));
-        assert_eq!(
-            problem("/api/v1/kv/%2e%2e/x"),
-            Some(PathProblem::NeedlessEncoding)
-        );
-        assert_eq!(
-            problem("/api/v1/kv/.%2E/x"),
-            Some(PathProblem::NeedlessEncoding)
-        );
-        assert_eq!(problem("/api//v1"), Some(PathProblem::EmptySegment));
-        assert_eq!(problem("/api/v1/"), Some(PathProblem::EmptySegment));
-        assert_eq!(problem("/"), Some(PathProblem::EmptySegment));
-        assert_eq!(problem("api"), Some(PathProblem::NotAbsolute));
-        assert_eq!(problem(""), Some(PathProblem::NotAbsolute));
+        use PathProblem::*;
+        assert_refused(&[
+            ("/api/v1/kv/../other", DotSegment),
+            ("/api/./v1", DotSegment),
+            ("/api/v1/kv/%2e%2e/x", NeedlessEncoding),
+            ("/api/v1/kv/.%2E/x", NeedlessEncoding),
+            ("/api//v1", EmptySegment),
+            ("/api/v1/", EmptySegment),
+            ("/", EmptySegment),
+            ("api", NotAbsolute),
+            ("", NotAbsolute),
+        ]);
     }
 
     #[test]
     fn encoded_separators_controls_and_bad_escapes_are_refused() {
-        assert_eq!(problem("/kv/a%2fb"), Some(PathProblem::EncodedSeparator));
-        assert_eq!(problem("/kv/a%5Cb"), Some(PathProblem::EncodedSeparator));
-        assert_eq!(problem("/kv/a%00"), Some(PathProblem::ControlCharacter));
-        assert_eq!(problem("/kv/a%zz"), Some(PathProblem::BadPercentEncoding));
-        assert_eq!(problem("/kv/a%4"), Some(PathProblem::BadPercentEncoding));
-        assert_eq!(problem("/kv/a\\b"), Some(PathProblem::ForbiddenCharacter));
-        assert_eq!(problem("/kv/é"), Some(PathProblem::ForbiddenCharacter));
+        use PathProblem::*;
+        assert_refused(&[
+            ("/kv/a%2fb", EncodedSeparator),
+            ("/kv/a%5Cb", EncodedSeparator),
+            ("/kv/a%00", ControlCharacter),
+            ("/kv/a%zz", BadPercentEncoding),
+            ("/kv/a%4", BadPercentEncoding),
+            ("/kv/a\\b", ForbiddenCharacter),
+            ("/kv/é", ForbiddenCharacter),
+        ]);
     }
 
     #[test]
     fn encoded_utf8_is_accepted_and_invalid_utf8_refused() {
         assert!(check_path("/kv/caf%C3%A9").is_ok());
-        assert_eq!(problem("/kv/%FF"), Some(PathProblem::InvalidUtf8));
-        assert_eq!(problem("/kv/%C3"), Some(PathProblem::InvalidUtf8));
-        assert_eq!(problem("/kv/%C3/%A9"), Some(PathProblem::InvalidUtf8));
-        assert_eq!(problem("/kv/%C0%AF"), Some(PathProblem::InvalidUtf8));
-        assert_eq!(problem("/kv/%ED%A0%80"), Some(PathProblem::InvalidUtf8));
+        let invalid = [
+            "/kv/%FF",
+            "/kv/%C3",
+            "/kv/%C3/%A9",
+            "/kv/%C0%AF",
+            "/kv/%ED%A0%80",
+        ];
+        assert_refused(&invalid.map(|path| (path, PathProblem::InvalidUtf8)));
     }
 
     #[test]

@@ -11,10 +11,10 @@ mod raw;
 mod stand_in;
 
 pub use files::{TempDir, write_like_kubelet};
-pub use fixture::{Answer, Fixture, args};
+pub use fixture::{Answer, Fixture, args, fresh_connection_client};
 pub use oracle::{oracle_allows, percent_decode};
 pub use policy::{PolicyBuilder, policy};
-pub use raw::{raw_exchange, raw_status};
+pub use raw::{assert_raw_status, raw_exchange, raw_status};
 pub use stand_in::{Recorded, StandIn};
 
 /// The chat-API token the fixture's broker holds.

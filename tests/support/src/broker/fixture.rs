@@ -44,6 +44,13 @@ impl Answer {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
+
+    /// Asserts a refusal's status and the `reason` in its body; `context` names the case.
+    #[track_caller]
+    pub fn assert_refused(&self, status: StatusCode, reason: &str, context: &str) {
+        assert_eq!(self.status, status, "{context}");
+        assert_eq!(self.json()["reason"], reason, "{context}");
+    }
 }
 
 pub fn args(
@@ -72,6 +79,20 @@ pub fn args(
         log_format: LogFormat::Json,
         audit_destination: AuditDestination::Memory(Arc::default()),
     }
+}
+
+/// A client that opens a fresh connection for every request. A pooled connection left
+/// idle can be closed by the broker (its header read timeout also ends idle
+/// connections) just as the client reuses it, which fails the request with
+/// `IncompleteMessage`; tests that are about keep-alive drive one connection by hand.
+pub fn fresh_connection_client<B>() -> Client<HttpConnector, B>
+where
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+{
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http()
 }
 
 impl Fixture {
@@ -103,7 +124,7 @@ impl Fixture {
         };
         let listeners = Listeners::bind(&args).await.unwrap();
         let broker = broker::start(&args, listeners).await.unwrap();
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        let client = fresh_connection_client();
         Self {
             broker: Some(broker),
             chat_api,
@@ -161,6 +182,23 @@ impl Fixture {
     ) -> Answer {
         self.send(self.broker().outbound_addr, method, path, headers, body)
             .await
+    }
+
+    /// A GET on the outbound listener, without headers.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call("GET", path, &[], b"").await
+    }
+
+    /// A POST of `body` on the outbound listener, without headers.
+    pub async fn post(&self, path: &str, body: &[u8]) -> Answer {
+        self.call("POST", path, &[], body).await
+    }
+
+    /// The admin listener's /metrics, as text.
+    pub async fn metrics(&self) -> String {
+        let answer = self.admin("/metrics").await;
+        assert_eq!(answer.status, StatusCode::OK);
+        String::from_utf8(answer.body.to_vec()).expect("metrics are UTF-8")
     }
 
     /// Sends a request to the inbound listener.

@@ -21,3 +21,15 @@ pub fn raw_status(answer: &[u8]) -> Option<u16> {
     let text = std::str::from_utf8(answer.get(..12)?).ok()?;
     text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
+
+/// Asserts that a raw HTTP/1.1 answer has one of the `expected` statuses; says
+/// `context` and the whole answer when not.
+#[track_caller]
+pub fn assert_raw_status(answer: &[u8], expected: &[u16], context: &str) {
+    let status = raw_status(answer);
+    assert!(
+        status.is_some_and(|status| expected.contains(&status)),
+        "{context}: expected {expected:?}, got {:?}",
+        String::from_utf8_lossy(answer)
+    );
+}

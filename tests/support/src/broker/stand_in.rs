@@ -125,4 +125,9 @@ impl StandIn {
     pub fn count(&self) -> usize {
         self.recorded.lock().unwrap().len()
     }
+
+    /// How many connections were accepted so far.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
 }
