@@ -50,14 +50,15 @@ test: ## Every test: unit, integration (real API server), end-to-end (real pods)
 
 RELEASE_DIR := $(or $(CARGO_TARGET_DIR),target)/x86_64-unknown-linux-gnu/release
 .PHONY: images
-images: ## Build the operator and the sample chat API and plugin statically; load them into the node
+TAG ?= dev
+images: ## Build the operator and the sample chat API and plugin statically; load them into the node (TAG=dev)
 	@echo "== building static binaries (release; the first build takes several minutes)"
 	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu \
 	  --bin plugin-operator --example sample-chat-api --example sample-plugin
 	@echo "== loading images into the node's containerd"
-	cluster/image.sh --binary $(RELEASE_DIR)/plugin-operator --name localhost/plugin-operator:dev --entrypoint /plugin-operator
+	cluster/image.sh --binary $(RELEASE_DIR)/plugin-operator --name localhost/plugin-operator:$(TAG) --entrypoint /plugin-operator
 	cluster/image.sh --binary $(RELEASE_DIR)/examples/sample-chat-api --name localhost/sample-chat-api:dev --entrypoint /sample-chat-api
-	cluster/image.sh --binary $(RELEASE_DIR)/examples/sample-plugin --name localhost/sample-plugin:dev --entrypoint /sample-plugin
+	cluster/image.sh --binary $(RELEASE_DIR)/examples/sample-plugin --name localhost/sample-plugin:$(TAG) --entrypoint /sample-plugin
 
 # --- chart: the Helm chart and the plain manifests rendered from it (docs/helm.md) ---
 CHART := charts/plugin-operator

@@ -7,12 +7,12 @@ use std::time::Duration;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::support::{CHAT_API, Invoker, SAMPLE_PLUGIN_IMAGE, Scene, eventually, exec_json};
+use crate::support::{CHAT_API, Invoker, Scene, eventually, exec_json, sample_plugin_image};
 
 /// The sample plugin granted only `messages:read`.
 fn read_only_spec() -> Value {
     json!({
-        "image": SAMPLE_PLUGIN_IMAGE, "port": 8080,
+        "image": sample_plugin_image(), "port": 8080,
         "permissions": {"chatApi": [{"scope": "messages:read"}]}
     })
 }
@@ -65,7 +65,7 @@ async fn invocation_slower_than_the_time_limit_gets_504() {
     scene
         .create_ready(
             "slow",
-            json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080, "timeouts": {"requestSeconds": 1}}),
+            json!({"image": sample_plugin_image(), "port": 8080, "timeouts": {"requestSeconds": 1}}),
         )
         .await;
     let invoker = Invoker::new(&scene).await;

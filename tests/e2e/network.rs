@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::support::{
-    Invoker, SAMPLE_PLUGIN_IMAGE, Scene, TestNamespace, exec, helper_pod, ip, sample_spec,
+    Invoker, Scene, TestNamespace, exec, helper_pod, ip, sample_plugin_image, sample_spec,
 };
 
 #[tokio::test]
@@ -20,7 +20,7 @@ async fn network_policy_confines_plugin_traffic() {
     let invoker = Invoker::new(&scene).await;
 
     let guarded_spec = json!({
-        "image": SAMPLE_PLUGIN_IMAGE, "port": 8080,
+        "image": sample_plugin_image(), "port": 8080,
         "permissions": {"network": {"egress": [{"cidr": format!("{}/32", ip(&declared)), "ports": [8080]}]}}
     });
     scene.create("guarded", guarded_spec).await;

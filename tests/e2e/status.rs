@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{SAMPLE_PLUGIN_IMAGE, Scene};
+use crate::support::{Scene, sample_plugin_image};
 
 /// Creates the Plugin `name` from `spec` in a namespace of its own and waits for its
 /// Degraded condition with `reason`; returns the condition's message.
@@ -15,7 +15,7 @@ async fn degraded_message(prefix: &str, name: &str, spec: Value, reason: &str) -
 #[tokio::test]
 async fn plugin_over_its_memory_limit_shows_oom_killed() {
     let spec = json!({
-        "image": SAMPLE_PLUGIN_IMAGE, "port": 8080,
+        "image": sample_plugin_image(), "port": 8080,
         "resources": {"limits": {"memory": "32Mi"}},
         "env": [{"name": "ALLOCATE_MB", "value": "256"}]
     });
@@ -33,7 +33,7 @@ async fn missing_image_shows_the_image_pull_reason() {
 #[tokio::test]
 async fn crashing_plugin_shows_crash_loop_back_off() {
     let spec = json!({
-        "image": SAMPLE_PLUGIN_IMAGE, "port": 8080,
+        "image": sample_plugin_image(), "port": 8080,
         "env": [{"name": "EXIT_AT_START", "value": "3"}]
     });
     let message = degraded_message("e2e-crash", "crashy", spec, "CrashLoopBackOff").await;

@@ -13,12 +13,16 @@ use serde_json::Value;
 
 pub use plugin_operator_test_support::cluster::{
     NamespacedObject, Operator, TestNamespace, client, eventually, install_crd, kubectl, repo_path,
+    test_image,
 };
 
-pub const SAMPLE_PLUGIN_IMAGE: &str = "localhost/sample-plugin:dev";
+/// The sample plugin's image (`localhost/sample-plugin:dev` unless `TEST_IMAGE_TAG` is set).
+pub fn sample_plugin_image() -> String {
+    test_image("sample-plugin")
+}
 /// The sample plugin with nothing granted: the spec most tests start from.
 pub fn sample_spec() -> Value {
-    serde_json::json!({"image": SAMPLE_PLUGIN_IMAGE, "port": 8080})
+    serde_json::json!({"image": sample_plugin_image(), "port": 8080})
 }
 
 pub const CHAT_API: &str = "http://chat-api.chat-system.svc:8080";
@@ -281,7 +285,7 @@ pub async fn helper_pod(
             "automountServiceAccountToken": false,
             "containers": [{
                 "name": "main",
-                "image": SAMPLE_PLUGIN_IMAGE,
+                "image": sample_plugin_image(),
                 "imagePullPolicy": "IfNotPresent",
                 "env": [{"name": "PLUGIN_PORT", "value": "8080"}],
                 "resources": {"limits": {"cpu": "100m", "memory": "32Mi"}},

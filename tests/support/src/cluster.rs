@@ -19,7 +19,7 @@ use kube::Client;
 pub use admission::{NamespacePolicy, admit_pod, assert_pod_security_refuses, dry_run};
 pub use crd::{CRD_FIELD_MANAGER, install_crd};
 pub use namespace::{TestNamespace, alone, clean_up_from_drop, together};
-pub use operator::{Operator, http_get};
+pub use operator::{Operator, http_get, test_image};
 pub use pods::{
     kubectl, pod_from_template, restricted_container_security, wait_pod_finished, wait_pod_ready,
 };

@@ -5,8 +5,13 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The broker image the tests' operators put into pods.
-const TEST_BROKER_IMAGE: &str = "localhost/plugin-operator:dev";
+/// An image `make images` loaded into the node: `localhost/{repository}:{tag}`, where the
+/// tag is `TEST_IMAGE_TAG` (default `dev`, what `make images` builds; `make images TAG=x`
+/// loads another set beside it).
+pub fn test_image(repository: &str) -> String {
+    let tag = std::env::var("TEST_IMAGE_TAG").unwrap_or_else(|_| "dev".into());
+    format!("localhost/{repository}:{tag}")
+}
 
 /// One `plugin-operator controller` process, killed when dropped.
 pub struct Operator {
@@ -34,7 +39,7 @@ impl Operator {
     pub async fn start(binary: &str, namespace: &str, extra: &[&str]) -> Self {
         let mut command = Self::command(binary, namespace);
         command
-            .args(["--broker-image", TEST_BROKER_IMAGE])
+            .args(["--broker-image", &test_image("plugin-operator")])
             .args(extra);
         Self::spawn(command, Duration::from_secs(20)).await
     }
