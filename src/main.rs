@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "plugin-operator",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PLUGIN_OPERATOR_COMMIT"), ")"),
     about = "Runs chat plugins on Kubernetes behind a permission-enforcing broker"
 )]
 struct Cli {

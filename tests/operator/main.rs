@@ -17,6 +17,7 @@ mod leader_election;
 mod malformed;
 mod quantities;
 mod steady_state;
+mod version;
 mod writes;
 
 /// The operator binary cargo built for these tests.
