@@ -184,7 +184,7 @@ fn default_identity() -> String {
 pub fn load_catalog(path: &std::path::Path) -> Result<Vec<CatalogRoute>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("--scope-catalog {}: {e}", path.display()))?;
-    let catalog: Vec<CatalogRoute> = serde_yaml::from_str(&text)
+    let catalog: Vec<CatalogRoute> = serde_norway::from_str(&text)
         .map_err(|e| format!("--scope-catalog {}: {e}", path.display()))?;
     let probe = BrokerPolicy {
         plugin_id: "catalog/check".into(),

@@ -85,7 +85,7 @@ pub fn render(extra: &[&str]) -> Vec<Value> {
 /// The non-empty documents of a multi-document YAML stream.
 pub fn documents(yaml: &str) -> Vec<Value> {
     use serde::Deserialize;
-    serde_yaml::Deserializer::from_str(yaml)
+    serde_norway::Deserializer::from_str(yaml)
         .map(|doc| Value::deserialize(doc).expect("helm renders valid YAML"))
         .filter(|doc| !doc.is_null())
         .collect()

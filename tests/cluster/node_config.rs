@@ -35,9 +35,9 @@ fn read(root: &Path, relative: &str) -> String {
 }
 
 fn yaml_documents(relative: &str, text: &str) -> usize {
-    serde_yaml::Deserializer::from_str(text)
+    serde_norway::Deserializer::from_str(text)
         .map(|document| {
-            serde_yaml::Value::deserialize(document)
+            serde_norway::Value::deserialize(document)
                 .unwrap_or_else(|e| panic!("{relative} is not YAML: {e}"))
         })
         .filter(|document| !document.is_null())

@@ -55,7 +55,7 @@ async fn every_invalid_manifest_is_refused_with_a_message_a_person_understands()
             .lines()
             .find_map(|line| line.strip_prefix("# expect: "))
             .unwrap_or_else(|| panic!("{file} has no `# expect:` line"));
-        let object: DynamicObject = serde_yaml::from_str(text).unwrap();
+        let object: DynamicObject = serde_norway::from_str(text).unwrap();
         match api.create(&PostParams::default(), &object).await {
             Ok(_) => failures.push(format!(
                 "{file}: was accepted, expected a refusal containing {expected:?}"
@@ -86,12 +86,12 @@ async fn example_plugins_are_accepted() {
     let examples = manifests("deploy/examples");
     assert!(!examples.is_empty());
     for (file, text) in examples {
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_yaml::Value::deserialize(document).unwrap();
+        for document in serde_norway::Deserializer::from_str(&text) {
+            let value = serde_norway::Value::deserialize(document).unwrap();
             if value.get("kind").and_then(|k| k.as_str()) != Some("Plugin") {
                 continue;
             }
-            let object: DynamicObject = serde_yaml::from_value(value).unwrap();
+            let object: DynamicObject = serde_norway::from_value(value).unwrap();
             if let Err(error) = api.create(&dry_run(), &object).await {
                 panic!("{file} was refused: {error}");
             }

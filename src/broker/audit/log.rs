@@ -278,9 +278,9 @@ impl Pending {
     fn set_second(&mut self, second: u64) {
         if self.second_text.is_empty() || self.second != second {
             let seconds = i64::try_from(second).unwrap_or(i64::MAX);
-            self.second_text = chrono::DateTime::from_timestamp(seconds, 0)
-                .unwrap_or_default()
-                .format("%Y-%m-%dT%H:%M:%S")
+            self.second_text = jiff::Timestamp::from_second(seconds)
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+                .strftime("%Y-%m-%dT%H:%M:%S")
                 .to_string();
             self.second = second;
         }

@@ -144,7 +144,7 @@ pub(crate) mod fixtures {
 
     /// A Plugin as the API server would hand it over: with a namespace and a uid.
     pub fn plugin(spec_yaml: &str) -> Plugin {
-        let spec: PluginSpec = serde_yaml::from_str(spec_yaml).expect("test spec parses");
+        let spec: PluginSpec = serde_norway::from_str(spec_yaml).expect("test spec parses");
         let mut plugin = Plugin::new("weather", spec);
         plugin.metadata.namespace = Some("team-a".into());
         plugin.metadata.uid = Some("0b1c2d3e-0000-4000-8000-000000000001".into());

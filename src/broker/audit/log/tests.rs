@@ -45,9 +45,9 @@ async fn json_line_carries_every_field_of_the_decision() {
     assert_eq!(line["status"], 403);
     assert_eq!(line["latency_ms"], 1.234);
     let timestamp = line["timestamp"].as_str().unwrap();
-    let parsed = chrono::DateTime::parse_from_rfc3339(timestamp).unwrap();
-    let age = chrono::Utc::now().signed_duration_since(parsed);
-    assert!(age.num_seconds().abs() < 60, "{timestamp}");
+    let parsed: jiff::Timestamp = timestamp.parse().unwrap();
+    let age = jiff::Timestamp::now().duration_since(parsed);
+    assert!(age.as_secs().abs() < 60, "{timestamp}");
 }
 
 #[tokio::test]
