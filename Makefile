@@ -20,10 +20,14 @@ cluster-status: ## Show what the local cluster runs (processes, node, pods)
 	@cluster/status.sh
 
 IMAGE ?= localhost/plugin-operator:dev
+# The chart runs localhost/plugin-operator:<appVersion> by default; the images targets load
+# the operator under that tag too, so the chart's defaults work on the local cluster.
+APP_VERSION := $(shell sed -n 's/^appVersion: "\(.*\)"$$/\1/p' charts/plugin-operator/Chart.yaml)
 .PHONY: image
 image: ## Build the operator statically; load it into the node (IMAGE=localhost/plugin-operator:dev)
 	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu --bin plugin-operator
 	cluster/image.sh --binary $(RELEASE_DIR)/plugin-operator --name $(IMAGE) --entrypoint /plugin-operator
+	cluster/image.sh --binary $(RELEASE_DIR)/plugin-operator --name localhost/plugin-operator:$(APP_VERSION) --entrypoint /plugin-operator
 
 KUBECONFIG_PATH := $(CURDIR)/build/cluster/kubeconfig
 
@@ -31,6 +35,7 @@ KUBECONFIG_PATH := $(CURDIR)/build/cluster/kubeconfig
 generate: ## Regenerate the CRD (crds/, the chart) and deploy/ from the Rust types
 	cargo run --quiet -- crd > crds/plugins.chat.dev.yaml
 	@$(MAKE) --no-print-directory manifests
+	@$(MAKE) --no-print-directory chart-readme
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors
@@ -57,6 +62,7 @@ images: ## Build the operator and the sample chat API and plugin statically; loa
 	  --bin plugin-operator --example sample-chat-api --example sample-plugin
 	@echo "== loading images into the node's containerd"
 	cluster/image.sh --binary $(RELEASE_DIR)/plugin-operator --name localhost/plugin-operator:$(TAG) --entrypoint /plugin-operator
+	cluster/image.sh --binary $(RELEASE_DIR)/plugin-operator --name localhost/plugin-operator:$(APP_VERSION) --entrypoint /plugin-operator
 	cluster/image.sh --binary $(RELEASE_DIR)/examples/sample-chat-api --name localhost/sample-chat-api:dev --entrypoint /sample-chat-api
 	cluster/image.sh --binary $(RELEASE_DIR)/examples/sample-plugin --name localhost/sample-plugin:$(TAG) --entrypoint /sample-plugin
 
@@ -72,6 +78,10 @@ manifests: ## Copy the CRD into the chart and render deploy/plugin-operator.yaml
 	cp crds/plugins.chat.dev.yaml $(CHART)/crds/plugins.chat.dev.yaml
 	HELM="$$($(MAKE) -s --no-print-directory helm | tail -n 1)" deploy/render.sh > deploy/plugin-operator.yaml.tmp
 	mv deploy/plugin-operator.yaml.tmp deploy/plugin-operator.yaml
+
+.PHONY: chart-readme
+chart-readme: ## Write charts/plugin-operator/README.md from the comments in values.yaml
+	UPDATE_CHART_README=1 cargo test --quiet --test chart readme
 
 .PHONY: chart-lint
 chart-lint: ## helm lint --strict on the chart

@@ -9,7 +9,10 @@ use super::leader::LeaderElection;
 use crate::policy::{BrokerPolicy, CatalogRoute, EnforcementMode, InboundLimits, default_catalog};
 use crate::telemetry::LogFormat;
 
+/// A flag given twice takes its last value, so settings appended after a chart's own
+/// (its `extraArgs`) win.
 #[derive(clap::Args, Debug, Clone)]
+#[command(args_override_self = true)]
 pub struct ControllerArgs {
     /// Base URL of the chat API, as the broker reaches it.
     #[arg(

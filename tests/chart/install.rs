@@ -22,9 +22,8 @@ use plugin_operator_test_support::cluster::{
 };
 use serde_json::json;
 
-use crate::support::{self, only, render, run_helm, text};
+use crate::support::{self, default_image, only, render, run_helm, text};
 
-const IMAGE: &str = "localhost/plugin-operator:dev";
 const WAIT: Duration = Duration::from_secs(120);
 
 /// The chart's operator Deployment, moved to `namespace`.
@@ -134,7 +133,7 @@ async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart
         Some(fullname.as_str())
     );
     let container = &pod_spec.containers[0];
-    assert_eq!(container.image.as_deref(), Some(IMAGE));
+    assert_eq!(container.image.as_deref(), Some(default_image().as_str()));
     let args = container.args.clone().unwrap_or_default();
     assert!(args.contains(&"--leader-elect".to_string()), "{args:?}");
     assert!(
@@ -289,10 +288,11 @@ fn ensure_operator_image() {
             .args(["-n", "k8s.io", "images", "ls", "-q"])
             .output()
             .expect("ctr runs");
-        if text(&listed.stdout).lines().any(|line| line == IMAGE) {
+        let image = default_image();
+        if text(&listed.stdout).lines().any(|line| line == image) {
             return;
         }
-        eprintln!("{IMAGE} is not on the node: running `make image`");
+        eprintln!("{image} is not on the node: running `make image`");
         let out = Command::new("make")
             .args(["--no-print-directory", "image"])
             .current_dir(repo_path(""))

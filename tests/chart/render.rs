@@ -9,7 +9,9 @@ use plugin_operator::controller::ControllerArgs;
 use plugin_operator_test_support::cluster::assert_success;
 use serde_json::{Value, json};
 
-use crate::support::{CHART, kind, name, of_kind, only, operator_args, render, run_helm, template};
+use crate::support::{
+    CHART, default_image, kind, name, of_kind, only, operator_args, render, run_helm, template,
+};
 
 /// Values that switch every optional part of the chart on.
 const EVERYTHING: &[&str] = &[
@@ -23,6 +25,8 @@ const EVERYTHING: &[&str] = &[
     "dns.enabled=false",
     "--set",
     "invoker.namespace=gateway,invoker.selector=app=gateway",
+    "--set",
+    "extraArgs={--lease-seconds=15}",
 ];
 
 #[test]
@@ -84,7 +88,7 @@ fn default_values_render_the_operator_and_its_least_privileges() {
     let deployment = only(&docs, "Deployment");
     let pod = &deployment["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
-    assert_eq!(container["image"], "localhost/plugin-operator:dev");
+    assert_eq!(container["image"], default_image());
     assert_eq!(container["imagePullPolicy"], "IfNotPresent");
     assert_eq!(pod["automountServiceAccountToken"], true);
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
@@ -281,7 +285,7 @@ fn rendered_flags_are_accepted_by_the_operator() {
             panic!("the chart's flags {extra:?} give a bad configuration: {e}")
         });
         assert_eq!(config.chat_api_url, "http://chat-api.chat-system.svc:8080");
-        assert_eq!(config.broker_image, "localhost/plugin-operator:dev");
+        assert_eq!(config.broker_image, default_image());
         if extra.is_empty() {
             assert!(controller.leader_election().is_none());
             assert!(config.dns_peer.is_some());
@@ -292,9 +296,81 @@ fn rendered_flags_are_accepted_by_the_operator() {
             assert_eq!(controller.namespaces, ["team-a", "team-b"]);
             assert_eq!(config.catalog.len(), 1);
             assert_eq!(config.catalog[0].scope, "ping:read");
+            let election = controller.leader_election().unwrap();
+            assert_eq!(
+                election.lease_duration.as_secs(),
+                15,
+                "extraArgs come last and win"
+            );
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+#[test]
+fn image_tag_defaults_to_the_app_version_and_follows_the_values() {
+    let image = |extra: &[&str]| {
+        only(&render(extra), "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(image(&[]), default_image());
+    assert!(default_image().ends_with(":0.1.0"), "{}", default_image());
+    assert_eq!(
+        image(&["--set", "image.tag=1.2.3"]),
+        "localhost/plugin-operator:1.2.3"
+    );
+    let digest = format!("sha256:{}", "a".repeat(64));
+    assert_eq!(
+        image(&["--set", &format!("image.digest={digest}")]),
+        format!("localhost/plugin-operator@{digest}")
+    );
+}
+
+#[test]
+fn name_overrides_rename_every_object() {
+    for (extra, expected) in [
+        (
+            &["--set", "nameOverride=relay"][..],
+            "plugin-operator-relay",
+        ),
+        (&["--set", "fullnameOverride=po"][..], "po"),
+    ] {
+        let docs = render(extra);
+        let deployment = only(&docs, "Deployment");
+        assert_eq!(name(deployment), expected, "{extra:?}");
+        assert_eq!(name(only(&docs, "ServiceAccount")), expected, "{extra:?}");
+        assert_eq!(
+            name(only(&docs, "Service")),
+            format!("{expected}-metrics"),
+            "{extra:?}"
+        );
+    }
+    let docs = render(&["--set", "nameOverride=relay"]);
+    let labels = &only(&docs, "Deployment")["spec"]["selector"]["matchLabels"];
+    assert_eq!(labels["app.kubernetes.io/name"], "relay");
+}
+
+#[test]
+fn extra_env_reaches_the_operator_container_after_the_charts_own() {
+    let docs = render(&[
+        "--set",
+        "extraEnv[0].name=HTTPS_PROXY,extraEnv[0].value=http://proxy.example:3128",
+    ]);
+    let env = only(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = env.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["POD_NAME", "POD_NAMESPACE", "RUST_LOG", "HTTPS_PROXY"]
+    );
+    assert_eq!(env[3]["value"], "http://proxy.example:3128");
+    let error = template(&["--set", "extraArgs={lease-seconds=15}"])
+        .expect_err("a flag without dashes is refused");
+    assert!(error.contains("extraArgs"), "{error}");
 }
 
 /// (apiGroup, resource, verb) triples of a role, without resourceNames rules.

@@ -11,6 +11,23 @@ use serde_json::Value;
 pub const CHART: &str = "charts/plugin-operator";
 /// The namespace of the plain manifests under deploy/.
 pub const MANIFEST_NAMESPACE: &str = "plugin-operator-system";
+/// The Kubernetes version `helm template` renders for (the local cluster's; the chart
+/// needs 1.30 or later and helm assumes an older one without a cluster).
+pub const KUBE_VERSION: &str = "1.35.0";
+
+/// The operator image the chart runs by default: `localhost/plugin-operator:<appVersion>`.
+pub fn default_image() -> String {
+    let chart = std::fs::read_to_string(repo_path("charts/plugin-operator/Chart.yaml"))
+        .expect("Chart.yaml is readable");
+    let app_version = chart
+        .lines()
+        .find_map(|line| line.strip_prefix("appVersion:"))
+        .expect("Chart.yaml has an appVersion")
+        .trim()
+        .trim_matches('"')
+        .to_string();
+    format!("localhost/plugin-operator:{app_version}")
+}
 
 /// The helm binary, built from cluster/tools/helm and cached on first use
 /// (`make helm` prints the same path).
@@ -66,6 +83,8 @@ pub fn template(extra: &[&str]) -> Result<String, String> {
         CHART,
         "--namespace",
         MANIFEST_NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
     ];
     args.extend_from_slice(extra);
     let out = run_helm(&args);
