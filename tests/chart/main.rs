@@ -4,5 +4,6 @@
 
 mod drift;
 mod install;
+mod readme;
 mod render;
 mod support;
