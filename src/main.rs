@@ -21,6 +21,8 @@ enum Command {
     Broker(plugin_operator::broker::BrokerArgs),
     /// Print the Plugin CustomResourceDefinition as YAML.
     Crd,
+    /// Check an installed operator: ready, and the Plugin API served (the chart's helm test).
+    Check(plugin_operator::controller::CheckArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -29,6 +31,7 @@ fn main() -> std::process::ExitCode {
         Command::Controller(args) => runtime().block_on(plugin_operator::controller::run(args)),
         Command::Broker(args) => runtime().block_on(plugin_operator::broker::run(args)),
         Command::Crd => plugin_operator::api::print_crd_yaml(),
+        Command::Check(args) => runtime().block_on(plugin_operator::controller::check(args)),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

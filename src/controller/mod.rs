@@ -4,11 +4,13 @@
 //! step, driven by `reconcile`. `validate`, `desired` and the status's computation are
 //! pure and hold most of the logic; `apply`, `status::report` and `reconcile` are the
 //! thin layer that talks to the API server; `run` wires watches, leader election,
-//! metrics and shutdown.
+//! metrics and shutdown. `check` is what the chart's `helm test` runs against an installed
+//! operator.
 
 mod admin;
 pub mod apply;
 mod args;
+mod check;
 pub mod config;
 mod context;
 pub mod desired;
@@ -21,4 +23,5 @@ pub mod status;
 pub mod validate;
 
 pub use args::ControllerArgs;
+pub use check::{CheckArgs, check};
 pub use run::run;
