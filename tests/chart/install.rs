@@ -11,6 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::api::{Api, ListParams, LogParams, PostParams};
@@ -88,6 +89,10 @@ async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart
     }
 
     let watch = format!("watchNamespaces={{{}}}", plugins_ns.name);
+    // The operator's own NetworkPolicy, with egress only to the API server's endpoints.
+    let (api_server_cidrs, api_server_ports) = api_server_endpoints(&client).await;
+    let api_server_cidrs = format!("networkPolicy.apiServer.cidrs={{{api_server_cidrs}}}");
+    let api_server_ports = format!("networkPolicy.apiServer.ports={{{api_server_ports}}}");
     let mut args = vec![
         "install",
         &release,
@@ -100,6 +105,12 @@ async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart
         "leaderElection.enabled=true",
         "--set",
         "logFormat=json",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        &api_server_cidrs,
+        "--set",
+        &api_server_ports,
     ];
     if with_node {
         args.extend(["--wait", "--timeout", "3m"]);
@@ -164,6 +175,21 @@ async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart
     if with_node {
         operator_reconciles_with_chart_rbac(&client, &release, &release_ns.name, &plugins_ns.name)
             .await;
+        let out = run_helm(&[
+            "test",
+            &release,
+            "--namespace",
+            &release_ns.name,
+            "--logs",
+            "--timeout",
+            "2m",
+        ]);
+        assert_success(&out, "helm test");
+        let logs = text(&out.stdout);
+        assert!(
+            logs.contains("the operator is ready") && logs.contains("serves plugins.chat.dev"),
+            "the test pod checked both:\n{logs}"
+        );
     }
 
     let out = run_helm(&[
@@ -260,6 +286,34 @@ async fn operator_reconciles_with_chart_rbac(
         leader_logs += usize::from(log.contains("became the leader"));
     }
     assert_eq!(leader_logs, 1, "one operator pod logs that it leads");
+}
+
+/// The API server's addresses (as /32 or /128) and ports, as pods reach it: the
+/// `kubernetes` Service's EndpointSlices, comma-separated for `--set x={a,b}`.
+async fn api_server_endpoints(client: &Client) -> (String, String) {
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), "default")
+        .list(&ListParams::default().labels("kubernetes.io/service-name=kubernetes"))
+        .await
+        .expect("the kubernetes Service's EndpointSlices");
+    let mut cidrs = Vec::new();
+    let mut ports = Vec::new();
+    for slice in slices.items {
+        let bits = if slice.address_type == "IPv6" {
+            128
+        } else {
+            32
+        };
+        for endpoint in slice.endpoints {
+            cidrs.extend(endpoint.addresses.iter().map(|a| format!("{a}/{bits}")));
+        }
+        ports.extend(slice.ports.into_iter().flatten().filter_map(|p| p.port));
+    }
+    assert!(
+        !cidrs.is_empty() && !ports.is_empty(),
+        "the API server has endpoints"
+    );
+    let ports: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+    (cidrs.join(","), ports.join(","))
 }
 
 async fn node_ready(client: &Client) -> bool {

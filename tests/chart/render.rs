@@ -81,6 +81,7 @@ fn default_values_render_the_operator_and_its_least_privileges() {
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
+            "Pod",
             "Service",
             "ServiceAccount"
         ]),
@@ -371,6 +372,82 @@ fn extra_env_reaches_the_operator_container_after_the_charts_own() {
     let error = template(&["--set", "extraArgs={lease-seconds=15}"])
         .expect_err("a flag without dashes is refused");
     assert!(error.contains("extraArgs"), "{error}");
+}
+
+#[test]
+fn helm_test_checks_the_operator_through_its_service_and_is_only_a_hook() {
+    let docs = render(&["--set", "watchNamespaces={team-a,team-b}"]);
+    let pod = only(&docs, "Pod");
+    assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test");
+    let labels = &pod["metadata"]["labels"];
+    assert_eq!(labels["app.kubernetes.io/component"], "helm-test");
+    assert!(
+        labels.get("app.kubernetes.io/name").is_none(),
+        "the operator Deployment's selector must not match the test pod: {labels}"
+    );
+    let args = &pod["spec"]["containers"][0]["args"];
+    assert_eq!(args[0], "check");
+    assert_eq!(
+        args[1],
+        "--readyz-url=http://plugin-operator-metrics.plugin-operator-system.svc:8080/readyz"
+    );
+    assert_eq!(args[2], "--plugins-namespace=team-a");
+    let without_service = render(&["--set", "metrics.service.enabled=false"]);
+    assert!(of_kind(&without_service, "Pod").is_empty());
+    // The plain manifests are applied with kubectl: no test pod in them.
+    let manifests = std::fs::read_to_string(plugin_operator_test_support::cluster::repo_path(
+        "deploy/plugin-operator.yaml",
+    ))
+    .unwrap();
+    assert!(!manifests.contains("helm.sh/hook"));
+}
+
+#[test]
+fn network_policy_opens_the_admin_port_to_the_test_and_named_peers_and_egress_to_the_api_server() {
+    assert!(
+        of_kind(&render(&[]), "NetworkPolicy").is_empty(),
+        "off by default"
+    );
+    let docs = render(&[
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "networkPolicy.apiServer.cidrs={10.0.0.1/32}",
+        "--set",
+        "networkPolicy.apiServer.ports={6443}",
+        "--set",
+        "networkPolicy.adminFrom[0].namespaceSelector.matchLabels.team=monitoring",
+    ]);
+    let policy = only(&docs, "NetworkPolicy");
+    let spec = &policy["spec"];
+    assert_eq!(
+        spec["podSelector"]["matchLabels"],
+        only(&docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(
+        spec["ingress"],
+        json!([{
+            "ports": [{"port": "admin", "protocol": "TCP"}],
+            "from": [
+                {"podSelector": {"matchLabels": {
+                    "app.kubernetes.io/instance": "plugin-operator",
+                    "app.kubernetes.io/component": "helm-test"
+                }}},
+                {"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}
+            ]
+        }])
+    );
+    assert_eq!(
+        spec["egress"],
+        json!([{
+            "ports": [{"port": 6443, "protocol": "TCP"}],
+            "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
+        }])
+    );
+    let error = template(&["--set", "networkPolicy.apiServer.cidrs={kubernetes}"])
+        .expect_err("a name is not a CIDR");
+    assert!(error.contains("cidrs"), "{error}");
 }
 
 /// (apiGroup, resource, verb) triples of a role, without resourceNames rules.

@@ -22,6 +22,12 @@ app.kubernetes.io/name: {{ include "plugin-operator.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The chart's helm test pod: not the operator's selector labels, so no ReplicaSet adopts it. */}}
+{{- define "plugin-operator.testLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: helm-test
+{{- end -}}
+
 {{- define "plugin-operator.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "plugin-operator.selectorLabels" . }}
