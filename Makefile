@@ -25,9 +25,9 @@ IMAGE ?= localhost/plugin-operator:dev
 APP_VERSION := $(shell sed -n 's/^appVersion: "\(.*\)"$$/\1/p' charts/plugin-operator/Chart.yaml)
 .PHONY: image
 image: ## Build the operator statically; load it into the node (IMAGE=localhost/plugin-operator:dev)
-	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu --bin plugin-operator
-	cluster/image.sh --binary $(RELEASE_DIR)/plugin-operator --name $(IMAGE) --entrypoint /plugin-operator
-	cluster/image.sh --binary $(RELEASE_DIR)/plugin-operator --name localhost/plugin-operator:$(APP_VERSION) --entrypoint /plugin-operator
+	RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile image --target x86_64-unknown-linux-gnu --bin plugin-operator
+	cluster/image.sh --binary $(IMAGE_DIR)/plugin-operator --name $(IMAGE) --entrypoint /plugin-operator
+	cluster/image.sh --binary $(IMAGE_DIR)/plugin-operator --name localhost/plugin-operator:$(APP_VERSION) --entrypoint /plugin-operator
 
 KUBECONFIG_PATH := $(CURDIR)/build/cluster/kubeconfig
 
@@ -53,18 +53,21 @@ test: ## Every test: unit, integration (real API server), end-to-end (real pods)
 	@echo "== [4/4] cargo test against the local cluster (KUBECONFIG=$(KUBECONFIG_PATH))"
 	KUBECONFIG=$(KUBECONFIG_PATH) cargo test
 
-RELEASE_DIR := $(or $(CARGO_TARGET_DIR),target)/x86_64-unknown-linux-gnu/release
+# The images' binaries: static, with the `image` profile (Cargo.toml: release settings,
+# thin LTO) so a cold build stays short; the benchmarks build with --release.
+IMAGE_DIR := $(or $(CARGO_TARGET_DIR),target)/x86_64-unknown-linux-gnu/image
 .PHONY: images
 TAG ?= dev
 images: ## Build the operator and the sample chat API and plugin statically; load them into the node (TAG=dev)
-	@echo "== building static binaries (release; the first build takes several minutes)"
-	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu \
-	  --bin plugin-operator --example sample-chat-api --example sample-plugin
+	@echo "== building static binaries (profile image; the first build takes several minutes)"
+	RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile image --target x86_64-unknown-linux-gnu \
+	  --package plugin-operator --bin plugin-operator \
+	  --package plugin-operator-samples --bin sample-chat-api --bin sample-plugin
 	@echo "== loading images into the node's containerd"
-	cluster/image.sh --binary $(RELEASE_DIR)/plugin-operator --name localhost/plugin-operator:$(TAG) --entrypoint /plugin-operator
-	cluster/image.sh --binary $(RELEASE_DIR)/plugin-operator --name localhost/plugin-operator:$(APP_VERSION) --entrypoint /plugin-operator
-	cluster/image.sh --binary $(RELEASE_DIR)/examples/sample-chat-api --name localhost/sample-chat-api:dev --entrypoint /sample-chat-api
-	cluster/image.sh --binary $(RELEASE_DIR)/examples/sample-plugin --name localhost/sample-plugin:$(TAG) --entrypoint /sample-plugin
+	cluster/image.sh --binary $(IMAGE_DIR)/plugin-operator --name localhost/plugin-operator:$(TAG) --entrypoint /plugin-operator
+	cluster/image.sh --binary $(IMAGE_DIR)/plugin-operator --name localhost/plugin-operator:$(APP_VERSION) --entrypoint /plugin-operator
+	cluster/image.sh --binary $(IMAGE_DIR)/sample-chat-api --name localhost/sample-chat-api:dev --entrypoint /sample-chat-api
+	cluster/image.sh --binary $(IMAGE_DIR)/sample-plugin --name localhost/sample-plugin:$(TAG) --entrypoint /sample-plugin
 
 # --- chart: the Helm chart and the plain manifests rendered from it (docs/helm.md) ---
 CHART := charts/plugin-operator

@@ -2,7 +2,7 @@
 # Build an OCI image from static binaries without a registry or Docker, and import it
 # into the local node's containerd.
 #
-#   cluster/image.sh --binary target/x86_64-unknown-linux-gnu/release/plugin-operator \
+#   cluster/image.sh --binary target/x86_64-unknown-linux-gnu/image/plugin-operator \
 #                    --name localhost/plugin-operator:dev [--entrypoint /plugin-operator] \
 #                    [--cmd ARG]... [--add SRC:DEST]... [--user 65532:65532] [--env K=V]... \
 #                    [--out FILE.tar] [--no-import]
