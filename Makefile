@@ -81,6 +81,7 @@ manifests: ## Copy the CRD into the chart and render deploy/plugin-operator.yaml
 	cp crds/plugins.chat.dev.yaml $(CHART)/crds/plugins.chat.dev.yaml
 	HELM="$$($(MAKE) -s --no-print-directory helm | tail -n 1)" deploy/render.sh > deploy/plugin-operator.yaml.tmp
 	mv deploy/plugin-operator.yaml.tmp deploy/plugin-operator.yaml
+	deploy/gitops/render.sh > deploy/gitops/argocd-cm-patch.yaml
 
 .PHONY: chart-readme
 chart-readme: ## Write charts/plugin-operator/README.md from the comments in values.yaml

@@ -230,3 +230,16 @@ ensure_k8s_bins() {
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet \
     k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl ./cmd/etcd
 }
+
+# The GitOps health helper of the end-to-end tests (tests/gitops/health): Argo CD's Lua
+# interpreter and kstatus on Plugin objects. Cached by the hash of its sources.
+gitops_health_bin() {
+  local dir="$REPO_DIR/tests/gitops/health"
+  printf '%s/tools/gitops-health-%s' "$CACHE_ROOT" \
+    "$(cat "$dir/main.go" "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -c1-12)"
+}
+ensure_gitops_health() {
+  GITOPS_HEALTH_BIN="$(gitops_health_bin)"
+  CGO_ENABLED=0 go_build_cached "$GITOPS_HEALTH_BIN" "$CACHE_ROOT/build-gitops-health.log" \
+    "$REPO_DIR/tests/gitops/health" -trimpath -ldflags="-s -w" .
+}

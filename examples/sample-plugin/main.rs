@@ -7,7 +7,8 @@
 //! Subcommands, for `kubectl exec`: `read-file PATH`, `connect ADDR`, `call METHOD PATH
 //! [BODY]` (a chat-API call through CHAT_API_URL), `http METHOD URL` (a plain request
 //! with no credential). Each prints JSON and exits 0 when it could do what it was asked.
-//! Misbehaviour on demand, for tests: EXIT_AT_START=<code>, ALLOCATE_MB=<n> at start.
+//! Misbehaviour on demand, for tests: EXIT_AT_START=<code>, ALLOCATE_MB=<n> at start,
+//! LISTEN_AFTER_SECONDS=<n> (running but not ready for n seconds).
 
 mod chat;
 
@@ -59,6 +60,13 @@ async fn main() {
         .ok()
         .and_then(|m| m.parse::<usize>().ok())
         .map(allocate);
+    if let Some(seconds) = std::env::var("LISTEN_AFTER_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        // A plugin that is slow to start: Running, not ready, for `seconds`.
+        tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+    }
     let port = std::env::var("PLUGIN_PORT").unwrap_or_else(|_| "8080".into());
     let listener = TcpListener::bind(format!("0.0.0.0:{port}"))
         .await

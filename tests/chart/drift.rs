@@ -50,3 +50,22 @@ fn deploy_manifest_matches_the_chart_with_default_values() {
         "deploy/plugin-operator.yaml is out of date: run `make manifests`"
     );
 }
+
+#[test]
+fn argocd_patch_embeds_the_health_check() {
+    let out = std::process::Command::new(repo_path("deploy/gitops/render.sh"))
+        .output()
+        .expect("deploy/gitops/render.sh runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        read("deploy/gitops/argocd-cm-patch.yaml") == text(&out.stdout),
+        "deploy/gitops/argocd-cm-patch.yaml is out of date: run `make manifests`"
+    );
+    let patch: serde_json::Value =
+        serde_norway::from_str(&read("deploy/gitops/argocd-cm-patch.yaml")).unwrap();
+    assert_eq!(
+        patch["data"]["resource.customizations.health.plugins.chat.dev_Plugin"],
+        read("deploy/gitops/argocd-health.lua"),
+        "the key holds the script as it is"
+    );
+}

@@ -6,5 +6,6 @@ mod support;
 mod admission;
 mod broker;
 mod credentials;
+mod gitops;
 mod network;
 mod status;

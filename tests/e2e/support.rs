@@ -145,7 +145,7 @@ impl Scene {
     }
 
     /// Waits until `check` finds what it looks for in the Plugin `name`.
-    async fn wait_for<T>(
+    pub async fn wait_for<T>(
         &self,
         name: &str,
         what: &str,
