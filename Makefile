@@ -38,9 +38,19 @@ generate: ## Regenerate the CRD (crds/, the chart) and deploy/ from the Rust typ
 	@$(MAKE) --no-print-directory chart-readme
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy with warnings as errors
+lint: ## cargo fmt --check, clippy with warnings as errors, cargo deny (licenses, bans, sources)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	@$(MAKE) --no-print-directory deny
+
+# cargo-deny, installed from crates.io into the tools cache on first use (a few minutes).
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/plugin-operator/tools/cargo-deny-$(CARGO_DENY_VERSION)/bin/cargo-deny
+.PHONY: deny
+deny: ## cargo deny check licenses bans sources (deny.toml); advisories need GitHub
+	@test -x $(CARGO_DENY) || { echo "== installing cargo-deny $(CARGO_DENY_VERSION) into $(dir $(CARGO_DENY)) (first use only)"; \
+	  cargo install --quiet --locked --root $(dir $(CARGO_DENY)).. cargo-deny@$(CARGO_DENY_VERSION); }
+	$(CARGO_DENY) check licenses bans sources
 
 .PHONY: test
 test: ## Every test: unit, integration (real API server), end-to-end (real pods); starts the cluster
