@@ -9,6 +9,7 @@
 mod admin;
 pub mod apply;
 mod args;
+pub mod bounds;
 pub mod config;
 mod context;
 pub mod desired;
