@@ -6,15 +6,11 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::admissionregistration::v1::{
-    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
-};
-use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::Api;
 use plugin_operator::api::Plugin;
 use plugin_operator_test_support::cluster::{
-    TEST_POLICY_LABEL, TestNamespace, TestPolicy, clean_up_from_drop, client, dry_run, eventually,
-    install_crd, repo_path, together,
+    ShippedAdmission, TEST_POLICY_LABEL, TestNamespace, TestPolicy, client, dry_run, eventually,
+    install_crd, together,
 };
 use serde_json::{Value, json};
 
@@ -22,55 +18,6 @@ use serde_json::{Value, json};
 const POD_RANGE: &str = "10.244.0.0/16";
 const SERVICE_RANGE: &str = "10.96.0.0/12";
 const API_SERVER: &str = "10.201.0.1/32";
-
-/// The shipped policy and binding, renamed for one namespace and bound to it alone.
-struct ShippedAdmission {
-    name: String,
-}
-
-impl ShippedAdmission {
-    async fn install(client: &Client, namespace: &str) -> Self {
-        let path = repo_path("charts/plugin-operator/files/plugin-policy-admission.yaml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let mut documents = serde_yaml::Deserializer::from_str(&text).map(|doc| {
-            serde_yaml::from_value::<Value>(serde::Deserialize::deserialize(doc).unwrap()).unwrap()
-        });
-        let (mut policy, mut binding) = (documents.next().unwrap(), documents.next().unwrap());
-        let name = format!("plugin-policies-{namespace}");
-        policy["metadata"]["name"] = json!(name);
-        binding["metadata"]["name"] = json!(name);
-        binding["spec"]["policyName"] = json!(name);
-        binding["spec"]["matchResources"] = json!({"namespaceSelector": {"matchLabels": {
-            "kubernetes.io/metadata.name": namespace
-        }}});
-        let policy: ValidatingAdmissionPolicy = serde_json::from_value(policy).unwrap();
-        let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(binding).unwrap();
-        Api::<ValidatingAdmissionPolicy>::all(client.clone())
-            .create(&PostParams::default(), &policy)
-            .await
-            .expect("the shipped admission policy is accepted");
-        Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-            .create(&PostParams::default(), &binding)
-            .await
-            .expect("the shipped binding is accepted");
-        Self { name }
-    }
-}
-
-impl Drop for ShippedAdmission {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        clean_up_from_drop(|client| async move {
-            let params = DeleteParams::default();
-            let _ = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-                .delete(&name, &params)
-                .await;
-            let _ = Api::<ValidatingAdmissionPolicy>::all(client)
-                .delete(&name, &params)
-                .await;
-        });
-    }
-}
 
 fn digest_image(repository: &str) -> String {
     format!("{repository}@sha256:{}", "a".repeat(64))
