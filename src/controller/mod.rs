@@ -1,10 +1,10 @@
 //! The operator: reconciles each Plugin into its children and reports their state.
 //!
-//! The pipeline is [`validate`] -> [`desired`] -> [`apply`] -> [`status`], one module per
-//! step, driven by `reconcile`. `validate`, `desired` and the status's computation are
-//! pure and hold most of the logic; `apply`, `status::report` and `reconcile` are the
-//! thin layer that talks to the API server; `run` wires watches, leader election,
-//! metrics and shutdown.
+//! The pipeline is [`validate`] -> [`bounds`] -> [`desired`] -> [`apply`] -> [`status`],
+//! one module per step, driven by `reconcile`. `validate`, `bounds`, `desired` and the
+//! status's computation are pure and hold most of the logic; `apply`, `status::report`
+//! and `reconcile` are the thin layer that talks to the API server; `run` wires watches,
+//! leader election, metrics and shutdown.
 
 mod admin;
 pub mod apply;

@@ -1,5 +1,5 @@
-//! One reconcile, step by step: validate -> desired -> apply -> status; and the error
-//! policy. Every failure the user can act on is put on the Plugin's status as well as
+//! One reconcile, step by step: validate -> bounds (the PluginPolicies) -> desired ->
+//! apply -> status; and the error policy. Every failure the user can act on is put on the Plugin's status as well as
 //! published as an Event.
 
 use std::sync::Arc;

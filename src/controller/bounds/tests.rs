@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::api::PluginPolicySpec;
+use crate::api::{PermissionMode, PluginPolicySpec};
 
 fn spec(value: serde_json::Value) -> PluginSpec {
     let mut base = json!({"image": "registry.example/weather:1", "port": 8080});
