@@ -226,3 +226,27 @@ async fn a_policys_runtime_class_is_forced_onto_the_pods() {
         .and_then(|p| p.runtime_class_name);
     assert_eq!(class.as_deref(), Some("sandboxed"));
 }
+
+#[tokio::test]
+async fn the_example_policy_is_accepted_and_allows_the_example_plugin() {
+    use plugin_operator::api::PluginPolicy;
+    use plugin_operator::controller::bounds::{EnvObjects, review};
+    use plugin_operator_test_support::cluster::{dry_run, repo_path};
+    let _cluster = together().await;
+    let client = client().await;
+    install_crd(&client).await;
+    let read = |path: &str| std::fs::read_to_string(repo_path(path)).unwrap();
+    let policy: PluginPolicy =
+        serde_yaml::from_str(&read("deploy/examples/plugin-policy.yaml")).unwrap();
+    Api::<PluginPolicy>::all(client.clone())
+        .create(&dry_run(), &policy)
+        .await
+        .expect("the API server accepts the example policy");
+    let weather: Plugin = serde_yaml::from_str(&read("deploy/examples/weather.yaml")).unwrap();
+    let outcome = review(&weather.spec, &[&policy], &EnvObjects::default());
+    assert!(
+        outcome.permitted(),
+        "the demo's plugin is within the demo's policy: {}",
+        outcome.message()
+    );
+}
