@@ -1,6 +1,6 @@
 //! The operator checks every Plugin against the PluginPolicies that select its namespace
 //! on every reconcile: a narrowed policy holds an existing Plugin (Ready False,
-//! `PermissionsDenied`, an Event) and narrows its broker policy at once; widening the
+//! `PermissionsDenied`, an Event) and narrows its broker policy and NetworkPolicy at once; widening the
 //! policy releases it without anyone touching the Plugin. A namespace no policy selects
 //! gets nothing; a forced RuntimeClass reaches the pod template.
 
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Event};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams, PostParams};
 use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator_test_support::cluster::{
@@ -64,6 +65,19 @@ async fn broker_scopes(config_maps: &Api<ConfigMap>, name: &str) -> Option<Vec<S
     )
 }
 
+/// The CIDRs of the weather Plugin's NetworkPolicy's ipBlock egress rules.
+async fn declared_egress(network_policies: &Api<NetworkPolicy>) -> Vec<String> {
+    let policy = network_policies.get("plugin-weather").await.unwrap();
+    policy
+        .spec
+        .and_then(|s| s.egress)
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|rule| rule.to.iter().flatten())
+        .filter_map(|peer| peer.ip_block.as_ref().map(|b| b.cidr.clone()))
+        .collect()
+}
+
 fn spec(value: serde_json::Value) -> PluginSpec {
     serde_json::from_value(value).unwrap()
 }
@@ -72,13 +86,17 @@ fn spec(value: serde_json::Value) -> PluginSpec {
 async fn a_narrowed_policy_holds_a_plugin_and_a_widened_one_releases_it() {
     let _cluster = together().await;
     let (client, ns, _operator) = operator_in_namespace("op-policy-narrow").await;
-    let both = json!({"chatApi": [{"scope": "messages:read"}, {"scope": "messages:write"}]});
+    let both = json!({
+        "chatApi": [{"scope": "messages:read"}, {"scope": "messages:write"}],
+        "egress": {"allowed": ["203.0.113.0/24"]}
+    });
     let policy = TestPolicy::apply(&client, &ns.name, both.clone()).await;
     let plugins: Api<Plugin> = ns.api();
     let config_maps: Api<ConfigMap> = ns.api();
     let asked = spec(json!({
         "image": "registry.example/weather:1", "port": 8080, "paused": true,
-        "permissions": {"chatApi": [{"scope": "messages:read"}, {"scope": "messages:write"}]},
+        "permissions": {"chatApi": [{"scope": "messages:read"}, {"scope": "messages:write"}],
+                        "network": {"egress": [{"cidr": "203.0.113.0/24"}]}},
         "rateLimits": [{"scope": "messages:write", "perMinute": 60}]
     }));
     plugins
@@ -98,6 +116,12 @@ async fn a_narrowed_policy_holds_a_plugin_and_a_widened_one_releases_it() {
     );
     let deployments: Api<Deployment> = ns.api();
     let before = deployments.get("plugin-weather").await.unwrap();
+    let network_policies: Api<NetworkPolicy> = ns.api();
+    assert!(
+        declared_egress(&network_policies)
+            .await
+            .contains(&"203.0.113.0/24".to_string())
+    );
 
     policy
         .set(&ns.name, json!({"chatApi": [{"scope": "messages:read"}]}))
@@ -115,7 +139,18 @@ async fn a_narrowed_policy_holds_a_plugin_and_a_widened_one_releases_it() {
     let permissions = held.status.as_ref().unwrap().permissions.clone().unwrap();
     assert!(!permissions.permitted);
     assert_eq!(permissions.granted.unwrap().chat_api, ["messages:read"]);
-    assert_eq!(permissions.denied.len(), 1, "{:?}", permissions.denied);
+    assert_eq!(permissions.denied.len(), 2, "{:?}", permissions.denied);
+    eventually(
+        "the NetworkPolicy to lose the egress rule",
+        WAIT,
+        || async {
+            declared_egress(&network_policies)
+                .await
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
     eventually("the broker policy to lose messages:write", WAIT, || async {
         let scopes = broker_scopes(&config_maps, "weather").await?;
         (scopes == ["messages:read"]).then_some(())
@@ -139,6 +174,15 @@ async fn a_narrowed_policy_holds_a_plugin_and_a_widened_one_releases_it() {
     policy.set(&ns.name, both).await;
     let released = wait_for_reason(&plugins, "weather", "Paused").await;
     assert!(released.status.unwrap().permissions.unwrap().permitted);
+    eventually(
+        "the NetworkPolicy to regain the egress rule",
+        WAIT,
+        || async {
+            let cidrs = declared_egress(&network_policies).await;
+            cidrs.contains(&"203.0.113.0/24".to_string()).then_some(())
+        },
+    )
+    .await;
     eventually(
         "the broker policy to grant messages:write again",
         WAIT,
