@@ -21,9 +21,9 @@ NODE=1 cluster/up.sh
 step "operator, sample chat API and sample plugin images (make images)" "the cargo output above"
 make --no-print-directory images
 
-step "the Plugin CRD" ""
-kubectl apply --server-side --force-conflicts -f crds/plugins.chat.dev.yaml >/dev/null
-kubectl wait --for=condition=Established crd/plugins.plugins.chat.dev --timeout=60s >/dev/null
+step "the Plugin and PluginPolicy CRDs" ""
+kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
+kubectl wait --for=condition=Established crd/plugins.plugins.chat.dev crd/pluginpolicies.plugins.chat.dev --timeout=60s >/dev/null
 
 step "the sample chat API in namespace chat-system" "kubectl -n chat-system logs deploy/chat-api"
 kubectl apply --server-side --force-conflicts -f deploy/examples/sample-chat-api.yaml >/dev/null
@@ -35,11 +35,14 @@ ensure_helm
 HELM="$HELM_BIN/helm"
 kubectl create namespace "$DEMO_NS" --dry-run=client -o yaml | kubectl apply --server-side -f - >/dev/null
 kubectl label namespace "$DEMO_NS" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
+# The demo namespace is under the example PluginPolicy team-a, not the chart's default.
+kubectl label namespace "$DEMO_NS" plugins.chat.dev/policy=team-a --overwrite >/dev/null
 # The demo's operator watches only the demo namespace (a Role there, no cluster-wide access).
 "$HELM" upgrade --install plugin-operator charts/plugin-operator \
   --namespace plugin-operator-system --create-namespace --set "watchNamespaces={$DEMO_NS}" \
   --wait --timeout 180s >/dev/null
 kubectl -n plugin-operator-system rollout status deploy/plugin-operator --timeout=120s
+kubectl apply --server-side --force-conflicts -f deploy/examples/plugin-policy.yaml >/dev/null
 
 step "the sample plugin 'weather' in namespace $DEMO_NS (restricted Pod Security)" \
   "kubectl -n $DEMO_NS describe plugin weather"

@@ -19,8 +19,12 @@ enum Command {
     Controller(plugin_operator::controller::ControllerArgs),
     /// Run the broker sidecar inside a plugin pod.
     Broker(plugin_operator::broker::BrokerArgs),
-    /// Print the Plugin CustomResourceDefinition as YAML.
-    Crd,
+    /// Print a CustomResourceDefinition as YAML (the Plugin's unless --kind says otherwise).
+    Crd {
+        /// Plugin or PluginPolicy.
+        #[arg(long, default_value = "Plugin")]
+        kind: String,
+    },
     /// Check an installed operator: ready, and the Plugin API served (the chart's helm test).
     Check(plugin_operator::controller::CheckArgs),
 }
@@ -30,7 +34,7 @@ fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Command::Controller(args) => runtime().block_on(plugin_operator::controller::run(args)),
         Command::Broker(args) => runtime().block_on(plugin_operator::broker::run(args)),
-        Command::Crd => plugin_operator::api::print_crd_yaml(),
+        Command::Crd { kind } => plugin_operator::api::print_crd_yaml(&kind),
         Command::Check(args) => runtime().block_on(plugin_operator::controller::check(args)),
     };
     match outcome {

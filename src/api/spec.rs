@@ -24,6 +24,7 @@ use crate::policy::{KV_READ_SCOPE, KV_WRITE_SCOPE};
     doc = "A third-party chat plugin, run in its own pods behind a broker sidecar that enforces its permissions on every call.",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Permitted","type":"boolean","jsonPath":".status.permissions.permitted"}"#,
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".status.replicas"}"#,
     printcolumn = r#"{"name":"Available","type":"integer","jsonPath":".status.readyReplicas"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,

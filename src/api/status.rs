@@ -27,6 +27,51 @@ pub struct PluginStatus {
     /// Where the chat system invokes the plugin (through its broker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// What the PluginPolicies that select the Plugin's namespace let it have: what it
+    /// asked for is `spec.permissions`, what the broker and the NetworkPolicy grant is
+    /// here, with each ask they refuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<PermissionsStatus>,
+}
+
+/// What was granted of what the Plugin asked for.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionsStatus {
+    /// True when the Plugin is within every PluginPolicy that selects its namespace;
+    /// false when it is held.
+    pub permitted: bool,
+    /// The PluginPolicies that select the Plugin's namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
+    /// What the broker and the NetworkPolicy enforce: `spec.permissions` narrowed to what
+    /// every policy allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted: Option<GrantedPermissions>,
+    /// Each ask a policy refuses, with what the policy allows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied: Vec<String>,
+    /// The RuntimeClass a policy forces onto the plugin's pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
+}
+
+/// The granted permissions, in the spec's words (without the spec's validation rules).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantedPermissions {
+    /// Enforce or Audit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// `scope` or `scope on C1, C2`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chat_api: Vec<String>,
+    /// ReadOnly or ReadWrite, with the largest value in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Egress CIDRs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<String>,
 }
 
 /// Condition types.
@@ -63,6 +108,10 @@ pub mod reason {
     pub const APPLY_FAILED: &str = "ApplyFailed";
     /// The object does not parse as a Plugin (Event only: it has no status to write).
     pub const MALFORMED_PLUGIN: &str = "MalformedPlugin";
+    /// The Plugin asks for more than its PluginPolicies allow; it is held.
+    pub const PERMISSIONS_DENIED: &str = "PermissionsDenied";
+    /// Reading what a PluginPolicy needs to decide failed (Event only).
+    pub const READ_FAILED: &str = "ReadFailed";
     /// Writing the status failed (Event only).
     pub const STATUS_UPDATE_FAILED: &str = "StatusUpdateFailed";
 }

@@ -47,11 +47,20 @@ enum Outcome {
     WrittenMomentsAgo,
 }
 
+/// Whether the Deployment is written too: a Plugin held by its PluginPolicy keeps its
+/// Deployment as it was (or gets none) while the rest is narrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    Apply,
+    Hold,
+}
+
 /// Applies every child that differs from the cache, all at once.
 pub async fn apply_children(
     ctx: &Context,
     namespace: &str,
     children: Children,
+    workload: Workload,
 ) -> Result<Applied, Error> {
     let stores = &ctx.stores;
     let written = futures::try_join!(
@@ -62,7 +71,14 @@ pub async fn apply_children(
             children.service_account
         ),
         apply(ctx, namespace, &stores.config_maps, children.config_map),
-        apply(ctx, namespace, &stores.deployments, children.deployment),
+        async {
+            match workload {
+                Workload::Apply => {
+                    apply(ctx, namespace, &stores.deployments, children.deployment).await
+                }
+                Workload::Hold => Ok(Outcome::Unchanged),
+            }
+        },
         apply(ctx, namespace, &stores.services, children.service),
         apply(
             ctx,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{ConfigMap, Pod, Service, ServiceAccount},
+    core::v1::{ConfigMap, Namespace, Pod, Service, ServiceAccount},
     networking::v1::NetworkPolicy,
 };
 use kube::Client;
@@ -18,7 +18,7 @@ use super::apply::RecentApplies;
 use super::config::OperatorConfig;
 use super::metrics::Metrics;
 use super::status::written::WrittenStatuses;
-use crate::api::Plugin;
+use crate::api::{Plugin, PluginPolicy};
 
 /// Read-only caches of everything the operator manages, kept by watches. Children
 /// whose content the status does not depend on are watched as metadata only: the
@@ -31,6 +31,21 @@ pub struct ChildStores {
     pub services: Store<PartialObjectMeta<Service>>,
     pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
     pub pods: Store<Pod>,
+    /// Every PluginPolicy (cluster-scoped, few).
+    pub policies: Store<PluginPolicy>,
+    /// The watched namespaces, for their labels.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+}
+
+impl ChildStores {
+    /// The labels of `namespace`, or None while its watch has not shown it.
+    pub fn namespace_labels(
+        &self,
+        namespace: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let object = self.namespaces.get(&ObjectRef::new(namespace))?;
+        Some(object.metadata.labels.clone().unwrap_or_default())
+    }
 }
 
 pub struct Context {

@@ -24,6 +24,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Reading a ConfigMap's labels (for a PluginPolicy that allows ConfigMaps by label)
+    /// failed; retried with backoff.
+    #[error("reading the labels of {kind} {name} failed: {source}")]
+    ReadFailed {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     /// Writing the Plugin's status failed; retried with backoff.
     #[error("updating the status failed: {0}")]
     StatusUpdateFailed(#[source] kube::Error),
@@ -36,6 +45,7 @@ impl Error {
             Self::MalformedPlugin(_) => reason::MALFORMED_PLUGIN,
             Self::InvalidSpec(_) => reason::INVALID_SPEC,
             Self::ApplyFailed { .. } => reason::APPLY_FAILED,
+            Self::ReadFailed { .. } => reason::READ_FAILED,
             Self::StatusUpdateFailed(_) => reason::STATUS_UPDATE_FAILED,
         }
     }

@@ -1,5 +1,5 @@
-//! One reconcile, step by step: validate -> desired -> apply -> status; and the error
-//! policy. Every failure the user can act on is put on the Plugin's status as well as
+//! One reconcile, step by step: validate -> bounds (the PluginPolicies) -> desired ->
+//! apply -> status; and the error policy. Every failure the user can act on is put on the Plugin's status as well as
 //! published as an Event.
 
 use std::sync::Arc;
@@ -12,14 +12,16 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::apply::{TRUSTED_FOR, apply_children};
+use super::apply::{TRUSTED_FOR, Workload, apply_children};
+use super::bounds::{EnvObjects, Review, permissions_status, review, selecting};
 use super::context::Context;
 use super::desired::{PLUGIN_LABEL, desired_children};
 use super::error::{Error, backoff_delay};
 use super::status::report::{now_to_the_second, report, report_failure, truncate};
-use super::status::{Desired, plugin_status};
+use super::status::{Desired, Problem, failed_status, plugin_status};
 use super::validate::validate;
-use crate::api::Plugin;
+use crate::api::status::reason;
+use crate::api::{Plugin, PluginPolicy};
 
 /// How often an unchanged Plugin is looked at again, in case a watch event was missed.
 /// Nothing is written unless something differs.
@@ -53,7 +55,18 @@ pub async fn reconcile(
 }
 
 async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Error> {
-    let valid = validate(plugin, &ctx.config)?;
+    // The spec as written must be buildable before it is checked against its policies.
+    let names = validate(plugin, &ctx.config)?.names;
+    let Some(review) = review_against_policies(plugin, &names.namespace, ctx).await? else {
+        // The caches cannot tell yet which policies apply; nothing is written meanwhile.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    };
+    let granted = Plugin {
+        spec: review.granted.clone(),
+        ..plugin.clone()
+    };
+    let mut valid = validate(&granted, &ctx.config)?;
+    valid.runtime_class_name = review.runtime_class_name.clone();
     let children = desired_children(&valid, &ctx.config);
     let desired = Desired {
         generation: plugin.metadata.generation.unwrap_or_default(),
@@ -61,10 +74,29 @@ async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Erro
         replicas: children.desired_replicas(),
         endpoint: valid.names.endpoint(),
     };
-    let names = valid.names;
-    let applied = apply_children(ctx, &names.namespace, children).await?;
+    let workload = if review.permitted() {
+        Workload::Apply
+    } else {
+        Workload::Hold
+    };
+    let applied = apply_children(ctx, &names.namespace, children, workload).await?;
     if applied.written > 0 {
         info!(plugin = %names.plugin_id(), written = applied.written, "applied children");
+    }
+    let permissions = permissions_status(&review);
+    let now = now_to_the_second();
+    if !review.permitted() {
+        let held = Problem {
+            reason: reason::PERMISSIONS_DENIED,
+            message: truncate(review.message()),
+        };
+        report(plugin, ctx, |previous| {
+            let mut status = failed_status(desired.generation, &held, previous, &now);
+            status.permissions = Some(permissions);
+            status
+        })
+        .await?;
+        return Ok(requeue_after(applied.relied_on_recent_writes));
     }
 
     let deployment = ctx
@@ -82,15 +114,91 @@ async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Erro
         })
         .map(|pod| (*pod).clone())
         .collect();
-    let now = now_to_the_second();
     report(plugin, ctx, |previous| {
-        plugin_status(&desired, deployment.as_deref(), &pods, previous, &now)
+        let mut status = plugin_status(&desired, deployment.as_deref(), &pods, previous, &now);
+        status.permissions = Some(permissions);
+        status
     })
     .await?;
-    if applied.relied_on_recent_writes {
-        return Ok(Action::requeue(TRUSTED_FOR));
+    Ok(requeue_after(applied.relied_on_recent_writes))
+}
+
+fn requeue_after(relied_on_recent_writes: bool) -> Action {
+    if relied_on_recent_writes {
+        return Action::requeue(TRUSTED_FOR);
     }
-    Ok(Action::requeue(RESYNC))
+    Action::requeue(RESYNC)
+}
+
+/// The Plugin against the PluginPolicies that select its namespace; None while the
+/// policies have not been listed yet or the namespace is not in the cache.
+async fn review_against_policies(
+    plugin: &Plugin,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<Option<Review>, Error> {
+    use futures::FutureExt;
+    let policies_listed = ctx.stores.policies.wait_until_ready().now_or_never();
+    if !matches!(policies_listed, Some(Ok(()))) {
+        return Ok(None);
+    }
+    let Some(labels) = ctx.stores.namespace_labels(namespace) else {
+        return Ok(None);
+    };
+    let all = ctx.stores.policies.state();
+    let policies = selecting(all.iter().map(|p| p.as_ref()), &labels);
+    let env = env_objects(plugin, namespace, &policies, ctx).await?;
+    Ok(Some(review(&plugin.spec, &policies, &env)))
+}
+
+/// The labels of the ConfigMaps the Plugin's env names, read only when a policy allows
+/// ConfigMaps by label (admission sees names only).
+async fn env_objects(
+    plugin: &Plugin,
+    namespace: &str,
+    policies: &[&PluginPolicy],
+    ctx: &Context,
+) -> Result<EnvObjects, Error> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let mut objects = EnvObjects::default();
+    let by_label = policies.iter().any(|p| {
+        p.spec
+            .env_sources
+            .as_ref()
+            .and_then(|s| s.config_maps.as_ref())
+            .is_some_and(|o| o.selector.is_some())
+    });
+    if !by_label {
+        return Ok(objects);
+    }
+    let api = kube::Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace);
+    for source in plugin.spec.env.iter().filter_map(|v| v.value_from.as_ref()) {
+        if let Some(key) = &source.config_map_key_ref
+            && let Some(labels) = labels_of(&api, "ConfigMap", &key.name).await?
+        {
+            objects.config_maps.insert(key.name.clone(), labels);
+        }
+    }
+    Ok(objects)
+}
+
+async fn labels_of<K>(
+    api: &kube::Api<K>,
+    kind: &'static str,
+    name: &str,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let meta = api
+        .get_metadata_opt(name)
+        .await
+        .map_err(|source| Error::ReadFailed {
+            kind,
+            name: name.to_string(),
+            source,
+        })?;
+    Ok(meta.map(|m| m.metadata.labels.unwrap_or_default()))
 }
 
 /// Permanent errors wait for a change; others back off per Plugin.

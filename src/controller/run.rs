@@ -11,7 +11,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     coordination::v1::Lease,
-    core::v1::{ConfigMap, Pod, Service, ServiceAccount},
+    core::v1::{ConfigMap, Namespace, Pod, Service, ServiceAccount},
     networking::v1::NetworkPolicy,
 };
 use kube::api::Api;
@@ -32,8 +32,8 @@ use super::context::{ChildStores, Context};
 use super::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PLUGIN_LABEL};
 use super::metrics::{ConditionLabels, Metrics};
 use super::reconcile::{error_policy, reconcile};
-use crate::api::Plugin;
 use crate::api::status::condition;
+use crate::api::{Plugin, PluginPolicy};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -149,6 +149,35 @@ where
     (reader, stream)
 }
 
+/// A cache of every object of a kind (not only the operator's), and a stream of each
+/// object that was changed, added or deleted: a deleted policy may release a Plugin.
+fn reflect_all<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .modify(|object| object.managed_fields_mut().clear())
+        .default_backoff()
+        .reflect(writer)
+        .filter_map(|event| async move {
+            match event {
+                Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => {
+                    Some(Ok(object))
+                }
+                Ok(_) => None,
+                Err(error) => Some(Err(error)),
+            }
+        });
+    (reader, stream)
+}
+
 /// What the caches keep of each child. The apply step reads only metadata (the applied
 /// hash annotation), so service accounts, config maps, services and network policies
 /// are watched as metadata only; the status step reads a Deployment's generation and
@@ -198,6 +227,19 @@ async fn controller_for(
     let (network_policies, np_stream) =
         reflect::<PartialObjectMeta<NetworkPolicy>>(api(client, &namespace), trim::nothing);
     let (pods, pod_stream) = reflect::<Pod>(api(client, &namespace), trim::pod);
+    let (policies, policy_stream) = reflect_all(
+        Api::<PluginPolicy>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    );
+    // Only the watched namespace's labels matter (every namespace's when all are watched).
+    let namespace_config = match &namespace {
+        Some(name) => watcher::Config::default().fields(&format!("metadata.name={name}")),
+        None => watcher::Config::default(),
+    };
+    let (namespaces, namespace_stream) = reflect_all(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        namespace_config.any_semantic(),
+    );
     let stores = ChildStores {
         service_accounts,
         config_maps,
@@ -205,6 +247,8 @@ async fn controller_for(
         services,
         network_policies,
         pods,
+        policies,
+        namespaces,
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -240,13 +284,15 @@ async fn controller_for(
             synced(&plugins).await;
             synced(&stores.deployments).await;
             synced(&stores.pods).await;
+            synced(&stores.policies).await;
+            synced(&stores.namespaces).await;
             state.ready.store(true, Ordering::Relaxed);
             info!("caches synced; reconciling");
         }
     };
     tokio::spawn(readiness);
 
-    Controller::for_stream(plugin_stream, plugin_reader)
+    Controller::for_stream(plugin_stream, plugin_reader.clone())
         .owns_stream(sa_stream)
         .owns_stream(cm_stream)
         .owns_stream(deploy_stream)
@@ -255,6 +301,30 @@ async fn controller_for(
         .watches_stream(pod_stream, |pod: Pod| {
             let plugin = pod.labels().get(PLUGIN_LABEL)?.clone();
             Some(ObjectRef::new(&plugin).within(&pod.namespace()?))
+        })
+        // A policy that changes or goes may hold or release any Plugin; a namespace's
+        // labels decide which policies select it.
+        .watches_stream(policy_stream, {
+            let plugins = plugin_reader.clone();
+            move |_: PluginPolicy| {
+                plugins
+                    .state()
+                    .iter()
+                    .map(|p| ObjectRef::from_obj(p.as_ref()))
+                    .collect::<Vec<_>>()
+            }
+        })
+        .watches_stream(namespace_stream, {
+            let plugins = plugin_reader.clone();
+            move |namespace: PartialObjectMeta<Namespace>| {
+                let name = namespace.name_any();
+                plugins
+                    .state()
+                    .iter()
+                    .filter(|p| p.namespace().as_deref() == Some(name.as_str()))
+                    .map(|p| ObjectRef::from_obj(p.as_ref()))
+                    .collect::<Vec<_>>()
+            }
         })
         .with_config(ControllerConfig::default().concurrency(shared.max_concurrent_reconciles))
         .graceful_shutdown_on(wait_for(shutdown))

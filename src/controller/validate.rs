@@ -19,6 +19,8 @@ pub struct ValidPlugin<'a> {
     pub names: ChildNames,
     pub policy: BrokerPolicy,
     pub resources: PluginResourceAmounts,
+    /// The RuntimeClass the Plugin's PluginPolicies force onto its pods.
+    pub runtime_class_name: Option<String>,
 }
 
 /// Why a Plugin that the API server accepted cannot be built. Objects written before a
@@ -75,6 +77,7 @@ pub fn validate<'a>(
         names,
         policy,
         resources,
+        runtime_class_name: None,
     })
 }
 

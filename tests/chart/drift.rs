@@ -17,10 +17,20 @@ fn chart_crd_matches_the_rust_types() {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
+    let mut files = files;
+    files.sort();
     assert_eq!(
         files,
-        ["plugins.chat.dev.yaml"],
-        "charts/plugin-operator/crds/ holds exactly the Plugin CRD"
+        [
+            "pluginpolicies.plugins.chat.dev.yaml",
+            "plugins.chat.dev.yaml"
+        ],
+        "charts/plugin-operator/crds/ holds exactly the Plugin and PluginPolicy CRDs"
+    );
+    assert!(
+        read("charts/plugin-operator/crds/pluginpolicies.plugins.chat.dev.yaml")
+            == plugin_operator::api::policy_crd_yaml(),
+        "charts/plugin-operator/crds/pluginpolicies.plugins.chat.dev.yaml is out of date: run `make generate manifests`"
     );
     assert!(
         read("charts/plugin-operator/crds/plugins.chat.dev.yaml")

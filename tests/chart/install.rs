@@ -111,6 +111,12 @@ async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart
         &api_server_cidrs,
         "--set",
         &api_server_ports,
+        // Both are cluster-wide: the default PluginPolicy and the admission policy would
+        // bound every namespace of the shared cluster while this test runs.
+        "--set",
+        "pluginPolicies.admission=false",
+        "--set",
+        "pluginPolicies.default.enabled=false",
     ];
     if with_node {
         args.extend(["--wait", "--timeout", "3m"]);

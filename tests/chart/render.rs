@@ -82,8 +82,11 @@ fn default_values_render_the_operator_and_its_least_privileges() {
             "ClusterRoleBinding",
             "Deployment",
             "Pod",
+            "PluginPolicy",
             "Service",
-            "ServiceAccount"
+            "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding"
         ]),
     );
     let deployment = only(&docs, "Deployment");
@@ -185,9 +188,20 @@ fn no_role_grants_secrets_tokens_or_wildcards() {
 }
 
 #[test]
-fn watched_namespaces_get_roles_and_no_cluster_wide_access() {
+fn watched_namespaces_get_roles_and_cluster_wide_only_policies_and_their_namespaces() {
     let docs = render(&["--set", "watchNamespaces={team-a,team-b}"]);
-    assert!(of_kind(&docs, "ClusterRoleBinding").is_empty());
+    let cluster_bindings = of_kind(&docs, "ClusterRoleBinding");
+    assert_eq!(cluster_bindings.len(), 1);
+    assert_eq!(name(cluster_bindings[0]), "plugin-operator-policies");
+    let policies_role = only_named(&docs, "ClusterRole", "plugin-operator-policies");
+    assert_eq!(
+        policies_role["rules"],
+        json!([
+            {"apiGroups": ["plugins.chat.dev"], "resources": ["pluginpolicies"], "verbs": ["list", "watch"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["team-a", "team-b"], "verbs": ["list", "watch"]}
+        ]),
+        "PluginPolicies are cluster-scoped; only the watched namespaces' labels are read"
+    );
     let operator_cluster_roles: Vec<_> = of_kind(&docs, "ClusterRole")
         .into_iter()
         .filter(|r| name(r) == "plugin-operator")
@@ -472,6 +486,15 @@ fn grants(role: &Value) -> BTreeSet<(String, String, String)> {
 
 /// What src/controller uses: watches (list, watch), server-side apply of children
 /// (patch, and create when the apply creates), status apply, Events, owner references.
+fn only_named<'a>(docs: &'a [Value], wanted_kind: &str, wanted_name: &str) -> &'a Value {
+    let found: Vec<_> = of_kind(docs, wanted_kind)
+        .into_iter()
+        .filter(|d| name(d) == wanted_name)
+        .collect();
+    assert_eq!(found.len(), 1, "one {wanted_kind} {wanted_name}");
+    found[0]
+}
+
 fn expected_operator_grants() -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
     let mut add = |group: &str, resources: &[&str], verbs: &[&str]| {
@@ -499,6 +522,7 @@ fn expected_operator_grants() -> BTreeSet<(String, String, String)> {
         &["networkpolicies"],
         &["list", "watch", "create", "patch"],
     );
+    add("", &["configmaps"], &["get"]);
     add("", &["pods"], &["list", "watch"]);
     add("events.k8s.io", &["events"], &["create", "patch"]);
     out

@@ -8,4 +8,5 @@ mod broker;
 mod credentials;
 mod gitops;
 mod network;
+mod plugin_policy;
 mod status;

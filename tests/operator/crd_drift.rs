@@ -14,3 +14,12 @@ fn committed_crd_matches_the_rust_types() {
         "crds/plugins.chat.dev.yaml is out of date: run `make generate`"
     );
 }
+
+#[test]
+fn committed_policy_crd_matches_the_rust_types() {
+    assert!(
+        read("crds/pluginpolicies.plugins.chat.dev.yaml")
+            == plugin_operator::api::policy_crd_yaml(),
+        "crds/pluginpolicies.plugins.chat.dev.yaml is out of date: run `make generate`"
+    );
+}

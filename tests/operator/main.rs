@@ -15,6 +15,8 @@ mod crd_drift;
 mod crd_validation;
 mod leader_election;
 mod malformed;
+mod plugin_policy;
+mod policy_admission;
 mod quantities;
 mod steady_state;
 mod version;

@@ -1,7 +1,7 @@
-//! With 50 unchanged Plugins the operator sends the API server no writes at all, even
-//! while it reconciles each of them again: counted by the operator, by the API server's
-//! own metrics, and by the resourceVersions of the children. This test has the cluster
-//! to itself so no other test writes to it meanwhile.
+//! With 50 unchanged Plugins, and 5 more held by their PluginPolicy, the operator sends
+//! the API server no writes at all, even while it reconciles each of them again: counted
+//! by the operator, by the API server's own metrics, and by the resourceVersions of the
+//! children. This test has the cluster to itself so no other test writes to it meanwhile.
 
 use std::time::Duration;
 
@@ -9,19 +9,27 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator_test_support::cluster::{
-    alone, apiserver_writes, eventually, resource_versions,
+    TestPolicy, alone, apiserver_writes, eventually, resource_versions,
 };
 use serde_json::json;
 
 use crate::operator_in_namespace;
 
 const PLUGINS: usize = 50;
+/// Plugins that ask for a scope their PluginPolicy does not allow.
+const HELD: usize = 5;
 
 #[tokio::test]
 async fn unchanged_plugins_cause_no_writes_in_steady_state() {
     let _cluster = alone().await;
     let (client, ns, operator) = operator_in_namespace("op-steady").await;
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
+    let _policy = TestPolicy::apply(
+        &client,
+        &ns.name,
+        json!({"chatApi": [{"scope": "messages:read"}]}),
+    )
+    .await;
     // Pods that can never be scheduled: a stable state with or without a node.
     let spec: PluginSpec = serde_json::from_value(json!({
         "image": "registry.example/steady:1",
@@ -39,20 +47,39 @@ async fn unchanged_plugins_cause_no_writes_in_steady_state() {
             .await
             .unwrap();
     }
+    let mut asks_more = spec.clone();
+    asks_more.permissions.as_mut().unwrap().chat_api =
+        serde_json::from_value(json!([{"scope": "messages:read"}, {"scope": "users:read"}]))
+            .unwrap();
+    for index in 0..HELD {
+        plugins
+            .create(
+                &PostParams::default(),
+                &Plugin::new(&format!("held-{index}"), asks_more.clone()),
+            )
+            .await
+            .unwrap();
+    }
     eventually(
-        "every Plugin to report Unschedulable at its generation",
+        "every Plugin to report Unschedulable or PermissionsDenied at its generation",
         Duration::from_secs(120),
         || async {
             let list = plugins.list(&Default::default()).await.ok()?;
-            let settled = list.items.iter().filter(|p| {
-                p.status.as_ref().is_some_and(|s| {
-                    s.observed_generation == Some(1)
-                        && s.conditions
-                            .iter()
-                            .any(|c| c.type_ == "Degraded" && c.reason == "Unschedulable")
-                })
-            });
-            (settled.count() == PLUGINS).then_some(())
+            let settled_with = |reason: &str| {
+                list.items
+                    .iter()
+                    .filter(|p| {
+                        p.status.as_ref().is_some_and(|s| {
+                            s.observed_generation == Some(1)
+                                && s.conditions
+                                    .iter()
+                                    .any(|c| c.type_ == "Degraded" && c.reason == reason)
+                        })
+                    })
+                    .count()
+            };
+            (settled_with("Unschedulable") == PLUGINS && settled_with("PermissionsDenied") == HELD)
+                .then_some(())
         },
     )
     .await;
@@ -96,13 +123,12 @@ async fn unchanged_plugins_cause_no_writes_in_steady_state() {
     // Make the operator look at every Plugin again without changing any spec: an
     // annotation is a watch event, but not a new generation.
     let touch = json!({"metadata": {"annotations": {"test.plugins.chat.dev/touched": "yes"}}});
-    for index in 0..PLUGINS {
+    let names = (0..PLUGINS)
+        .map(|i| format!("steady-{i}"))
+        .chain((0..HELD).map(|i| format!("held-{i}")));
+    for name in names {
         plugins
-            .patch(
-                &format!("steady-{index}"),
-                &PatchParams::default(),
-                &Patch::Merge(&touch),
-            )
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&touch))
             .await
             .unwrap();
     }
@@ -111,7 +137,7 @@ async fn unchanged_plugins_cause_no_writes_in_steady_state() {
         Duration::from_secs(30),
         || async {
             let now = operator.metric("plugin_operator_reconciles_total").await;
-            (now >= reconciles_before + PLUGINS as f64).then_some(())
+            (now >= reconciles_before + (PLUGINS + HELD) as f64).then_some(())
         },
     )
     .await;
@@ -143,7 +169,7 @@ async fn unchanged_plugins_cause_no_writes_in_steady_state() {
     );
     assert_eq!(
         server_after - server_before,
-        PLUGINS as u64,
-        "the API server saw writes to plugin kinds besides the test's own {PLUGINS} annotations"
+        (PLUGINS + HELD) as u64,
+        "the API server saw writes to plugin kinds besides the test's own annotations"
     );
 }

@@ -28,6 +28,11 @@ explains each rule.
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["list", "watch", "create", "patch"]
+# A PluginPolicy may allow ConfigMaps by label: the operator reads the labels (metadata
+# only) of those a Plugin's env names. Secrets are allowed by name only: no Secret access.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
 # Plugin pods are watched for status (ImagePullBackOff, OOMKilled, ...), never written.
 - apiGroups: [""]
   resources: ["pods"]

@@ -11,7 +11,7 @@ mod workload;
 
 pub use network_policy::network_policy;
 pub use pod::{BROKER_UID, PLUGIN_UID, pod_template};
-pub use policy::broker_policy;
+pub use policy::{DEFAULT_KV_MAX_VALUE_BYTES, broker_policy};
 pub use resources::{PluginResourceAmounts, plugin_resources, read_quantity};
 pub use workload::{config_map, deployment, service, service_account};
 

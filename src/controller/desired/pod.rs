@@ -56,6 +56,7 @@ pub fn pod_template(valid: &ValidPlugin, config: &OperatorConfig) -> PodTemplate
         }),
         spec: Some(PodSpec {
             service_account_name: Some(names.workload()),
+            runtime_class_name: valid.runtime_class_name.clone(),
             automount_service_account_token: Some(false),
             share_process_namespace: Some(false),
             enable_service_links: Some(false),

@@ -92,6 +92,7 @@ pub fn plugin_status(
         replicas: Some(replicas),
         ready_replicas: Some(ready),
         endpoint: Some(endpoint),
+        permissions: previous.and_then(|p| p.permissions.clone()),
     }
 }
 

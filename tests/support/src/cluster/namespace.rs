@@ -8,6 +8,7 @@ use kube::core::ObjectMeta;
 use kube::{Client, Resource};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::crd::TEST_POLICY_LABEL;
 use super::{eventually, random_suffix};
 
 /// A namespace of its own for one test, `<prefix>-<random>`, deleted (without waiting)
@@ -19,9 +20,14 @@ pub struct TestNamespace {
 
 impl TestNamespace {
     /// Creates the namespace with `labels` and waits for its default ServiceAccount, which
-    /// must exist before pods are admitted.
+    /// must exist before pods are admitted. It is selected by the open test PluginPolicy
+    /// unless `labels` gives [`TEST_POLICY_LABEL`]'s key another value.
     pub async fn new(client: &Client, prefix: &str, labels: &[(&str, &str)]) -> Self {
         let name = format!("{prefix}-{}", random_suffix());
+        let mut labels: std::collections::BTreeMap<&str, &str> = labels.iter().copied().collect();
+        labels
+            .entry(TEST_POLICY_LABEL.0)
+            .or_insert(TEST_POLICY_LABEL.1);
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
