@@ -7,4 +7,5 @@ mod admission;
 mod broker;
 mod credentials;
 mod network;
+mod pod;
 mod status;
