@@ -6,6 +6,7 @@ mod support;
 mod admission;
 mod broker;
 mod credentials;
+mod hostile;
 mod network;
 mod pod;
 mod status;
