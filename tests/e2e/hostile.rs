@@ -149,7 +149,7 @@ async fn ten_thousand_connections_keep_the_broker_under_its_limit_and_the_chat_a
         "broker at {peak_memory} bytes"
     );
     // The kernel's count: the stand-in's own lags behind closes while it waits for CPU.
-    // It has been seen 13 above the broker's cap (269), a
+    // It has been seen up to 18 above the broker's cap (269, 274), a
     // gap not yet explained (docs/broker.md); the stated bound is the cap plus an eighth.
     assert!(
         stats["peakEstablished"].as_u64().unwrap() <= CHAT_API_BOUND,
