@@ -6,13 +6,20 @@
 //! /connect?addr=IP:PORT (try a TCP connection), /healthz.
 //! Subcommands, for `kubectl exec`: `read-file PATH`, `connect ADDR`, `call METHOD PATH
 //! [BODY]` (a chat-API call through CHAT_API_URL), `http METHOD URL` (a plain request
-//! with no credential). Each prints JSON and exits 0 when it could do what it was asked.
+//! with no credential), and the misbehaviour of [`hostile`] (`fetch`, `flood`, `fill`).
+//! Each prints JSON and exits 0 when it could do what it was asked. `chat-stand-in`
+//! serves a misbehaving chat API instead ([`stand_in`]).
 //! Misbehaviour on demand, for tests: EXIT_AT_START=<code>, ALLOCATE_MB=<n> at start,
 //! LISTEN_AFTER_SECONDS=<n> (running but not ready for n seconds).
+//! CALL_AT_START="METHOD PATH": one chat-API call as the very first thing, before the
+//! plugin listens; its answer is printed and served at /call-at-start.
 
 mod chat;
+mod hostile;
+mod stand_in;
 
 use std::convert::Infallible;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -47,6 +54,23 @@ async fn main() {
             println!("{}", json!({"status": status, "body": body}));
             std::process::exit(if status == 0 { 1 } else { 0 });
         }
+        Some(command @ ("fetch" | "flood" | "fill")) => {
+            let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+            let number = |i: usize| arg(i).parse::<usize>().unwrap_or(0);
+            let answer = match command {
+                "fetch" => {
+                    hostile::fetch(&arg(2), &arg(3), args.get(4..).unwrap_or_default()).await
+                }
+                "flood" => {
+                    let hold = Duration::from_secs(number(4) as u64);
+                    hostile::flood(&arg(2), number(3), hold, &arg(5)).await
+                }
+                _ => hostile::fill(&arg(2), number(3)),
+            };
+            println!("{answer}");
+            std::process::exit(0);
+        }
+        Some("chat-stand-in") => return stand_in::serve().await,
         _ => {}
     }
     if let Some(code) = std::env::var("EXIT_AT_START")
@@ -67,6 +91,16 @@ async fn main() {
         // A plugin that is slow to start: Running, not ready, for `seconds`.
         tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
     }
+    if let Ok(call) = std::env::var("CALL_AT_START") {
+        let (method, path) = call.split_once(' ').unwrap_or(("GET", call.as_str()));
+        let (status, body) = chat::call(method, path, vec![]).await;
+        let answer = json!({"status": status, "body": body});
+        println!(
+            "{}",
+            json!({"msg": "call at start", "call": call, "answer": answer})
+        );
+        let _ = CALL_AT_START_ANSWER.set(answer);
+    }
     let port = std::env::var("PLUGIN_PORT").unwrap_or_else(|_| "8080".into());
     let listener = TcpListener::bind(format!("0.0.0.0:{port}"))
         .await
@@ -86,6 +120,9 @@ async fn main() {
     }
 }
 
+/// The answer to the call made at start (CALL_AT_START), if one was made.
+static CALL_AT_START_ANSWER: OnceLock<Value> = OnceLock::new();
+
 async fn handle(request: Request<Incoming>) -> Response<Full<Bytes>> {
     let query = request.uri().query().unwrap_or_default().to_string();
     let param = |name: &str| {
@@ -99,6 +136,10 @@ async fn handle(request: Request<Incoming>) -> Response<Full<Bytes>> {
     let body = body_bytes(request.into_body()).await;
     match (method, path.as_str()) {
         (_, "/healthz") => reply(StatusCode::OK, json!({"status": "ok"})),
+        (_, "/call-at-start") => match CALL_AT_START_ANSWER.get() {
+            Some(answer) => reply(StatusCode::OK, answer.clone()),
+            None => reply(StatusCode::NOT_FOUND, json!({"error": "no call at start"})),
+        },
         (Method::POST, "/invoke") => reply(StatusCode::OK, invoke().await),
         (_, "/call") => {
             let method = param("method").unwrap_or_else(|| "GET".into());

@@ -62,8 +62,9 @@ pub struct PluginSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
 
-    /// CPU and memory for the plugin container. Defaults: requests 50m / 64Mi, limits
-    /// 500m / 128Mi. A limit may not be below its request.
+    /// CPU, memory and ephemeral storage for the plugin container. Defaults: requests
+    /// 50m / 64Mi / 16Mi, limits 500m / 128Mi / 128Mi. A limit may not be below its
+    /// request. /scratch's size is added to the ephemeral-storage limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<PluginResources>,
 
@@ -93,25 +94,28 @@ pub struct PluginSpec {
     pub rate_limits: Vec<RateLimit>,
 }
 
-/// CPU and memory requests and limits of the plugin container.
+/// CPU, memory and ephemeral-storage requests and limits of the plugin container.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.requests) || !has(self.limits) || !has(self.requests.cpu) || !has(self.limits.cpu) || quantity(string(self.limits.cpu)).compareTo(quantity(string(self.requests.cpu))) >= 0",
      "message": "resources.limits.cpu must be at least resources.requests.cpu"},
     {"rule": "!has(self.requests) || !has(self.limits) || !has(self.requests.memory) || !has(self.limits.memory) || quantity(string(self.limits.memory)).compareTo(quantity(string(self.requests.memory))) >= 0",
-     "message": "resources.limits.memory must be at least resources.requests.memory"}
+     "message": "resources.limits.memory must be at least resources.requests.memory"},
+    {"rule": "!has(self.requests) || !has(self.limits) || !has(self.requests.ephemeralStorage) || !has(self.limits.ephemeralStorage) || quantity(string(self.limits.ephemeralStorage)).compareTo(quantity(string(self.requests.ephemeralStorage))) >= 0",
+     "message": "resources.limits.ephemeralStorage must be at least resources.requests.ephemeralStorage"}
 ]))]
 pub struct PluginResources {
     /// What the scheduler reserves for the plugin container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<ResourceAmounts>,
-    /// The most the plugin container may use; over the memory limit it is OOM-killed.
+    /// The most the plugin container may use; over the memory limit it is OOM-killed, over
+    /// the ephemeral-storage limit its pod is evicted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<ResourceAmounts>,
 }
 
-/// An amount of CPU and memory, as Kubernetes quantities (`250m`, `1`, `128Mi`).
+/// An amount of CPU, memory and ephemeral storage, as Kubernetes quantities (`250m`, `1`, `128Mi`).
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceAmounts {
@@ -129,6 +133,14 @@ pub struct ResourceAmounts {
          "message": "memory must be a quantity from 4Mi to 16Gi, such as 128Mi"}
     ]))]
     pub memory: Option<Quantity>,
+    /// Local disk in bytes (`128Mi`) for the container's logs; the root filesystem is
+    /// read-only, and /scratch has its own size. At least 1Mi, at most 64Gi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "isQuantity(string(self)) && quantity(string(self)).compareTo(quantity('1Mi')) >= 0 && quantity(string(self)).compareTo(quantity('64Gi')) <= 0",
+         "message": "ephemeralStorage must be a quantity from 1Mi to 64Gi, such as 128Mi"}
+    ]))]
+    pub ephemeral_storage: Option<Quantity>,
 }
 
 /// Time limits of one invocation.

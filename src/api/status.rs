@@ -102,6 +102,8 @@ pub mod reason {
     pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
     pub const POD_CREATE_FAILED: &str = "PodCreateFailed";
     pub const ROLLOUT_STALLED: &str = "RolloutStalled";
+    /// The kubelet evicted a pod (a full /scratch, too much disk or memory).
+    pub const EVICTED: &str = "Evicted";
     /// The spec passed the API server but cannot be built.
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// The API server refused a child; its message says why.

@@ -5,9 +5,7 @@
 //! means the desired step never has to fail or guess.
 
 use super::config::OperatorConfig;
-use super::desired::{
-    ChildNames, PluginResourceAmounts, broker_policy, plugin_resources, read_quantity,
-};
+use super::desired::{ChildNames, PluginResourceAmounts, broker_policy, plugin_resources};
 use crate::api::Plugin;
 use crate::api::quantity::QuantityError;
 use crate::policy::BrokerPolicy;
@@ -35,6 +33,8 @@ pub enum InvalidSpec {
         value: String,
         source: QuantityError,
     },
+    #[error("{0} is too large")]
+    TooLarge(&'static str),
     #[error(
         "rateLimits names {0:?}, which the Plugin is not granted; grant it in permissions or remove the limit"
     )]
@@ -49,18 +49,8 @@ pub fn validate<'a>(
     config: &OperatorConfig,
 ) -> Result<ValidPlugin<'a>, InvalidSpec> {
     let names = ChildNames::of(plugin)?;
+    // Reads every quantity of the spec, /scratch's size included.
     let resources = plugin_resources(&plugin.spec)?;
-    if let Some(scratch) = plugin
-        .spec
-        .permissions
-        .as_ref()
-        .and_then(|p| p.filesystem.as_ref()?.scratch.as_ref())
-    {
-        read_quantity(
-            "permissions.filesystem.scratch.sizeLimit",
-            &scratch.size_limit.0,
-        )?;
-    }
     let policy = broker_policy(plugin, &names, config);
     if let Some(limit) = policy
         .rate_limits

@@ -357,3 +357,61 @@ async fn broker_whose_stdout_nobody_reads_keeps_serving_and_counts_dropped_lines
     }
     assert!(read >= 100, "only {read} lines came out once read again");
 }
+
+/// SIGTERM while standard output is blocked and the buffer full: the broker gives what
+/// is left at most 2 s, twice (the drained calls' lines, its last log lines), and exits
+/// 0 anyway, well within the pod's grace period (30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_whose_stdout_is_blocked_still_stops_promptly_on_sigterm() {
+    let chat_api = StandIn::start().await;
+    let plugin = StandIn::start().await;
+    let (policy_dir, token_dir) = mounted_files(&[("users:read", &[])]);
+    let mut child = broker_command(&policy_dir, &token_dir, chat_api.addr, plugin.addr)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), stdout.next_line())
+            .await
+            .expect("the broker logs")
+            .unwrap()
+            .expect("a line");
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if json["message"] == "broker listening" {
+            break json;
+        }
+    };
+    let outbound = addr(&listening, "outbound_addr");
+    // Nobody reads from here on: 8 KiB audit lines fill the pipe and the 1 MiB buffer.
+    let client = fresh_connection_client::<Full<Bytes>>();
+    let long = "a".repeat(8 * 1024);
+    for _ in 0..300 {
+        let request = http::Request::get(format!("http://{outbound}/{long}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let answer = client.request(request).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+        answer.into_body().collect().await.unwrap();
+    }
+    let pid = child.id().unwrap().to_string();
+    let stopping = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the broker exits although its stdout is blocked")
+        .unwrap();
+    let took = stopping.elapsed();
+    eprintln!("stopped {took:?} after SIGTERM with standard output blocked");
+    assert!(exit.success(), "exit status {exit}");
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    drop(stdout);
+}

@@ -7,6 +7,8 @@ mod admission;
 mod broker;
 mod credentials;
 mod gitops;
+mod hostile;
 mod network;
 mod plugin_policy;
+mod pod;
 mod status;

@@ -69,8 +69,40 @@ pub struct Scene {
     pub _operator: Operator,
 }
 
+/// A scene's namespace before its operator starts, for operator flags that name
+/// something in that namespace (a stand-in chat API).
+pub struct SceneWithoutOperator {
+    pub client: Client,
+    pub ns: TestNamespace,
+}
+
+impl SceneWithoutOperator {
+    /// Starts the operator with `extra` flags besides the invoker's.
+    pub async fn with_operator(self, extra: &[&str]) -> Scene {
+        let mut args = vec![
+            "--invoker-namespace",
+            "chat-system",
+            "--invoker-selector",
+            "plugins.chat.dev/invoker=true",
+        ];
+        args.extend_from_slice(extra);
+        let operator = Operator::start(OPERATOR, &self.ns.name, &args).await;
+        Scene {
+            client: self.client,
+            ns: self.ns,
+            _operator: operator,
+        }
+    }
+}
+
 impl Scene {
     pub async fn new(prefix: &str) -> Self {
+        let scene = Self::without_operator(prefix).await;
+        scene.with_operator(&["--chat-api-url", CHAT_API]).await
+    }
+
+    /// A restricted namespace with no operator yet: see [`Scene::with_operator`].
+    pub async fn without_operator(prefix: &str) -> SceneWithoutOperator {
         let client = world().await;
         let ns = TestNamespace::new(
             &client,
@@ -78,24 +110,7 @@ impl Scene {
             &[("pod-security.kubernetes.io/enforce", "restricted")],
         )
         .await;
-        let operator = Operator::start(
-            OPERATOR,
-            &ns.name,
-            &[
-                "--chat-api-url",
-                CHAT_API,
-                "--invoker-namespace",
-                "chat-system",
-                "--invoker-selector",
-                "plugins.chat.dev/invoker=true",
-            ],
-        )
-        .await;
-        Self {
-            client,
-            ns,
-            _operator: operator,
-        }
+        SceneWithoutOperator { client, ns }
     }
 
     pub fn plugins(&self) -> Api<Plugin> {
@@ -273,6 +288,17 @@ pub async fn helper_pod(
     name: &str,
     labels: &[(&str, &str)],
 ) -> Pod {
+    helper_pod_with_args(client, namespace, name, labels, &[]).await
+}
+
+/// [`helper_pod`] running the sample plugin's binary with `args` (a subcommand).
+pub async fn helper_pod_with_args(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    args: &[&str],
+) -> Pod {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let mut labels_json = serde_json::Map::new();
     for (k, v) in labels {
@@ -287,6 +313,7 @@ pub async fn helper_pod(
                 "name": "main",
                 "image": sample_plugin_image(),
                 "imagePullPolicy": "IfNotPresent",
+                "args": args,
                 "env": [{"name": "PLUGIN_PORT", "value": "8080"}],
                 "resources": {"limits": {"cpu": "100m", "memory": "32Mi"}},
                 "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}}
@@ -304,4 +331,45 @@ pub async fn helper_pod(
         },
     )
     .await
+}
+
+/// The memory in use (working set) of `container` in `pod`, in bytes, as the kubelet's
+/// summary API reports it (refreshed every few seconds); None while it has no figure.
+pub fn container_memory(pod: &Pod, container: &str) -> Option<u64> {
+    let node = pod.spec.as_ref()?.node_name.clone()?;
+    let out = kubectl()
+        .args(["get", "--raw"])
+        .arg(format!("/api/v1/nodes/{node}/proxy/stats/summary"))
+        .output()
+        .ok()?;
+    let summary: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let uid = pod.metadata.uid.as_deref()?;
+    summary["pods"]
+        .as_array()?
+        .iter()
+        .find(|p| p["podRef"]["uid"] == uid)?["containers"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == container)?["memory"]["workingSetBytes"]
+        .as_u64()
+}
+
+/// Restarts of `container` in the pod as it is now, and how it last ended, if it did.
+pub async fn restarts(client: &Client, pod: &Pod, container: &str) -> (i32, Option<String>) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap());
+    let now = pods.get(&pod.name_any()).await.expect("the pod exists");
+    let status = now.status.unwrap_or_default();
+    let found = status
+        .container_statuses
+        .iter()
+        .chain(status.init_container_statuses.iter())
+        .flatten()
+        .find(|c| c.name == container)
+        .cloned()
+        .expect("the container has a status");
+    let last = found
+        .last_state
+        .and_then(|s| s.terminated)
+        .and_then(|t| t.reason);
+    (found.restart_count, last)
 }

@@ -63,7 +63,7 @@ async fn each_bound_of_a_plugin_policy_is_refused_at_admission_with_its_message(
                 "127.0.0.0/8", "169.254.0.0/16", POD_RANGE, SERVICE_RANGE, API_SERVER
             ]},
             "images": {"repositories": ["registry.example/team-a/"], "requireDigest": true},
-            "maxResources": {"cpu": "1", "memory": "256Mi"},
+            "maxResources": {"cpu": "1", "memory": "256Mi", "ephemeralStorage": "256Mi"},
             "maxReplicas": 2,
             "envSources": {"secrets": {"names": ["shared"]}, "configMaps": {"names": ["settings"]}}
         }),
@@ -176,6 +176,13 @@ async fn each_bound_of_a_plugin_policy_is_refused_at_admission_with_its_message(
             json!({"resources": {"requests": {"memory": "512Mi"}}}),
             format!(
                 "resources: the plugin container asks for more memory than {allows} at most 256Mi"
+            ),
+        ),
+        (
+            "ephemeral-storage",
+            json!({"resources": {"limits": {"ephemeralStorage": "1Gi"}}}),
+            format!(
+                "resources: the plugin container asks for more ephemeralStorage than {allows} at most 256Mi"
             ),
         ),
         (

@@ -101,6 +101,20 @@ impl Amount {
         Self::new(value < 0, digits, exponent)
     }
 
+    /// The amount in whole units, rounded up (`1.5Ki` is 1536, `0.1` is 1); None for a
+    /// negative amount or one beyond `u128`.
+    pub fn whole_units_rounded_up(&self) -> Option<u128> {
+        if self.negative {
+            return None;
+        }
+        let whole = self.clone().round_up_to(0);
+        let mut units: u128 = 0;
+        for digit in &whole.digits {
+            units = units.checked_mul(10)?.checked_add(u128::from(*digit))?;
+        }
+        units.checked_mul(10u128.checked_pow(u32::try_from(whole.exponent).ok()?)?)
+    }
+
     pub fn is_zero(&self) -> bool {
         self.digits.is_empty()
     }

@@ -83,3 +83,16 @@ fn amounts_compare_by_value_across_suffixes() {
     assert_eq!(parse("0.5").unwrap(), parse("500m").unwrap());
     assert!(parse("128Mi").unwrap() > parse("128M").unwrap());
 }
+
+#[test]
+fn whole_units_round_up_and_refuse_what_does_not_fit() {
+    let units = |text: &str| parse(text).unwrap().whole_units_rounded_up();
+    assert_eq!(units("64Mi"), Some(64 << 20));
+    assert_eq!(units("1.5Ki"), Some(1536));
+    assert_eq!(units("1500m"), Some(2));
+    assert_eq!(units("100n"), Some(1));
+    assert_eq!(units("0"), Some(0));
+    assert_eq!(units("2e3"), Some(2000));
+    assert_eq!(units("-1"), None);
+    assert_eq!(units("1e40"), None);
+}

@@ -256,6 +256,16 @@ impl Check<'_> {
                 &amounts.memory_limit,
                 &most.memory,
             ),
+            (
+                "resources.requests.ephemeralStorage",
+                &amounts.ephemeral_storage_request,
+                &most.ephemeral_storage,
+            ),
+            (
+                "resources.limits.ephemeralStorage",
+                &amounts.ephemeral_storage_limit,
+                &most.ephemeral_storage,
+            ),
         ];
         for (field, asked, ceiling) in checks {
             let Some(Quantity(ceiling)) = ceiling else {

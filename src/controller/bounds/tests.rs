@@ -245,6 +245,17 @@ fn resources_and_replicas_have_ceilings_counting_the_defaults() {
     );
     let fits = spec(json!({"resources": {"limits": {"cpu": "0.2"}}}));
     assert!(check(&fits, &[&small]).permitted());
+    let disk = policy(
+        "disk",
+        json!({"maxResources": {"ephemeralStorage": "64Mi"}}),
+    );
+    assert_eq!(
+        excesses(&check(&spec(json!({})), &[&disk])),
+        ["resources.limits.ephemeralStorage 128Mi: PluginPolicy disk allows at most 64Mi"],
+        "the default limit counts"
+    );
+    let fits = spec(json!({"resources": {"limits": {"ephemeralStorage": "64Mi"}}}));
+    assert!(check(&fits, &[&disk]).permitted());
 }
 
 #[test]

@@ -9,12 +9,11 @@ use k8s_openapi::api::core::v1::{
     SecurityContext, ServiceAccountTokenProjection, TCPSocketAction, Volume, VolumeMount,
     VolumeProjection,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::ChildNames;
-use super::resources::amounts;
+use super::resources::{amounts, scratch_size};
 use crate::api::{Plugin, PluginEnvVar};
 use crate::controller::config::OperatorConfig;
 use crate::controller::validate::ValidPlugin;
@@ -31,6 +30,12 @@ pub const TOKEN_DIR: &str = "/var/run/secrets/chat-api";
 pub const TOKEN_FILE: &str = "token";
 pub const SCRATCH_DIR: &str = "/scratch";
 
+/// The broker's requests and limits: cpu, memory, ephemeral storage. Its disk is its
+/// log: audit lines at several thousand a second fill the kubelet's five 10 MiB files
+/// between two rotations (every 10 s) with room to spare.
+const BROKER_REQUESTS: [&str; 3] = ["10m", "16Mi", "16Mi"];
+const BROKER_LIMITS: [&str; 3] = ["500m", "64Mi", "128Mi"];
+
 const POLICY_VOLUME: &str = "broker-policy";
 const TOKEN_VOLUME: &str = "chat-api-token";
 const SCRATCH_VOLUME: &str = "scratch";
@@ -39,11 +44,12 @@ const SCRATCH_VOLUME: &str = "scratch";
 pub fn pod_template(valid: &ValidPlugin, config: &OperatorConfig) -> PodTemplateSpec {
     let (plugin, names) = (valid.plugin, &valid.names);
     let mut volumes = vec![policy_volume(names), token_volume(config)];
-    if let Some(scratch) = scratch_size(plugin) {
+    if let Some(scratch) = scratch_size(&plugin.spec) {
+        // Beyond its size the kubelet evicts the pod.
         volumes.push(Volume {
             name: SCRATCH_VOLUME.into(),
             empty_dir: Some(EmptyDirVolumeSource {
-                size_limit: Some(scratch),
+                size_limit: Some(scratch.clone()),
                 ..Default::default()
             }),
             ..Default::default()
@@ -106,9 +112,17 @@ fn broker_container(plugin: &Plugin, names: &ChildNames, config: &OperatorConfig
         ]),
         env: Some(vec![plain_env("BROKER_PLUGIN_ID", names.plugin_id())]),
         resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
-            requests: Some(amounts("10m", "16Mi")),
-            limits: Some(amounts("500m", "64Mi")),
+            requests: Some(amounts(BROKER_REQUESTS)),
+            limits: Some(amounts(BROKER_LIMITS)),
             ..Default::default()
+        }),
+        // The kubelet starts the plugin container only once this succeeds, so the
+        // plugin's first call finds the broker serving, with its policy and token
+        // loaded (/readyz); up to 30 s.
+        startup_probe: Some(Probe {
+            period_seconds: Some(1),
+            failure_threshold: Some(30),
+            ..admin_probe("/readyz")
         }),
         readiness_probe: Some(admin_probe("/readyz")),
         liveness_probe: Some(admin_probe("/healthz")),
@@ -134,7 +148,7 @@ fn plugin_container(valid: &ValidPlugin) -> Container {
     ];
     env.extend(spec.env.iter().map(user_env));
     let mut mounts = vec![];
-    if scratch_size(plugin).is_some() {
+    if scratch_size(spec).is_some() {
         mounts.push(VolumeMount {
             name: SCRATCH_VOLUME.into(),
             mount_path: SCRATCH_DIR.into(),
@@ -160,19 +174,6 @@ fn plugin_container(valid: &ValidPlugin) -> Container {
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
         ..Default::default()
     }
-}
-
-fn scratch_size(plugin: &Plugin) -> Option<Quantity> {
-    let permissions = plugin.spec.permissions.as_ref()?;
-    Some(
-        permissions
-            .filesystem
-            .as_ref()?
-            .scratch
-            .as_ref()?
-            .size_limit
-            .clone(),
-    )
 }
 
 /// Pod Security "restricted", plus a read-only root filesystem and a fixed user.

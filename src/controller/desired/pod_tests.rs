@@ -3,6 +3,7 @@ use crate::controller::desired::fixtures::{MINIMAL, children, plugin};
 use crate::controller::desired::{deployment, service};
 use crate::controller::validate::validate;
 use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 fn pod(extra: &str) -> PodSpec {
     let p = plugin(&format!("{MINIMAL}{extra}"));
@@ -268,6 +269,53 @@ fn plugin_container_gets_its_resources_and_the_broker_its_own() {
         broker.limits.as_ref().unwrap()["memory"],
         Quantity("64Mi".into())
     );
+}
+
+#[test]
+fn both_containers_get_ephemeral_storage_requests_and_limits() {
+    let spec = pod("");
+    for (container, request, limit) in [
+        (broker(&spec), "16Mi", "128Mi"),
+        (plugin_of(&spec), "16Mi", "128Mi"),
+    ] {
+        let resources = container.resources.as_ref().unwrap();
+        let storage = |list: &Option<std::collections::BTreeMap<String, Quantity>>| {
+            list.as_ref().unwrap()["ephemeral-storage"].0.clone()
+        };
+        assert_eq!(storage(&resources.requests), request, "{}", container.name);
+        assert_eq!(storage(&resources.limits), limit, "{}", container.name);
+    }
+}
+
+#[test]
+fn scratch_gets_its_size_limit_and_room_in_the_plugin_containers_limit() {
+    let spec = pod(
+        "resources:\n  limits: {ephemeralStorage: 32Mi}\npermissions:\n  filesystem: {scratch: {sizeLimit: 64Mi}}\n",
+    );
+    let scratch = volume(&spec, |v| v.name == "scratch");
+    assert_eq!(
+        scratch.empty_dir.as_ref().unwrap().size_limit,
+        Some(Quantity("64Mi".into()))
+    );
+    let limits = plugin_of(&spec).resources.clone().unwrap().limits.unwrap();
+    assert_eq!(limits["ephemeral-storage"], Quantity("96Mi".into()));
+}
+
+#[test]
+fn the_plugin_starts_only_once_the_brokers_startup_probe_sees_it_ready() {
+    let spec = pod("");
+    let probe = broker(&spec)
+        .startup_probe
+        .as_ref()
+        .expect("a startup probe");
+    let get = probe.http_get.as_ref().unwrap();
+    assert_eq!(get.path.as_deref(), Some("/readyz"));
+    assert_eq!(get.port, IntOrString::String("admin".into()));
+    assert_eq!(probe.period_seconds, Some(1));
+    assert_eq!(probe.failure_threshold, Some(30));
+    // Only a sidecar's startup probe holds back the containers after it.
+    assert_eq!(broker(&spec).restart_policy.as_deref(), Some("Always"));
+    assert!(plugin_of(&spec).startup_probe.is_none());
 }
 
 #[test]

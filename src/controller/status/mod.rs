@@ -60,6 +60,8 @@ pub fn plugin_status(
         && ready == desired_replicas
         && replicas == desired_replicas;
     let problem = pod_problem(pods).or_else(|| deployment.and_then(deployment_problem));
+    // An eviction is Degraded, and Ready's reason until a replacement is ready.
+    let eviction = eviction_problem(pods);
 
     let (ready_status, ready_reason, ready_message) = match (&problem, rolled_out) {
         (Some(problem), _) => ("False", problem.reason, problem.message.clone()),
@@ -73,18 +75,21 @@ pub fn plugin_status(
             reason::AVAILABLE,
             format!("{ready} of {desired_replicas} pods are ready"),
         ),
-        (None, false) => (
-            "False",
-            reason::ROLLING_OUT,
-            format!("{ready} of {desired_replicas} pods are ready, {updated} up to date"),
-        ),
+        (None, false) => match &eviction {
+            Some(eviction) => ("False", eviction.reason, eviction.message.clone()),
+            None => (
+                "False",
+                reason::ROLLING_OUT,
+                format!("{ready} of {desired_replicas} pods are ready, {updated} up to date"),
+            ),
+        },
     };
     let progressing = problem.is_none() && !rolled_out;
     let conditions = conditions(
         generation,
         (ready_status, ready_reason, ready_message),
         progressing,
-        problem.as_ref(),
+        problem.as_ref().or(eviction.as_ref()),
     );
     PluginStatus {
         observed_generation: Some(generation),
@@ -248,6 +253,53 @@ pub fn pod_problem(pods: &[Pod]) -> Option<Problem> {
         }
     }
     found
+}
+
+/// A pod the kubelet evicted (a full /scratch, too much disk or memory), while it still
+/// tells about the pods of now: it comes from the pod template of a pod that is live,
+/// or no pod is live. Evicted pods stay until someone deletes them; a rollout of a new
+/// template leaves them behind, so a changed spec clears this. Of several, the first
+/// by name, so that an unchanging set gives an unchanging status.
+pub fn eviction_problem(pods: &[Pod]) -> Option<Problem> {
+    const TEMPLATE: &str = "pod-template-hash";
+    let phase = |pod: &Pod| pod.status.as_ref()?.phase.clone();
+    let template = |pod: &Pod| pod.metadata.labels.as_ref()?.get(TEMPLATE).cloned();
+    let current = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none());
+    let live: Vec<_> = current
+        .clone()
+        .filter(|p| !matches!(phase(p).as_deref(), Some("Failed" | "Succeeded")))
+        .map(template)
+        .collect();
+    let evicted = current
+        .filter(|p| {
+            let status = p.status.as_ref();
+            phase(p).as_deref() == Some("Failed")
+                && status.and_then(|s| s.reason.as_deref()) == Some("Evicted")
+        })
+        .filter(|p| live.is_empty() || live.contains(&template(p)))
+        .min_by_key(|p| p.metadata.name.clone())?;
+    let name = evicted.metadata.name.clone().unwrap_or_default();
+    let why = evicted
+        .status
+        .as_ref()
+        .and_then(|s| s.message.clone())
+        .unwrap_or_default();
+    let why = why.trim().trim_end_matches('.');
+    let advice = if why.contains("EmptyDir volume \"scratch\"") {
+        "the plugin wrote more to /scratch than permissions.filesystem.scratch.sizeLimit; raise it or have the plugin write less"
+    } else if why.contains("ephemeral") {
+        "the pod's logs and files outgrew its ephemeral storage; raise resources.limits.ephemeralStorage or have the plugin log less"
+    } else {
+        "`kubectl describe pod` tells more"
+    };
+    Some(problem(
+        reason::EVICTED,
+        format!(
+            "pod {name} was evicted by the kubelet: {why}. {advice}; delete the evicted pod to clear this"
+        ),
+    ))
 }
 
 fn container_problem(pod: &str, container: &ContainerStatus) -> Option<Problem> {

@@ -321,3 +321,76 @@ fn kstatus_conditions_mirror_progressing_and_degraded() {
     assert_eq!(find(&ready, "Reconciling").status, "False");
     assert_eq!(find(&ready, "Stalled").status, "False");
 }
+
+/// A pod of the template `hash` in `phase`, evicted with `message` when one is given.
+fn pod_in(name: &str, hash: &str, phase: &str, evicted: Option<&str>) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some([("pod-template-hash".to_string(), hash.to_string())].into()),
+            ..Default::default()
+        },
+        status: Some(PodStatus {
+            phase: Some(phase.into()),
+            reason: evicted.map(|_| "Evicted".into()),
+            message: evicted.map(String::from),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+const SCRATCH_FULL: &str = "Usage of EmptyDir volume \"scratch\" exceeds the limit \"2Mi\". ";
+
+#[test]
+fn pod_evicted_for_a_full_scratch_is_degraded_and_says_what_to_change() {
+    let evicted = pod_in("plugin-weather-a", "h1", "Failed", Some(SCRATCH_FULL));
+    let replacement = pod_in("plugin-weather-b", "h1", "Running", None);
+    let pods = [evicted, replacement];
+
+    let status = status_of(Some(&deployment(1, 1, 1, true)), &pods);
+    assert_eq!(state(&status, "Ready"), ("True", "Available"));
+    assert_eq!(state(&status, "Degraded"), ("True", "Evicted"));
+    assert_eq!(state(&status, "Stalled"), ("True", "Evicted"));
+    let message = &find(&status, "Degraded").message;
+    assert!(message.starts_with("pod plugin-weather-a was evicted by the kubelet: Usage of EmptyDir volume \"scratch\" exceeds the limit \"2Mi\". "), "{message}");
+    assert!(
+        message.contains("permissions.filesystem.scratch.sizeLimit"),
+        "{message}"
+    );
+
+    // Until the replacement is ready, the eviction is also Ready's reason.
+    let status = status_of(Some(&deployment(1, 0, 1, true)), &pods);
+    assert_eq!(state(&status, "Ready"), ("False", "Evicted"));
+}
+
+#[test]
+fn eviction_of_an_older_template_or_a_deleted_pod_is_forgotten() {
+    let old = pod_in("plugin-weather-a", "h1", "Failed", Some(SCRATCH_FULL));
+    let new = pod_in("plugin-weather-b", "h2", "Running", None);
+    let status = status_of(Some(&deployment(1, 1, 1, true)), &[old.clone(), new]);
+    assert_eq!(state(&status, "Degraded"), ("False", "AsExpected"));
+
+    let mut deleted = old;
+    deleted.metadata.deletion_timestamp = Some(now());
+    let status = status_of(Some(&deployment(1, 1, 1, true)), &[deleted]);
+    assert_eq!(state(&status, "Degraded"), ("False", "AsExpected"));
+}
+
+#[test]
+fn pod_evicted_for_its_containers_disk_points_at_the_ephemeral_storage_limit() {
+    let evicted = pod_in(
+        "plugin-weather-a",
+        "h1",
+        "Failed",
+        Some("Pod ephemeral local storage usage exceeds the total limit of containers 192Mi. "),
+    );
+    let problem = eviction_problem(&[evicted]).unwrap();
+    assert!(
+        problem
+            .message
+            .contains("resources.limits.ephemeralStorage"),
+        "{}",
+        problem.message
+    );
+}

@@ -1,0 +1,155 @@
+//! `chat-stand-in`: a chat API that misbehaves, for the hostile-plugin tests. It checks
+//! no credential and serves on PLUGIN_PORT:
+//!
+//! - `GET /api/v1/files/endless`: 200, then a body that never ends (1 KiB every 10 ms);
+//! - `GET /api/v1/files/stalled`: 200 promising 1 MiB, then 1 KiB and nothing more;
+//! - `GET /stats`: connections open now and the most at once, as this server counts
+//!   them (it notices a close only when it next runs) and as the kernel does
+//!   (`established`, sampled every 10 ms from /proc/net/tcp{,6}); requests served and
+//!   how many carried a method or path override (a header or `_method`);
+//! - anything else: 200 with a small JSON body.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+static OPEN: AtomicU64 = AtomicU64::new(0);
+static PEAK: AtomicU64 = AtomicU64::new(0);
+static ACCEPTED: AtomicU64 = AtomicU64::new(0);
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+static OVERRIDES: AtomicU64 = AtomicU64::new(0);
+static ESTABLISHED: AtomicU64 = AtomicU64::new(0);
+static PEAK_ESTABLISHED: AtomicU64 = AtomicU64::new(0);
+
+const OVERRIDE_HEADERS: [&str; 5] = [
+    "x-http-method-override",
+    "x-method-override",
+    "x-http-method",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+type Body = BoxBody<Bytes, Infallible>;
+
+pub async fn serve() {
+    let port = std::env::var("PLUGIN_PORT").unwrap_or_else(|_| "8080".into());
+    let listener = TcpListener::bind(format!("0.0.0.0:{port}"))
+        .await
+        .expect("the port is free");
+    println!("{{\"msg\":\"chat stand-in listening\",\"port\":{port}}}");
+    let local = format!(":{:04X}", port.parse::<u16>().unwrap_or(8080));
+    tokio::spawn(async move {
+        loop {
+            let now = established(&local);
+            ESTABLISHED.store(now, Ordering::Relaxed);
+            PEAK_ESTABLISHED.fetch_max(now, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        ACCEPTED.fetch_add(1, Ordering::Relaxed);
+        let open = OPEN.fetch_add(1, Ordering::Relaxed) + 1;
+        PEAK.fetch_max(open, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let service = service_fn(|request| async { Ok::<_, Infallible>(handle(request)) });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            OPEN.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+fn handle(request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_string();
+    if path == "/stats" {
+        return small(json!({
+            "open": OPEN.load(Ordering::Relaxed),
+            "peak": PEAK.load(Ordering::Relaxed),
+            "accepted": ACCEPTED.load(Ordering::Relaxed),
+            "requests": REQUESTS.load(Ordering::Relaxed),
+            "overrides": OVERRIDES.load(Ordering::Relaxed),
+            "established": ESTABLISHED.load(Ordering::Relaxed),
+            "peakEstablished": PEAK_ESTABLISHED.load(Ordering::Relaxed),
+        }));
+    }
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    let query = request
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if OVERRIDE_HEADERS
+        .iter()
+        .any(|h| request.headers().contains_key(*h))
+        || query.contains("_method")
+    {
+        OVERRIDES.fetch_add(1, Ordering::Relaxed);
+    }
+    match path.as_str() {
+        "/api/v1/files/endless" => {
+            let chunks = futures::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Some((Ok(Frame::data(Bytes::from(vec![b'x'; 1024]))), ()))
+            });
+            Response::new(StreamBody::new(chunks).boxed())
+        }
+        "/api/v1/files/stalled" => {
+            let first =
+                futures::stream::once(async { Ok(Frame::data(Bytes::from(vec![b'x'; 1024]))) });
+            let chunks = futures::StreamExt::chain(first, futures::stream::pending());
+            Response::builder()
+                .header("content-length", 1 << 20)
+                .body(StreamBody::new(chunks).boxed())
+                .expect("a valid response")
+        }
+        _ => small(json!({"standIn": true, "path": path})),
+    }
+}
+
+/// Connections to this server in the kernel's ESTABLISHED state: lines of
+/// /proc/net/tcp and tcp6 whose local address ends in `local` (`:1F90`) and whose state
+/// is `01`, each address pair counted once (the kernel may list a socket twice when
+/// connections come and go during the read). A connection the peer closed is CLOSE_WAIT
+/// at once, whenever this server gets to notice it.
+fn established(local: &str) -> u64 {
+    let mut pairs = std::collections::HashSet::new();
+    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(table) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        for line in table.lines().skip(1) {
+            let mut fields = line.split_whitespace().skip(1);
+            let (local_address, remote_address, state) = (
+                fields.next().unwrap_or_default(),
+                fields.next().unwrap_or_default(),
+                fields.next().unwrap_or_default(),
+            );
+            if local_address.ends_with(local) && state == "01" {
+                pairs.insert((local_address.to_string(), remote_address.to_string()));
+            }
+        }
+    }
+    pairs.len() as u64
+}
+
+fn small(value: serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(value.to_string())).boxed())
+        .expect("a valid response")
+}
