@@ -1,7 +1,8 @@
 //! The operator: reconciles each Plugin into its children and reports their state.
 //!
 //! The pipeline is [`validate`] -> [`desired`] -> [`apply`] -> [`status`], one module per
-//! step, driven by `reconcile`. `validate`, `desired` and the status's computation are
+//! step, driven by `reconcile`; [`drift`] is how `apply` compares a child with what it
+//! would write. `validate`, `desired` and the status's computation are
 //! pure and hold most of the logic; `apply`, `status::report` and `reconcile` are the
 //! thin layer that talks to the API server; `run` wires watches, leader election,
 //! metrics and shutdown.
@@ -12,6 +13,7 @@ mod args;
 pub mod config;
 mod context;
 pub mod desired;
+pub mod drift;
 pub mod error;
 pub mod leader;
 mod metrics;

@@ -62,7 +62,7 @@ async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Erro
         endpoint: valid.names.endpoint(),
     };
     let names = valid.names;
-    let applied = apply_children(ctx, &names.namespace, children).await?;
+    let applied = apply_children(ctx, plugin, children).await?;
     if applied.written > 0 {
         info!(plugin = %names.plugin_id(), written = applied.written, "applied children");
     }
