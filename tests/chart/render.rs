@@ -318,7 +318,8 @@ fn grants(role: &Value) -> BTreeSet<(String, String, String)> {
 }
 
 /// What src/controller uses: watches (list, watch), server-side apply of children
-/// (patch, and create when the apply creates), status apply, Events, owner references.
+/// (patch, and create when the apply creates), a drifted child read and replaced (get,
+/// update), status apply, Events, owner references.
 fn expected_operator_grants() -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
     let mut add = |group: &str, resources: &[&str], verbs: &[&str]| {
@@ -334,17 +335,17 @@ fn expected_operator_grants() -> BTreeSet<(String, String, String)> {
     add(
         "",
         &["serviceaccounts", "configmaps", "services"],
-        &["list", "watch", "create", "patch"],
+        &["get", "list", "watch", "create", "patch", "update"],
     );
     add(
         "apps",
         &["deployments"],
-        &["list", "watch", "create", "patch"],
+        &["get", "list", "watch", "create", "patch", "update"],
     );
     add(
         "networking.k8s.io",
         &["networkpolicies"],
-        &["list", "watch", "create", "patch"],
+        &["get", "list", "watch", "create", "patch", "update"],
     );
     add("", &["pods"], &["list", "watch"]);
     add("events.k8s.io", &["events"], &["create", "patch"]);
