@@ -23,7 +23,8 @@
 //! few seconds so it is not made twice; a reconcile that relied on it looks again once
 //! the memory has expired, so a child deleted in that window is still put back. A
 //! replace reads the child first, so a cache that still shows the drift costs a read,
-//! not a second write.
+//! not a second write; a child missing from the cache of a Plugin applied before is
+//! read too, so a watch lagging under load is not taken for a deletion.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -191,14 +192,13 @@ where
         (Some(current), Some(Some(written))) if *written == hash => {
             match find_drift(&desired, current) {
                 None => Outcome::Unchanged,
-                Some(_) => writer.replace_from_server(&name).await?,
+                Some(_) => writer.write_as_found(&hash).await?,
             }
         }
         _ if ctx.recent_applies.written_moments_ago(&key, &hash) => Outcome::WrittenMomentsAgo,
-        (None, _) => {
-            let deleted = applied_before.then(|| Corrected::of(Drift::deleted(), &desired));
-            writer.apply(deleted).await?
-        }
+        // Written before, so deleted since, or only the cache is behind: the server says.
+        (None, _) if applied_before => writer.write_as_found(&hash).await?,
+        (None, _) => writer.apply(None).await?,
         (Some(current), Some(None)) => {
             let drift = find_drift(&desired, current).unwrap_or(Drift {
                 field: format!("metadata.annotations.{APPLIED_HASH_ANNOTATION}"),
@@ -245,12 +245,24 @@ where
         Ok(Outcome::Written(drift))
     }
 
-    /// Reads the child and replaces it if it drifts; the cache may be behind.
-    async fn replace_from_server(&self, name: &str) -> Result<Outcome, Error> {
-        match self.get(name).await? {
+    /// Reads the child, since the cache may be behind (a watch lagging under load), and
+    /// writes it as found: created again when it is gone (a deletion), applied when it
+    /// carries another configuration's hash, replaced when it drifted, left alone when
+    /// it is the same after all.
+    async fn write_as_found(&self, hash: &str) -> Result<Outcome, Error> {
+        match self.get(&self.desired.name_any()).await? {
             None => {
                 let deleted = Corrected::of(Drift::deleted(), self.desired);
                 self.apply(Some(deleted)).await
+            }
+            Some(current)
+                if current
+                    .annotations()
+                    .get(APPLIED_HASH_ANNOTATION)
+                    .map(String::as_str)
+                    != Some(hash) =>
+            {
+                self.apply(None).await
             }
             Some(current) => self.replace(current).await,
         }

@@ -257,24 +257,9 @@ async fn a_widened_or_extended_policy_config_map_is_put_back() {
     let original: ConfigMap = f.get(POLICY).await;
     let same = |cm: &ConfigMap| cm.data == original.data && cm.binary_data.is_none();
 
-    // `kubectl replace` with every scope of the catalog granted on every channel.
-    let data = original.data.as_ref().unwrap();
-    let mut policy: Value = serde_json::from_str(&data["policy.json"]).unwrap();
-    let scopes: std::collections::BTreeSet<String> = policy["catalog"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|route| route["scope"].as_str().unwrap().to_string())
-        .collect();
-    policy["grants"] = scopes.iter().map(|s| json!({"scope": s})).collect();
-    let mut widened = serde_json::to_value(&original).unwrap();
-    widened["data"]["policy.json"] = json!(policy.to_string());
-    let metadata = widened["metadata"].as_object_mut().unwrap();
-    metadata.remove("managedFields");
-    metadata.remove("resourceVersion");
     let before = f.corrections("ConfigMap").await;
     let edited = Instant::now();
-    f.kubectl_with(&["replace"], &widened);
+    f.kubectl_with(&["replace"], &widened(&original));
     f.assert_put_back(edited, before, POLICY, "data.policy.json changed", same)
         .await;
 
@@ -291,6 +276,26 @@ async fn a_widened_or_extended_policy_config_map_is_put_back() {
     ]);
     f.assert_put_back(edited, before, POLICY, "data.override.json added", same)
         .await;
+}
+
+/// The policy ConfigMap, for `kubectl replace`, with every scope of the catalog granted
+/// on every channel.
+fn widened(original: &ConfigMap) -> Value {
+    let data = original.data.as_ref().unwrap();
+    let mut policy: Value = serde_json::from_str(&data["policy.json"]).unwrap();
+    let scopes: std::collections::BTreeSet<String> = policy["catalog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|route| route["scope"].as_str().unwrap().to_string())
+        .collect();
+    policy["grants"] = scopes.iter().map(|s| json!({"scope": s})).collect();
+    let mut widened = serde_json::to_value(original).unwrap();
+    widened["data"]["policy.json"] = json!(policy.to_string());
+    let metadata = widened["metadata"].as_object_mut().unwrap();
+    metadata.remove("managedFields");
+    metadata.remove("resourceVersion");
+    widened
 }
 
 #[tokio::test]
@@ -390,5 +395,43 @@ async fn deleted_and_put_back<K: NamespacedObject>(f: &Fixture, resource: &str, 
     f.assert_put_back(edited, before, name, "the object deleted", |object: &K| {
         object.meta().uid != original.meta().uid
     })
+    .await;
+}
+
+/// The case that survived a restart: a widened policy and a variable owned by
+/// another field manager, made while no operator ran, are put back when one starts.
+#[tokio::test]
+async fn drift_made_while_the_operator_was_stopped_is_put_back_when_it_starts() {
+    let _cluster = together().await;
+    let mut f = Fixture::start("op-drift-restart").await;
+    let policy: ConfigMap = f.get(POLICY).await;
+    let deployment: Deployment = f.get(WORKLOAD).await;
+    f.operator.kill();
+    f.kubectl_with(&["replace"], &widened(&policy));
+    f.kubectl(&[
+        "set",
+        "env",
+        &format!("deployment/{WORKLOAD}"),
+        "-c",
+        "plugin",
+        "INJECTED=1",
+    ]);
+    let started = Instant::now();
+    f.operator = Operator::start(crate::OPERATOR, &f.ns.name, &[]).await;
+    f.assert_put_back(
+        started,
+        0.0,
+        POLICY,
+        "data.policy.json changed",
+        |cm: &ConfigMap| cm.data == policy.data,
+    )
+    .await;
+    f.assert_put_back(
+        started,
+        0.0,
+        WORKLOAD,
+        "spec.template.spec.containers[plugin].env[INJECTED] added",
+        |d: &Deployment| pod_spec(d).containers == pod_spec(&deployment).containers,
+    )
     .await;
 }
