@@ -6,9 +6,11 @@
 #   3. broker: direct vs broker vs HAProxy vs nginx (bench/broker.sh)
 #   4. operator: the floor (bench/convergence/floor.rs), then the operator
 #      (bench/convergence/operator.rs) on the local cluster, 1,000 Plugins each, in rounds
-#   5. the tables (bench/report.py) into build/bench/latest.md
+#   5. drift: a NetworkPolicy opened by hand 20 times, each timed until the operator has
+#      put it back (bench/convergence/drift.rs)
+#   6. the tables (bench/report.py) into build/bench/latest.md
 #
-# BENCH_ONLY=broker|operator runs one half; BENCH_PLUGINS (1000), BENCH_SECONDS (10),
+# BENCH_ONLY=broker|operator|drift runs one part; BENCH_PLUGINS (1000), BENCH_SECONDS (10),
 # BENCH_STEADY_SECONDS (60), BENCH_ROUNDS (broker, 3) and BENCH_OPERATOR_ROUNDS (2)
 # change the sizes. Repeated rounds take turns, and the report gives medians.
 # BROKER_BASELINE_BIN=<a broker binary> adds it as a fifth variant, "baseline" (before
@@ -27,7 +29,7 @@ export KUBECONFIG=${KUBECONFIG:-$ROOT/build/cluster/kubeconfig}
 mkdir -p "$OUT"
 
 source "$ROOT/scripts/steps.sh"
-STEP_TOTAL=5
+STEP_TOTAL=6
 STEP_OUTER=1
 
 # A cluster this script starts is stopped again when it ends, on success or failure;
@@ -59,8 +61,18 @@ fi
 export OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
 echo "   $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $("$OHA" --version)" >&2
 
-step "release build (plugin-operator; bench/convergence as examples bench-operator and bench-floor)"
-cargo build --release --bin plugin-operator --example bench-operator --example bench-floor
+step "release build (plugin-operator; bench/convergence as examples bench-operator, bench-floor, bench-drift)"
+cargo build --release --bin plugin-operator --example bench-operator --example bench-floor --example bench-drift
+
+# The local cluster, started (and stopped at the end) when none answers.
+ensure_cluster() {
+  KUBECTL=$(ls "$HOME"/.cache/plugin-operator/k8s-*/bin/kubectl 2> /dev/null | tail -n 1 || true)
+  if [[ ! -f $KUBECONFIG || -z $KUBECTL ]] || ! "$KUBECTL" get --raw /readyz > /dev/null 2>&1; then
+    echo "   no cluster kubeconfig; starting the local cluster (make cluster-up)" >&2
+    STARTED_CLUSTER=1
+    make --no-print-directory cluster-up
+  fi
+}
 
 if [[ $ONLY == all || $ONLY == broker ]]; then
   step "broker: direct, broker, HAProxy, nginx; ${BENCH_RATES:-1000 5000}/s fixed and closed-loop max"
@@ -71,12 +83,7 @@ fi
 
 if [[ $ONLY == all || $ONLY == operator ]]; then
   step "operator: $PLUGINS Plugins, floor then operator (KUBECONFIG=$KUBECONFIG)"
-  KUBECTL=$(ls "$HOME"/.cache/plugin-operator/k8s-*/bin/kubectl 2> /dev/null | tail -n 1 || true)
-  if [[ ! -f $KUBECONFIG || -z $KUBECTL ]] || ! "$KUBECTL" get --raw /readyz > /dev/null 2>&1; then
-    echo "   no cluster kubeconfig; starting the local cluster (make cluster-up)" >&2
-    STARTED_CLUSTER=1
-    make --no-print-directory cluster-up
-  fi
+  ensure_cluster
   rm -f "$OUT"/floor-*.json "$OUT"/operator-*.json
   for round in $(seq 1 "$OPERATOR_ROUNDS"); do
     echo "   round $round/$OPERATOR_ROUNDS, floor: $PLUGINS Plugins and their children written directly, 8 at a time" >&2
@@ -89,6 +96,15 @@ if [[ $ONLY == all || $ONLY == operator ]]; then
   done
 else
   step "operator: skipped (BENCH_ONLY=$ONLY)"
+fi
+
+if [[ $ONLY == all || $ONLY == drift ]]; then
+  step "drift: a NetworkPolicy opened by hand ${BENCH_DRIFT_EDITS:-20} times, each timed until put back"
+  ensure_cluster
+  "$RELEASE/examples/bench-drift" --binary "$RELEASE/plugin-operator" \
+    --edits "${BENCH_DRIFT_EDITS:-20}" > "$OUT/drift.json"
+else
+  step "drift: skipped (BENCH_ONLY=$ONLY)"
 fi
 
 step "report: $OUT/latest.md"

@@ -1,33 +1,63 @@
-//! The apply step: server-side apply of each child under one field manager, skipped
-//! when the cached child already carries the hash of what would be applied, so a
-//! steady state makes no writes.
+//! The apply step: each child is compared by content with what the operator would
+//! write, and written only when it differs, so a steady state makes no writes.
+//!
+//! How a child is written depends on why it differs:
+//!
+//! - **New, or the desired configuration changed** (the child's applied-hash annotation
+//!   is another hash): server-side apply under one field manager, forced.
+//! - **Drift** (the child carries the hash of what the operator would write, yet differs
+//!   from it; or it was deleted; or its hash annotation is gone): the child is
+//!   *replaced* (PUT) with the desired content on its current metadata. A forced apply
+//!   is not enough: it takes back the fields the operator owns, but what another field
+//!   manager added stays, because lists of containers, volumes and environment variables
+//!   merge by name and maps (a ConfigMap's `data`, labels) by key. `kubectl set env`
+//!   adds an `env` item owned by `kubectl-set`; only a replace removes it. After an
+//!   apply the result is checked the same way and replaced if it still drifts.
+//!
+//! Each drift put back is counted (`plugin_operator_drift_corrections_total{kind}`) and
+//! written as a Warning Event on the Plugin naming the kind and the field.
 //!
 //! Each child kind has its own watch, so a reconcile can start (woken by one child's
 //! event) before another child's watch has delivered the previous reconcile's write;
-//! that child then looks missing or old. [`RecentApplies`] remembers each write for a
+//! that child then looks missing or old. [`RecentApplies`] remembers each apply for a
 //! few seconds so it is not made twice; a reconcile that relied on it looks again once
-//! the memory has expired, so a child deleted in that window is still put back.
+//! the memory has expired, so a child deleted in that window is still put back. A
+//! replace reads the child first, so a cache that still shows the drift costs a read,
+//! not a second write; a child missing from the cache of a Plugin applied before is
+//! read too, so a watch lagging under load is not taken for a deletion.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::{Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
+use tracing::{info, warn};
 
 use super::context::Context;
 use super::desired::{Children, FIELD_MANAGER};
+use super::drift::{Change, Drift, find_drift, restored};
 use super::error::Error;
+use crate::api::Plugin;
+use crate::api::status::{condition, reason};
 
 /// Annotation holding the hash of the applied configuration of a child.
 pub const APPLIED_HASH_ANNOTATION: &str = "plugins.chat.dev/applied-hash";
 
 /// How long a write is trusted over a cache that does not show it yet.
 pub const TRUSTED_FOR: Duration = Duration::from_secs(5);
+
+/// The Event reason of a drifted child put back.
+pub const DRIFT_CORRECTED: &str = "DriftCorrected";
+
+/// How many times a replace is retried when the child changed in between.
+const REPLACE_ATTEMPTS: usize = 3;
 
 /// What one apply step did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,9 +70,10 @@ pub struct Applied {
 }
 
 /// What happened to one child.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 enum Outcome {
-    Written,
+    /// Written; with the drift it put back, if it was one.
+    Written(Option<Corrected>),
     Unchanged,
     WrittenMomentsAgo,
 }
@@ -55,95 +86,309 @@ pub enum Workload {
     Hold,
 }
 
-/// Applies every child that differs from the cache, all at once.
+/// Writes every child that differs from what the operator would write, all at once.
 pub async fn apply_children(
     ctx: &Context,
-    namespace: &str,
+    plugin: &Plugin,
     children: Children,
     workload: Workload,
 ) -> Result<Applied, Error> {
     let stores = &ctx.stores;
-    let written = futures::try_join!(
+    let applied_before = children_were_applied(plugin);
+    let outcomes = futures::try_join!(
         apply(
             ctx,
-            namespace,
+            applied_before,
             &stores.service_accounts,
             children.service_account
         ),
-        apply(ctx, namespace, &stores.config_maps, children.config_map),
+        apply(
+            ctx,
+            applied_before,
+            &stores.config_maps,
+            children.config_map
+        ),
         async {
             match workload {
                 Workload::Apply => {
-                    apply(ctx, namespace, &stores.deployments, children.deployment).await
+                    apply(
+                        ctx,
+                        applied_before,
+                        &stores.deployments,
+                        children.deployment,
+                    )
+                    .await
                 }
-                Workload::Hold => Ok(Outcome::Unchanged),
+                Workload::Hold => Ok((
+                    "Deployment".to_string(),
+                    children.deployment.name_any(),
+                    Outcome::Unchanged,
+                )),
             }
         },
-        apply(ctx, namespace, &stores.services, children.service),
+        apply(ctx, applied_before, &stores.services, children.service),
         apply(
             ctx,
-            namespace,
+            applied_before,
             &stores.network_policies,
             children.network_policy
         ),
     )?;
-    let outcomes = [written.0, written.1, written.2, written.3, written.4];
+    let outcomes = [outcomes.0, outcomes.1, outcomes.2, outcomes.3, outcomes.4];
+    for (kind, name, corrected) in outcomes
+        .iter()
+        .filter_map(|(kind, name, outcome)| match outcome {
+            Outcome::Written(Some(corrected)) => Some((kind, name, corrected)),
+            _ => None,
+        })
+    {
+        report_drift(ctx, plugin, kind, name, corrected).await;
+    }
     Ok(Applied {
-        written: outcomes.iter().filter(|o| **o == Outcome::Written).count(),
-        relied_on_recent_writes: outcomes.contains(&Outcome::WrittenMomentsAgo),
+        written: outcomes
+            .iter()
+            .filter(|(_, _, o)| matches!(o, Outcome::Written(_)))
+            .count(),
+        relied_on_recent_writes: outcomes
+            .iter()
+            .any(|(_, _, o)| *o == Outcome::WrittenMomentsAgo),
     })
 }
 
-/// Applies `desired` unless the cached copy (the whole object or only its metadata)
-/// carries the same applied hash, or the same was written moments ago.
-async fn apply<K, Cached>(
+/// Whether the Plugin's children were all written at its current generation before: its
+/// status is at that generation and does not say a write failed. A child missing then
+/// was deleted by someone.
+fn children_were_applied(plugin: &Plugin) -> bool {
+    let Some(status) = &plugin.status else {
+        return false;
+    };
+    let generation = plugin.metadata.generation;
+    status.observed_generation.is_some()
+        && status.observed_generation == generation
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == condition::READY && c.reason != reason::APPLY_FAILED)
+}
+
+/// Writes `desired` unless the cached child is the same (or the same was applied moments
+/// ago); see the module's comment for how. `applied_before`: whether the Plugin's
+/// children were all written before, so a missing one was deleted. Returns the child's
+/// kind and name with what happened.
+async fn apply<K>(
     ctx: &Context,
-    namespace: &str,
-    cache: &Store<Cached>,
+    applied_before: bool,
+    cache: &Store<K>,
     mut desired: K,
-) -> Result<Outcome, Error>
+) -> Result<(String, String, Outcome), Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Serialize
         + DeserializeOwned
         + Clone
         + Debug,
-    Cached: Resource<DynamicType = ()> + Clone + 'static,
 {
     let hash = applied_hash(&desired);
-    let name = desired.name_any();
-    let reference =
-        ObjectRef::<Cached>::new(&name).within(desired.namespace().as_deref().unwrap_or_default());
-    let unchanged = cache
-        .get(&reference)
-        .is_some_and(|current| current.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&hash));
-    if unchanged {
-        return Ok(Outcome::Unchanged);
-    }
-    let kind = K::kind(&());
-    let key = ChildKey {
-        kind: kind.to_string(),
-        namespace: reference.namespace.clone().unwrap_or_default(),
-        name: name.clone(),
-    };
-    if ctx.recent_applies.written_moments_ago(&key, &hash) {
-        return Ok(Outcome::WrittenMomentsAgo);
-    }
     desired
         .annotations_mut()
         .insert(APPLIED_HASH_ANNOTATION.into(), hash.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    ctx.metrics.count_write(&kind);
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    api.patch(&name, &params, &Patch::Apply(&desired))
-        .await
-        .map_err(|source| Error::ApplyFailed {
-            kind: kind.to_string(),
-            name: name.clone(),
+    let (kind, name) = (K::kind(&()).to_string(), desired.name_any());
+    let namespace = desired.namespace().unwrap_or_default();
+    let current = cache.get(&ObjectRef::new(&name).within(&namespace));
+    let key = ChildKey {
+        kind: kind.clone(),
+        namespace: namespace.clone(),
+        name: name.clone(),
+    };
+    let writer = Writer {
+        ctx,
+        api: Api::namespaced(ctx.client.clone(), &namespace),
+        desired: &desired,
+        kind: &kind,
+    };
+    let written_hash = current
+        .as_deref()
+        .map(|current| current.annotations().get(APPLIED_HASH_ANNOTATION));
+    let outcome = match (current.as_deref(), written_hash) {
+        (Some(current), Some(Some(written))) if *written == hash => {
+            match find_drift(&desired, current) {
+                None => Outcome::Unchanged,
+                Some(_) => writer.write_as_found(&hash).await?,
+            }
+        }
+        _ if ctx.recent_applies.written_moments_ago(&key, &hash) => Outcome::WrittenMomentsAgo,
+        // Written before, so deleted since, or only the cache is behind: the server says.
+        (None, _) if applied_before => writer.write_as_found(&hash).await?,
+        (None, _) => writer.apply(None).await?,
+        (Some(current), Some(None)) => {
+            let drift = find_drift(&desired, current).unwrap_or(Drift {
+                field: format!("metadata.annotations.{APPLIED_HASH_ANNOTATION}"),
+                change: Change::Removed,
+            });
+            writer.apply(Some(Corrected::of(drift, current))).await?
+        }
+        (Some(_), _) => writer.apply(None).await?,
+    };
+    if matches!(outcome, Outcome::Written(_)) {
+        ctx.recent_applies.remember(key, hash);
+    }
+    Ok((kind, name, outcome))
+}
+
+/// Writes one child to the API server.
+struct Writer<'a, K> {
+    ctx: &'a Context,
+    api: Api<K>,
+    desired: &'a K,
+    kind: &'a str,
+}
+
+impl<K> Writer<'_, K>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    /// Server-side apply, forced; then replaced if what other managers own still makes
+    /// it drift. `drift` is why, when the child was found drifted.
+    async fn apply(&self, drift: Option<Corrected>) -> Result<Outcome, Error> {
+        let name = self.desired.name_any();
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        self.ctx.metrics.count_write(self.kind);
+        let applied = self
+            .api
+            .patch(&name, &params, &Patch::Apply(self.desired))
+            .await
+            .map_err(|source| self.failed(source))?;
+        let Some(left) = find_drift(self.desired, &applied) else {
+            return Ok(Outcome::Written(drift));
+        };
+        info!(kind = self.kind, %name, drift = %left, "apply left other writers' fields; replacing");
+        self.replace(applied).await?;
+        Ok(Outcome::Written(drift))
+    }
+
+    /// Reads the child, since the cache may be behind (a watch lagging under load), and
+    /// writes it as found: created again when it is gone (a deletion), applied when it
+    /// carries another configuration's hash, replaced when it drifted, left alone when
+    /// it is the same after all.
+    async fn write_as_found(&self, hash: &str) -> Result<Outcome, Error> {
+        match self.get(&self.desired.name_any()).await? {
+            None => {
+                let deleted = Corrected::of(Drift::deleted(), self.desired);
+                self.apply(Some(deleted)).await
+            }
+            Some(current)
+                if current
+                    .annotations()
+                    .get(APPLIED_HASH_ANNOTATION)
+                    .map(String::as_str)
+                    != Some(hash) =>
+            {
+                self.apply(None).await
+            }
+            Some(current) => self.replace(current).await,
+        }
+    }
+
+    /// Replaces `current` with the desired content while it drifts, reading it again
+    /// when it changed in between.
+    async fn replace(&self, mut current: K) -> Result<Outcome, Error> {
+        let name = self.desired.name_any();
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        for _ in 0..REPLACE_ATTEMPTS {
+            let Some(drift) = find_drift(self.desired, &current) else {
+                return Ok(Outcome::Unchanged);
+            };
+            self.ctx.metrics.count_write(self.kind);
+            match self
+                .api
+                .replace(&name, &params, &restored(self.desired, &current))
+                .await
+            {
+                Ok(_) => return Ok(Outcome::Written(Some(Corrected::of(drift, &current)))),
+                Err(kube::Error::Api(status)) if status.is_conflict() => {}
+                Err(source) => return Err(self.failed(source)),
+            }
+            match self.get(&name).await? {
+                Some(fresh) => current = fresh,
+                // Deleted meanwhile: its watch event brings the next reconcile, which
+                // creates it.
+                None => return Ok(Outcome::Unchanged),
+            }
+        }
+        Err(Error::ApplyFailed {
+            kind: self.kind.to_string(),
+            name,
+            source: kube::Error::Service(
+                format!("the object changed {REPLACE_ATTEMPTS} times while it was put back").into(),
+            ),
+        })
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<K>, Error> {
+        self.api
+            .get_opt(name)
+            .await
+            .map_err(|source| self.failed(source))
+    }
+
+    fn failed(&self, source: kube::Error) -> Error {
+        Error::ApplyFailed {
+            kind: self.kind.to_string(),
+            name: self.desired.name_any(),
             source,
-        })?;
-    ctx.recent_applies.remember(key, hash);
-    Ok(Outcome::Written)
+        }
+    }
+}
+
+/// A drift put back, and the child as it was found.
+#[derive(Clone, Debug, PartialEq)]
+struct Corrected {
+    drift: Drift,
+    found: ObjectReference,
+}
+
+impl Corrected {
+    fn of<K: Resource<DynamicType = ()>>(drift: Drift, found: &K) -> Self {
+        let reference = ObjectReference {
+            resource_version: found.meta().resource_version.clone(),
+            ..found.object_ref(&())
+        };
+        Self {
+            drift,
+            found: reference,
+        }
+    }
+}
+
+/// Counts a drift put back and says so on the Plugin. The child, at the version found
+/// drifted, is the Event's related object: the recorder folds Events with the same
+/// reason, object and related object into one series that keeps the first note, and
+/// each drift should be read on its own.
+async fn report_drift(
+    ctx: &Context,
+    plugin: &Plugin,
+    kind: &str,
+    name: &str,
+    corrected: &Corrected,
+) {
+    let drift = &corrected.drift;
+    ctx.metrics.count_drift_correction(kind);
+    warn!(plugin = %plugin.name_any(), kind, name, %drift, "put back a child another writer changed");
+    let event = Event {
+        type_: EventType::Warning,
+        reason: DRIFT_CORRECTED.into(),
+        note: Some(format!(
+            "{kind} {name}: {drift} by another writer; put back"
+        )),
+        action: "PutBack".into(),
+        secondary: Some(corrected.found.clone()),
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &plugin.object_ref(&())).await {
+        warn!(%error, "could not publish an Event");
+    }
 }
 
 /// One child, by kind, namespace and name.

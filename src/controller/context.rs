@@ -20,16 +20,16 @@ use super::metrics::Metrics;
 use super::status::written::WrittenStatuses;
 use crate::api::{Plugin, PluginPolicy};
 
-/// Read-only caches of everything the operator manages, kept by watches. Children
-/// whose content the status does not depend on are watched as metadata only: the
-/// apply step reads nothing but their applied-hash annotation.
+/// Read-only caches of everything the operator manages, kept by watches. The apply
+/// step compares each child's content with what it would write, so children are
+/// cached whole (without managedFields); pods only as far as the status reads them.
 #[derive(Clone)]
 pub struct ChildStores {
-    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
-    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub service_accounts: Store<ServiceAccount>,
+    pub config_maps: Store<ConfigMap>,
     pub deployments: Store<Deployment>,
-    pub services: Store<PartialObjectMeta<Service>>,
-    pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
+    pub services: Store<Service>,
+    pub network_policies: Store<NetworkPolicy>,
     pub pods: Store<Pod>,
     /// Every PluginPolicy (cluster-scoped, few).
     pub policies: Store<PluginPolicy>,

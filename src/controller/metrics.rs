@@ -29,6 +29,7 @@ pub struct Metrics {
     pub errors: Family<ReasonLabels, Counter>,
     pub duration: Histogram,
     pub writes: Family<KindLabels, Counter>,
+    pub drift_corrections: Family<KindLabels, Counter>,
     pub plugins: Family<ConditionLabels, Gauge>,
 }
 
@@ -39,6 +40,7 @@ impl Default for Metrics {
         let errors = Family::<ReasonLabels, Counter>::default();
         let duration = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
         let writes = Family::<KindLabels, Counter>::default();
+        let drift_corrections = Family::<KindLabels, Counter>::default();
         let plugins = Family::<ConditionLabels, Gauge>::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
@@ -57,6 +59,11 @@ impl Default for Metrics {
             writes.clone(),
         );
         registry.register(
+            "drift_corrections",
+            "Children put back after another writer changed or deleted them, by kind",
+            drift_corrections.clone(),
+        );
+        registry.register(
             "plugins",
             "Plugins by condition and status",
             plugins.clone(),
@@ -67,6 +74,7 @@ impl Default for Metrics {
             errors,
             duration,
             writes,
+            drift_corrections,
             plugins,
         }
     }
@@ -75,6 +83,12 @@ impl Default for Metrics {
 impl Metrics {
     pub fn count_write(&self, kind: &str) {
         self.writes
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    pub fn count_drift_correction(&self, kind: &str) {
+        self.drift_corrections
             .get_or_create(&KindLabels { kind: kind.into() })
             .inc();
     }

@@ -1,11 +1,12 @@
 //! The operator: reconciles each Plugin into its children and reports their state.
 //!
 //! The pipeline is [`validate`] -> [`bounds`] -> [`desired`] -> [`apply`] -> [`status`],
-//! one module per step, driven by `reconcile`. `validate`, `bounds`, `desired` and the
-//! status's computation are pure and hold most of the logic; `apply`, `status::report`
-//! and `reconcile` are the thin layer that talks to the API server; `run` wires watches,
-//! leader election, metrics and shutdown.
-//! `check` is what the chart's `helm test` runs against an installed operator.
+//! one module per step, driven by `reconcile`; [`drift`] is how `apply` compares a child
+//! with what it would write. `validate`, `bounds`, `desired` and the status's computation
+//! are pure and hold most of the logic; `apply`, `status::report` and `reconcile` are the
+//! thin layer that talks to the API server; `run` wires watches, leader election,
+//! metrics and shutdown. `check` is what the chart's `helm test` runs against an
+//! installed operator.
 
 mod admin;
 pub mod apply;
@@ -15,6 +16,7 @@ mod check;
 pub mod config;
 mod context;
 pub mod desired;
+pub mod drift;
 pub mod error;
 pub mod leader;
 mod metrics;

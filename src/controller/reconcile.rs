@@ -79,7 +79,7 @@ async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Erro
     } else {
         Workload::Hold
     };
-    let applied = apply_children(ctx, &names.namespace, children, workload).await?;
+    let applied = apply_children(ctx, plugin, children, workload).await?;
     if applied.written > 0 {
         info!(plugin = %names.plugin_id(), written = applied.written, "applied children");
     }

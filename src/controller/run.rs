@@ -122,7 +122,8 @@ where
     }
 }
 
-/// A cache of the objects the operator manages (by label), without managedFields.
+/// A cache of the objects the operator manages (by label), without managedFields
+/// (None, not an empty list, so an object replaced from the cache keeps the server's).
 fn reflect<K>(
     api: Api<K>,
     trim: fn(&mut K),
@@ -140,7 +141,7 @@ where
         watcher::Config::default().labels(&selector).any_semantic(),
     )
     .modify(move |object| {
-        object.managed_fields_mut().clear();
+        object.meta_mut().managed_fields = None;
         trim(object);
     })
     .default_backoff()
@@ -178,21 +179,14 @@ where
     (reader, stream)
 }
 
-/// What the caches keep of each child. The apply step reads only metadata (the applied
-/// hash annotation), so service accounts, config maps, services and network policies
-/// are watched as metadata only; the status step reads a Deployment's generation and
-/// status and a pod's labels and status, so the rest of those is dropped. This keeps
-/// memory flat with many Plugins and spares the API server sending what is not read.
+/// What the caches keep of each child. The apply step compares every child's content
+/// (and replaces a drifted one from it), so children are kept whole but for their
+/// managedFields, the largest part of a small object; the status step reads a pod's
+/// labels and status only, so a pod's spec is dropped.
 mod trim {
     use super::*;
 
     pub fn nothing<K>(_: &mut K) {}
-
-    pub fn deployment(deployment: &mut Deployment) {
-        if let Some(spec) = deployment.spec.as_mut() {
-            spec.template = Default::default();
-        }
-    }
 
     pub fn pod(pod: &mut Pod) {
         pod.spec = None;
@@ -217,15 +211,13 @@ async fn controller_for(
 ) {
     let client = &shared.client;
     let (service_accounts, sa_stream) =
-        reflect::<PartialObjectMeta<ServiceAccount>>(api(client, &namespace), trim::nothing);
-    let (config_maps, cm_stream) =
-        reflect::<PartialObjectMeta<ConfigMap>>(api(client, &namespace), trim::nothing);
+        reflect::<ServiceAccount>(api(client, &namespace), trim::nothing);
+    let (config_maps, cm_stream) = reflect::<ConfigMap>(api(client, &namespace), trim::nothing);
     let (deployments, deploy_stream) =
-        reflect::<Deployment>(api(client, &namespace), trim::deployment);
-    let (services, svc_stream) =
-        reflect::<PartialObjectMeta<Service>>(api(client, &namespace), trim::nothing);
+        reflect::<Deployment>(api(client, &namespace), trim::nothing);
+    let (services, svc_stream) = reflect::<Service>(api(client, &namespace), trim::nothing);
     let (network_policies, np_stream) =
-        reflect::<PartialObjectMeta<NetworkPolicy>>(api(client, &namespace), trim::nothing);
+        reflect::<NetworkPolicy>(api(client, &namespace), trim::nothing);
     let (pods, pod_stream) = reflect::<Pod>(api(client, &namespace), trim::pod);
     let (policies, policy_stream) = reflect_all(
         Api::<PluginPolicy>::all(client.clone()),

@@ -484,8 +484,6 @@ fn grants(role: &Value) -> BTreeSet<(String, String, String)> {
     out
 }
 
-/// What src/controller uses: watches (list, watch), server-side apply of children
-/// (patch, and create when the apply creates), status apply, Events, owner references.
 fn only_named<'a>(docs: &'a [Value], wanted_kind: &str, wanted_name: &str) -> &'a Value {
     let found: Vec<_> = of_kind(docs, wanted_kind)
         .into_iter()
@@ -495,6 +493,9 @@ fn only_named<'a>(docs: &'a [Value], wanted_kind: &str, wanted_name: &str) -> &'
     found[0]
 }
 
+/// What src/controller uses: watches (list, watch), server-side apply of children
+/// (patch, and create when the apply creates), a drifted child read and replaced (get,
+/// update), status apply, Events, owner references.
 fn expected_operator_grants() -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
     let mut add = |group: &str, resources: &[&str], verbs: &[&str]| {
@@ -510,17 +511,17 @@ fn expected_operator_grants() -> BTreeSet<(String, String, String)> {
     add(
         "",
         &["serviceaccounts", "configmaps", "services"],
-        &["list", "watch", "create", "patch"],
+        &["get", "list", "watch", "create", "patch", "update"],
     );
     add(
         "apps",
         &["deployments"],
-        &["list", "watch", "create", "patch"],
+        &["get", "list", "watch", "create", "patch", "update"],
     );
     add(
         "networking.k8s.io",
         &["networkpolicies"],
-        &["list", "watch", "create", "patch"],
+        &["get", "list", "watch", "create", "patch", "update"],
     );
     add("", &["configmaps"], &["get"]);
     add("", &["pods"], &["list", "watch"]);

@@ -1,5 +1,5 @@
 //! The operator against a real API server (`make cluster-up`, KUBECONFIG exported): its
-//! children, leader election, malformed objects, steady state, writes at convergence,
+//! children, drift put back, leader election, malformed objects, steady state, writes at convergence,
 //! failures on the status, values read as the API server reads them, and the CRD's own
 //! validation. One module per concern.
 //!
@@ -13,6 +13,7 @@ mod bounds;
 mod children;
 mod crd_drift;
 mod crd_validation;
+mod drift;
 mod leader_election;
 mod malformed;
 mod plugin_policy;

@@ -18,21 +18,17 @@ explains each rule.
   resources: ["plugins/finalizers"]
   verbs: ["update"]
 # Children: watched by label, written with server-side apply. An apply that creates
-# the object is authorized as create as well as patch. Garbage collection deletes them.
+# the object is authorized as create as well as patch. A child changed by someone else
+# is read and replaced (get, update). Garbage collection deletes them.
 - apiGroups: [""]
   resources: ["serviceaccounts", "configmaps", "services"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["list", "watch", "create", "patch"]
-# A PluginPolicy may allow ConfigMaps by label: the operator reads the labels (metadata
-# only) of those a Plugin's env names. Secrets are allowed by name only: no Secret access.
-- apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["get"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
 # Plugin pods are watched for status (ImagePullBackOff, OOMKilled, ...), never written.
 - apiGroups: [""]
   resources: ["pods"]
