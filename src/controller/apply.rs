@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use super::context::Context;
 use super::desired::{Children, FIELD_MANAGER};
 use super::error::Error;
+use super::rollout::Admission;
 
 /// Annotation holding the hash of the applied configuration of a child.
 pub const APPLIED_HASH_ANNOTATION: &str = "plugins.chat.dev/applied-hash";
@@ -37,6 +38,8 @@ pub struct Applied {
     /// Whether a child was skipped only because it was written moments ago (its watch
     /// has not shown it yet): the Plugin should be looked at again after [`TRUSTED_FOR`].
     pub relied_on_recent_writes: bool,
+    /// Whether the Deployment waits for other rollouts to finish ([`super::rollout`]).
+    pub rollout_held_back: bool,
 }
 
 /// What happened to one child.
@@ -45,6 +48,7 @@ enum Outcome {
     Written,
     Unchanged,
     WrittenMomentsAgo,
+    HeldBack,
 }
 
 /// Applies every child that differs from the cache, all at once.
@@ -54,6 +58,9 @@ pub async fn apply_children(
     children: Children,
 ) -> Result<Applied, Error> {
     let stores = &ctx.stores;
+    let deployment_admitted = ctx
+        .rollouts
+        .admit(&stores.deployments, &children.deployment);
     let written = futures::try_join!(
         apply(
             ctx,
@@ -62,7 +69,10 @@ pub async fn apply_children(
             children.service_account
         ),
         apply(ctx, namespace, &stores.config_maps, children.config_map),
-        apply(ctx, namespace, &stores.deployments, children.deployment),
+        unless_held_back(
+            deployment_admitted,
+            apply(ctx, namespace, &stores.deployments, children.deployment)
+        ),
         apply(ctx, namespace, &stores.services, children.service),
         apply(
             ctx,
@@ -75,7 +85,19 @@ pub async fn apply_children(
     Ok(Applied {
         written: outcomes.iter().filter(|o| **o == Outcome::Written).count(),
         relied_on_recent_writes: outcomes.contains(&Outcome::WrittenMomentsAgo),
+        rollout_held_back: outcomes.contains(&Outcome::HeldBack),
     })
+}
+
+/// Runs `apply` unless the rollout it starts has to wait.
+async fn unless_held_back(
+    admitted: Admission,
+    apply: impl Future<Output = Result<Outcome, Error>>,
+) -> Result<Outcome, Error> {
+    match admitted {
+        Admission::Now => apply.await,
+        Admission::Later => Ok(Outcome::HeldBack),
+    }
 }
 
 /// Applies `desired` unless the cached copy (the whole object or only its metadata)

@@ -4,7 +4,7 @@
 //! step, driven by `reconcile`. `validate`, `desired` and the status's computation are
 //! pure and hold most of the logic; `apply`, `status::report` and `reconcile` are the
 //! thin layer that talks to the API server; `run` wires watches, leader election,
-//! metrics and shutdown.
+//! metrics and shutdown. `rollout` paces Deployments whose pods a change replaces.
 
 mod admin;
 pub mod apply;
@@ -16,6 +16,7 @@ pub mod error;
 pub mod leader;
 mod metrics;
 mod reconcile;
+pub mod rollout;
 mod run;
 pub mod status;
 pub mod validate;

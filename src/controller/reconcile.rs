@@ -87,7 +87,7 @@ async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Erro
         plugin_status(&desired, deployment.as_deref(), &pods, previous, &now)
     })
     .await?;
-    if applied.relied_on_recent_writes {
+    if applied.relied_on_recent_writes || applied.rollout_held_back {
         return Ok(Action::requeue(TRUSTED_FOR));
     }
     Ok(Action::requeue(RESYNC))
