@@ -100,6 +100,12 @@ pub async fn run(binary: &str) -> Outcome {
             ));
             progress(&format!("  {}", check.summary()));
             let ok = converged.is_some() && check.problems() == 0 && same_process;
+            if !ok {
+                let log = operator.log.lock().unwrap();
+                for line in log.iter().rev().take(40).rev() {
+                    progress(&format!("  operator: {line}"));
+                }
+            }
             survived += usize::from(ok);
             lost += check.problems();
             recovery.push(recovered.as_secs_f64());

@@ -59,8 +59,9 @@ for name in "${components[@]}"; do
   started_at[$name]=$(date +%s.%N)
   say "  stopping $name (pid $pid, SIG$signal)"
   kill -"$signal" "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do running "$pid" || break; sleep 0.1; done
-  running "$pid" && { warn "$name did not stop in 30 s; killing it"; kill -KILL "$pid"; sleep 0.5; }
+  # kube-apiserver stops listening within a second of SIGTERM but may linger for 40 s.
+  for ((i = 0; i < 100; i++)); do running "$pid" || break; sleep 0.1; done
+  running "$pid" && { warn "$name did not exit 10 s after SIGTERM; killing it"; kill -KILL "$pid"; sleep 0.5; }
 done
 sleep "$down"
 
