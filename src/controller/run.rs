@@ -153,7 +153,8 @@ where
     .default_backoff()
     .inspect(report_to(admin, K::plural(&()).to_string()))
     .reflect(writer)
-    .touched_objects();
+    .touched_objects()
+    .filter(only_events);
     (reader, stream)
 }
 
@@ -166,6 +167,16 @@ fn report_to<T, E: std::fmt::Display>(
         Ok(_) => admin.waiting.answered(&what),
         Err(error) => admin.waiting.failed(&what, error),
     }
+}
+
+/// Keeps watch errors out of the controller's queue; [`report_to`] has reported them
+/// and the watch retries by itself. kube-runtime's controller splits its queue into
+/// events and errors, and an error waits there, holding back every event behind it,
+/// until something else wakes the controller: after an API server restart the
+/// operator saw no watch event until the next resync, five minutes later (found by
+/// `make chaos`, docs/reliability.md).
+fn only_events<T, E>(item: &Result<T, E>) -> std::future::Ready<bool> {
+    std::future::ready(item.is_ok())
 }
 
 /// What the caches keep of each child. The apply step reads only metadata (the applied
@@ -259,7 +270,8 @@ async fn controller_for(
     .default_backoff()
     .inspect(report_to(admin.clone(), "plugins".into()))
     .reflect(plugin_writer)
-    .touched_objects();
+    .touched_objects()
+    .filter(only_events);
     shared
         .plugin_stores
         .lock()
