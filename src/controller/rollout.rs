@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::ResourceExt;
@@ -100,8 +101,18 @@ impl Rollouts {
         }
     }
 
-    /// Whether `desired` may be applied now, given the Deployments in `cache`.
+    /// Whether `desired` may be applied now, given the Deployments in `cache`. Until the
+    /// cache has its first full list every Deployment waits: a Deployment missing from
+    /// it may only not be listed yet (right after an operator upgrade, the case this
+    /// module is for, every reconcile would otherwise start its rollout at once).
     pub fn admit(&self, cache: &Store<Deployment>, desired: &Deployment) -> Admission {
+        let synced = cache
+            .wait_until_ready()
+            .now_or_never()
+            .is_some_and(|ready| ready.is_ok());
+        if !synced {
+            return Admission::Later;
+        }
         let namespace = desired.namespace().unwrap_or_default();
         let live = cache.get(&ObjectRef::new(&desired.name_any()).within(&namespace));
         if !starts_rollout(live.as_deref(), desired) {
