@@ -65,21 +65,26 @@ for name in "${components[@]}"; do
 done
 sleep "$down"
 
+# In the order given, each healthy before the next starts: the kubelet exits at once
+# when containerd does not answer yet.
+status=0
 for name in "${components[@]}"; do
   mapfile -t argv < <(base64 -d <<< "${argv_of[$name]}")
   mapfile -t envs < <(base64 -d <<< "${env_of[$name]}")
   prefix=(env -i "${envs[@]}")
   [[ -n "${netns_of[$name]}" ]] && prefix=(nsenter --net="${netns_of[$name]}" -- "${prefix[@]}")
-  (cd "${cwd_of[$name]}" && start_proc "$name" "${prefix[@]}" "${argv[@]}")
-  say "  started $name again (pid $(cat "$PIDS/$name.pid"))"
-done
-
-status=0
-for name in "${components[@]}"; do
-  if wait_alive "$name" "$name to be healthy" 120 healthy "$name"; then
-    printf '%s down for %.1f s\n' "$name" "$(echo "$(date +%s.%N) - ${started_at[$name]}" | bc)"
-  else
-    status=1
-  fi
+  # A process that exits at once (containerd answers before its CRI service is
+  # initialized, and the kubelet gives up on it) is started again, five times at most.
+  for attempt in 1 2 3 4 5; do
+    (cd "${cwd_of[$name]}" && start_proc "$name" "${prefix[@]}" "${argv[@]}")
+    say "  started $name again (pid $(cat "$PIDS/$name.pid"), attempt $attempt)"
+    if wait_alive "$name" "$name to be healthy" 120 healthy "$name"; then
+      printf '%s down for %.1f s\n' "$name" "$(echo "$(date +%s.%N) - ${started_at[$name]}" | bc)"
+      continue 2
+    fi
+    pid_alive "$name" && break
+    sleep 2
+  done
+  status=1
 done
 exit "$status"
