@@ -107,6 +107,10 @@ chart-lint: ## helm lint --strict on the chart
 demo: ## The main job: local cluster, operator, sample chat API and plugin, until the plugin is Ready
 	@scripts/demo.sh
 
+.PHONY: chaos
+chaos: ## Fault injection: operator SIGKILL, clock skew, rollout pace, API server/etcd/node restarts (docs/reliability.md); starts the cluster
+	@chaos/run.sh
+
 .PHONY: bench
 bench: ## Benchmarks: broker vs direct/HAProxy/nginx, operator vs floor at 1,000 Plugins (docs/benchmarks.md)
 	@bench/run.sh

@@ -6,7 +6,9 @@ set -eEuo pipefail
 
 CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$CLUSTER_DIR/.." && pwd)"
-B="$REPO_DIR/build/cluster"          # everything the cluster writes lives here
+# Everything the cluster writes lives here; CLUSTER_BUILD_DIR points the scripts at the
+# cluster of another checkout (cluster/restart.sh, the fault-injection suite).
+B="${CLUSTER_BUILD_DIR:-$REPO_DIR/build/cluster}"
 PKI="$B/pki"
 CONF="$B/conf"
 LOGS="$B/logs"

@@ -44,6 +44,7 @@ use super::context::Context;
 use super::desired::{Children, FIELD_MANAGER};
 use super::drift::{Change, Drift, find_drift, restored};
 use super::error::Error;
+use super::rollout::Admission;
 use crate::api::Plugin;
 use crate::api::status::{condition, reason};
 
@@ -67,6 +68,8 @@ pub struct Applied {
     /// Whether a child was skipped only because it was written moments ago (its watch
     /// has not shown it yet): the Plugin should be looked at again after [`TRUSTED_FOR`].
     pub relied_on_recent_writes: bool,
+    /// Whether the Deployment waits for other rollouts to finish ([`super::rollout`]).
+    pub rollout_held_back: bool,
 }
 
 /// What happened to one child.
@@ -76,6 +79,7 @@ enum Outcome {
     Written(Option<Corrected>),
     Unchanged,
     WrittenMomentsAgo,
+    HeldBack,
 }
 
 /// Whether the Deployment is written too: a Plugin held by its PluginPolicy keeps its
@@ -95,6 +99,9 @@ pub async fn apply_children(
 ) -> Result<Applied, Error> {
     let stores = &ctx.stores;
     let applied_before = children_were_applied(plugin);
+    let deployment_admitted = ctx
+        .rollouts
+        .admit(&stores.deployments, &children.deployment);
     let outcomes = futures::try_join!(
         apply(
             ctx,
@@ -109,8 +116,14 @@ pub async fn apply_children(
             children.config_map
         ),
         async {
-            match workload {
-                Workload::Apply => {
+            // A held Plugin keeps its Deployment; a rollout may have to wait its turn.
+            let name = children.deployment.name_any();
+            match (workload, deployment_admitted) {
+                (Workload::Hold, _) => Ok(("Deployment".to_string(), name, Outcome::Unchanged)),
+                (Workload::Apply, Admission::Later) => {
+                    Ok(("Deployment".to_string(), name, Outcome::HeldBack))
+                }
+                (Workload::Apply, Admission::Now) => {
                     apply(
                         ctx,
                         applied_before,
@@ -119,11 +132,6 @@ pub async fn apply_children(
                     )
                     .await
                 }
-                Workload::Hold => Ok((
-                    "Deployment".to_string(),
-                    children.deployment.name_any(),
-                    Outcome::Unchanged,
-                )),
             }
         },
         apply(ctx, applied_before, &stores.services, children.service),
@@ -152,6 +160,7 @@ pub async fn apply_children(
         relied_on_recent_writes: outcomes
             .iter()
             .any(|(_, _, o)| *o == Outcome::WrittenMomentsAgo),
+        rollout_held_back: outcomes.iter().any(|(_, _, o)| *o == Outcome::HeldBack),
     })
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::config::{OperatorConfig, PodPeer};
 use super::leader::LeaderElection;
+use super::rollout::DEFAULT_MAX_CONCURRENT_ROLLOUTS;
 use crate::policy::{BrokerPolicy, CatalogRoute, EnforcementMode, InboundLimits, default_catalog};
 use crate::telemetry::LogFormat;
 
@@ -100,6 +101,15 @@ pub struct ControllerArgs {
         default_value_t = 8
     )]
     pub max_concurrent_reconciles: u16,
+    /// Deployments whose pods are being replaced at once, at most (per watched
+    /// namespace list); a change to every Plugin's pods rolls this many at a time.
+    #[arg(
+        long,
+        env = "PLUGIN_OPERATOR_MAX_CONCURRENT_ROLLOUTS",
+        default_value_t = DEFAULT_MAX_CONCURRENT_ROLLOUTS,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub max_concurrent_rollouts: u16,
     /// Run as one of several replicas: only the holder of the Lease reconciles.
     #[arg(long, env = "PLUGIN_OPERATOR_LEADER_ELECT")]
     pub leader_elect: bool,

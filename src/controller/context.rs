@@ -17,6 +17,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use super::apply::RecentApplies;
 use super::config::OperatorConfig;
 use super::metrics::Metrics;
+use super::rollout::Rollouts;
 use super::status::written::WrittenStatuses;
 use crate::api::{Plugin, PluginPolicy};
 
@@ -60,6 +61,8 @@ pub struct Context {
     pub written_statuses: WrittenStatuses,
     /// Children written that their caches may not show yet.
     pub recent_applies: RecentApplies,
+    /// Deployments rolling, so that only a few roll at once.
+    pub rollouts: Rollouts,
 }
 
 impl Context {

@@ -1,14 +1,23 @@
 //! Leader election over a coordination.k8s.io Lease, so two operator replicas can run
 //! with one active. The leader renews the Lease every `renew_every`; a replica takes
-//! over once the Lease has not been renewed for `lease_duration`. A leader that cannot
-//! renew in time stops, rather than risk two active reconcilers.
+//! over once the Lease record has not changed for `lease_duration`.
+//!
+//! Expiry is judged on each replica's own monotonic clock, never by comparing the
+//! `renewTime` written by another machine with the local wall clock: a standby notes
+//! when it saw the record change and waits a whole `lease_duration` from then (the
+//! approach of client-go). Clocks that disagree by any amount therefore cannot make a
+//! standby take a live Lease. The leader, in turn, gives up once it has not renewed
+//! for `renew_deadline` (two thirds of the lease), counted from before the write it
+//! last got through, so it stops before any standby may take over; the caller ends
+//! the process at once rather than let in-flight work write after that.
 
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 #[derive(Clone, Debug)]
@@ -30,30 +39,59 @@ pub enum LeaseDecision {
     Wait,
 }
 
-pub fn decide(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> LeaseDecision {
+/// The Lease record as this replica last saw it change, and when (local monotonic time).
+#[derive(Clone, Debug, Default)]
+pub struct Observed(Option<(LeaseSpec, Instant)>);
+
+impl Observed {
+    /// Notes `spec` as seen at `now`; the time moves only when the record changed.
+    fn see(&mut self, spec: &LeaseSpec, now: Instant) -> Instant {
+        match &self.0 {
+            Some((seen, at)) if seen == spec => *at,
+            _ => {
+                self.0 = Some((spec.clone(), now));
+                now
+            }
+        }
+    }
+}
+
+/// Whether `identity` may write itself into the Lease `spec` at `now`. Another holder's
+/// Lease is live until `leaseDurationSeconds` after this replica saw the record change.
+pub fn decide(
+    spec: Option<&LeaseSpec>,
+    identity: &str,
+    observed: &mut Observed,
+    now: Instant,
+) -> LeaseDecision {
     let Some(spec) = spec else {
         return LeaseDecision::Claim;
     };
+    let changed_at = observed.see(spec, now);
     let holder = spec.holder_identity.as_deref().unwrap_or_default();
     if holder.is_empty() || holder == identity {
         return LeaseDecision::Claim;
     }
-    let duration = SignedDuration::from_secs(spec.lease_duration_seconds.unwrap_or(15).into());
-    match &spec.renew_time {
-        Some(renewed) if renewed.0 + duration > now => LeaseDecision::Wait,
-        _ => LeaseDecision::Claim,
+    let seconds = spec.lease_duration_seconds.unwrap_or(15).max(1);
+    let duration = Duration::from_secs(seconds.unsigned_abs().into());
+    if now < changed_at + duration {
+        LeaseDecision::Wait
+    } else {
+        LeaseDecision::Claim
     }
 }
 
 impl LeaderElection {
-    /// Waits until this replica holds the Lease.
-    pub async fn acquire(&self, api: &Api<Lease>) {
+    /// Waits until this replica holds the Lease; returns when the winning write was sent.
+    pub async fn acquire(&self, api: &Api<Lease>) -> Instant {
         let mut logged_wait = false;
+        let mut observed = Observed::default();
         loop {
-            match self.try_claim(api).await {
+            let attempt = Instant::now();
+            match self.try_claim(api, &mut observed).await {
                 Ok(true) => {
                     info!(lease = %self.lease_name, identity = %self.identity, "became the leader");
-                    return;
+                    return attempt;
                 }
                 Ok(false) if !logged_wait => {
                     info!(lease = %self.lease_name, "another replica leads; standing by");
@@ -66,23 +104,37 @@ impl LeaderElection {
         }
     }
 
-    /// Renews the Lease until a renewal fails for longer than the lease lasts; returns
-    /// when leadership is lost.
-    pub async fn hold(&self, api: &Api<Lease>) {
-        let mut last_renewal = tokio::time::Instant::now();
+    /// How long the leader goes on without a successful renewal: two thirds of the lease,
+    /// so it stops well before a standby, which waits the whole lease, may take over.
+    pub fn renew_deadline(&self) -> Duration {
+        self.lease_duration * 2 / 3
+    }
+
+    /// Renews the Lease (held since the write sent at `renewed`) until it is lost or not
+    /// renewed within [`renew_deadline`](Self::renew_deadline); then returns.
+    pub async fn hold(&self, api: &Api<Lease>, mut renewed: Instant) {
+        let mut observed = Observed::default();
         loop {
-            tokio::time::sleep(self.renew_every).await;
-            match self.try_claim(api).await {
-                Ok(true) => last_renewal = tokio::time::Instant::now(),
-                Ok(false) => {
+            let deadline = renewed + self.renew_deadline();
+            let renewal = async {
+                tokio::time::sleep(self.renew_every).await;
+                let attempt = Instant::now();
+                (attempt, self.try_claim(api, &mut observed).await)
+            };
+            match tokio::time::timeout_at(deadline, renewal).await {
+                Ok((attempt, Ok(true))) => renewed = attempt,
+                Ok((_, Ok(false))) => {
                     warn!("another replica took the Lease");
                     return;
                 }
-                Err(error) => warn!(%error, "leader election: renewal failed"),
-            }
-            if last_renewal.elapsed() >= self.lease_duration {
-                warn!("could not renew the Lease in time");
-                return;
+                Ok((_, Err(error))) => warn!(%error, "leader election: renewal failed"),
+                Err(_) => {
+                    warn!(
+                        deadline = ?self.renew_deadline(),
+                        "could not renew the Lease in time"
+                    );
+                    return;
+                }
             }
         }
     }
@@ -108,13 +160,18 @@ impl LeaderElection {
 
     /// One attempt to hold the Lease. Optimistic concurrency (resourceVersion) makes
     /// two replicas racing for an expired Lease end with one holder.
-    async fn try_claim(&self, api: &Api<Lease>) -> Result<bool, kube::Error> {
-        let now = Timestamp::now();
+    async fn try_claim(
+        &self,
+        api: &Api<Lease>,
+        observed: &mut Observed,
+    ) -> Result<bool, kube::Error> {
         let existing = api.get_opt(&self.lease_name).await?;
+        let now = Timestamp::now();
         if decide(
             existing.as_ref().and_then(|l| l.spec.as_ref()),
             &self.identity,
-            now,
+            observed,
+            Instant::now(),
         ) == LeaseDecision::Wait
         {
             return Ok(false);
@@ -166,48 +223,119 @@ impl LeaderElection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::jiff::SignedDuration;
 
-    fn lease(holder: &str, renewed_secs_ago: i64) -> LeaseSpec {
+    const LEASE: Duration = Duration::from_secs(10);
+
+    /// A Lease held by `holder`, renewed at `renewed` by the holder's clock, which may be
+    /// anything: the decision must not depend on it.
+    fn lease(holder: &str, renewed: Timestamp) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(holder.into()),
-            lease_duration_seconds: Some(10),
-            renew_time: Some(MicroTime(
-                Timestamp::now() - SignedDuration::from_secs(renewed_secs_ago),
-            )),
+            lease_duration_seconds: Some(LEASE.as_secs() as i32),
+            renew_time: Some(MicroTime(renewed)),
             ..Default::default()
         }
     }
 
+    fn skewed(seconds: i64) -> Timestamp {
+        Timestamp::now() + SignedDuration::from_secs(seconds)
+    }
+
     #[test]
     fn missing_lease_is_claimed() {
-        assert_eq!(decide(None, "a", Timestamp::now()), LeaseDecision::Claim);
-    }
-
-    #[test]
-    fn live_lease_of_another_replica_is_respected() {
+        let mut observed = Observed::default();
         assert_eq!(
-            decide(Some(&lease("b", 3)), "a", Timestamp::now()),
-            LeaseDecision::Wait
-        );
-    }
-
-    #[test]
-    fn expired_lease_of_another_replica_is_taken_over() {
-        assert_eq!(
-            decide(Some(&lease("b", 11)), "a", Timestamp::now()),
+            decide(None, "a", &mut observed, Instant::now()),
             LeaseDecision::Claim
         );
+    }
+
+    #[test]
+    fn another_replicas_lease_is_live_for_a_whole_lease_after_it_was_seen() {
+        let start = Instant::now();
+        let mut observed = Observed::default();
+        let held = lease("b", skewed(0));
+        assert_eq!(
+            decide(Some(&held), "a", &mut observed, start),
+            LeaseDecision::Wait
+        );
+        let almost = start + LEASE - Duration::from_millis(1);
+        assert_eq!(
+            decide(Some(&held), "a", &mut observed, almost),
+            LeaseDecision::Wait
+        );
+        assert_eq!(
+            decide(Some(&held), "a", &mut observed, start + LEASE),
+            LeaseDecision::Claim
+        );
+    }
+
+    #[test]
+    fn a_renewal_seen_restarts_the_wait() {
+        let start = Instant::now();
+        let mut observed = Observed::default();
+        decide(Some(&lease("b", skewed(0))), "a", &mut observed, start);
+        let later = start + Duration::from_secs(8);
+        let renewed = lease("b", skewed(8));
+        assert_eq!(
+            decide(Some(&renewed), "a", &mut observed, later),
+            LeaseDecision::Wait
+        );
+        let after_first_expiry = start + LEASE + Duration::from_secs(1);
+        assert_eq!(
+            decide(Some(&renewed), "a", &mut observed, after_first_expiry),
+            LeaseDecision::Wait
+        );
+        assert_eq!(
+            decide(Some(&renewed), "a", &mut observed, later + LEASE),
+            LeaseDecision::Claim
+        );
+    }
+
+    #[test]
+    fn the_holders_clock_does_not_matter_either_way() {
+        for skew in [-3600, -5, 5, 3600] {
+            let start = Instant::now();
+            let mut observed = Observed::default();
+            let held = lease("b", skewed(skew));
+            assert_eq!(
+                decide(Some(&held), "a", &mut observed, start),
+                LeaseDecision::Wait,
+                "renewTime skewed by {skew} s"
+            );
+            assert_eq!(
+                decide(Some(&held), "a", &mut observed, start + LEASE / 2),
+                LeaseDecision::Wait,
+                "renewTime skewed by {skew} s"
+            );
+        }
     }
 
     #[test]
     fn own_lease_is_renewed_and_a_released_one_is_free() {
+        let mut observed = Observed::default();
+        let now = Instant::now();
         assert_eq!(
-            decide(Some(&lease("a", 3)), "a", Timestamp::now()),
+            decide(Some(&lease("a", skewed(-3600))), "a", &mut observed, now),
             LeaseDecision::Claim
         );
         assert_eq!(
-            decide(Some(&lease("", 1)), "a", Timestamp::now()),
+            decide(Some(&lease("", skewed(0))), "a", &mut observed, now),
             LeaseDecision::Claim
         );
+    }
+
+    #[test]
+    fn the_leader_gives_up_before_a_standby_may_take_over() {
+        let election = LeaderElection {
+            lease_name: "l".into(),
+            namespace: None,
+            identity: "a".into(),
+            lease_duration: LEASE,
+            renew_every: LEASE / 5,
+        };
+        assert!(election.renew_deadline() < election.lease_duration);
+        assert!(election.renew_deadline() > election.renew_every * 2);
     }
 }

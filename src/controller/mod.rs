@@ -5,8 +5,8 @@
 //! with what it would write. `validate`, `bounds`, `desired` and the status's computation
 //! are pure and hold most of the logic; `apply`, `status::report` and `reconcile` are the
 //! thin layer that talks to the API server; `run` wires watches, leader election,
-//! metrics and shutdown. `check` is what the chart's `helm test` runs against an
-//! installed operator.
+//! metrics and shutdown. `rollout` paces Deployments whose pods a change replaces.
+//! `check` is what the chart's `helm test` runs against an installed operator.
 
 mod admin;
 pub mod apply;
@@ -21,6 +21,7 @@ pub mod error;
 pub mod leader;
 mod metrics;
 mod reconcile;
+pub mod rollout;
 mod run;
 pub mod status;
 pub mod validate;

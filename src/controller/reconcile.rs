@@ -96,7 +96,9 @@ async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Erro
             status
         })
         .await?;
-        return Ok(requeue_after(applied.relied_on_recent_writes));
+        return Ok(requeue_after(
+            applied.relied_on_recent_writes || applied.rollout_held_back,
+        ));
     }
 
     let deployment = ctx
@@ -120,11 +122,14 @@ async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Erro
         status
     })
     .await?;
-    Ok(requeue_after(applied.relied_on_recent_writes))
+    Ok(requeue_after(
+        applied.relied_on_recent_writes || applied.rollout_held_back,
+    ))
 }
 
-fn requeue_after(relied_on_recent_writes: bool) -> Action {
-    if relied_on_recent_writes {
+/// Soon again when a write is not yet in the cache or a rollout waits its turn.
+fn requeue_after(look_again_soon: bool) -> Action {
+    if look_again_soon {
         return Action::requeue(TRUSTED_FOR);
     }
     Action::requeue(RESYNC)

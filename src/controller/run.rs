@@ -32,6 +32,7 @@ use super::context::{ChildStores, Context};
 use super::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PLUGIN_LABEL};
 use super::metrics::{ConditionLabels, Metrics};
 use super::reconcile::{error_policy, reconcile};
+use super::rollout::Rollouts;
 use crate::api::status::condition;
 use crate::api::{Plugin, PluginPolicy};
 
@@ -52,12 +53,13 @@ pub async fn run(args: ControllerArgs) -> Result<(), BoxError> {
                 count_plugins_by_condition(&metrics, &stores.lock().expect("store list poisoned"))
             }
         }),
+        waiting: Default::default(),
     });
     let admin_address = admin::serve(args.admin_address, state.clone()).await?;
     info!(%admin_address, "admin endpoints listening");
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    tokio::spawn(signal_shutdown(shutdown_tx.clone()));
+    tokio::spawn(signal_shutdown(shutdown_tx));
 
     let election = args.leader_election();
     let leases: Option<Api<Lease>> = election.as_ref().map(|e| {
@@ -69,16 +71,18 @@ pub async fn run(args: ControllerArgs) -> Result<(), BoxError> {
     });
     if let (Some(election), Some(leases)) = (&election, &leases) {
         state.ready.store(true, Ordering::Relaxed);
-        tokio::select! {
-            _ = election.acquire(leases) => {}
+        let renewed = tokio::select! {
+            renewed = election.acquire(leases) => renewed,
             _ = wait_for(shutdown_rx.clone()) => return Ok(()),
-        }
-        let (election, leases, shutdown_tx) =
-            (election.clone(), leases.clone(), shutdown_tx.clone());
+        };
+        let (election, leases) = (election.clone(), leases.clone());
         tokio::spawn(async move {
-            election.hold(&leases).await;
-            error!("leadership lost; stopping so that only one replica reconciles");
-            let _ = shutdown_tx.send(true);
+            election.hold(&leases, renewed).await;
+            // A graceful stop would let reconciles in flight write after a standby may
+            // have taken over; end at once, as client-go does, and let the supervisor
+            // start this replica again as a standby.
+            error!("leadership lost; exiting at once so that only one replica writes");
+            std::process::exit(1);
         });
     }
 
@@ -99,6 +103,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), BoxError> {
         plugin_stores,
         admin: state.clone(),
         max_concurrent_reconciles: args.max_concurrent_reconciles,
+        max_concurrent_rollouts: args.max_concurrent_rollouts,
     };
     let controllers = namespaces
         .into_iter()
@@ -123,10 +128,12 @@ where
 }
 
 /// A cache of the objects the operator manages (by label), without managedFields
-/// (None, not an empty list, so an object replaced from the cache keeps the server's).
+/// (None, not an empty list, so an object replaced from the cache keeps the server's). A
+/// failing watch is reported to `admin` (log and `/readyz`) until it answers again.
 fn reflect<K>(
     api: Api<K>,
     trim: fn(&mut K),
+    admin: Arc<AdminState>,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send,
@@ -145,8 +152,10 @@ where
         trim(object);
     })
     .default_backoff()
+    .inspect(report_to(admin, K::plural(&()).to_string()))
     .reflect(writer)
-    .touched_objects();
+    .touched_objects()
+    .filter(only_events);
     (reader, stream)
 }
 
@@ -155,6 +164,7 @@ where
 fn reflect_all<K>(
     api: Api<K>,
     config: watcher::Config,
+    admin: Arc<AdminState>,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send,
@@ -166,6 +176,7 @@ where
     let stream = watcher(api, config)
         .modify(|object| object.managed_fields_mut().clear())
         .default_backoff()
+        .inspect(report_to(admin, K::plural(&()).to_string()))
         .reflect(writer)
         .filter_map(|event| async move {
             match event {
@@ -175,8 +186,30 @@ where
                 Ok(_) => None,
                 Err(error) => Some(Err(error)),
             }
-        });
+        })
+        .filter(only_events);
     (reader, stream)
+}
+
+/// Tells `admin` whether the watch of `what` answers.
+fn report_to<T, E: std::fmt::Display>(
+    admin: Arc<AdminState>,
+    what: String,
+) -> impl FnMut(&Result<T, E>) {
+    move |item| match item {
+        Ok(_) => admin.waiting.answered(&what),
+        Err(error) => admin.waiting.failed(&what, error),
+    }
+}
+
+/// Keeps watch errors out of the controller's queue; [`report_to`] has reported them
+/// and the watch retries by itself. kube-runtime's controller splits its queue into
+/// events and errors, and an error waits there, holding back every event behind it,
+/// until something else wakes the controller: after an API server restart the
+/// operator saw no watch event until the next resync, five minutes later (found by
+/// `make chaos`, docs/reliability.md).
+fn only_events<T, E>(item: &Result<T, E>) -> std::future::Ready<bool> {
+    std::future::ready(item.is_ok())
 }
 
 /// What the caches keep of each child. The apply step compares every child's content
@@ -202,6 +235,7 @@ struct Shared {
     plugin_stores: Arc<Mutex<Vec<Store<DeserializeGuard<Plugin>>>>>,
     admin: Arc<AdminState>,
     max_concurrent_reconciles: u16,
+    max_concurrent_rollouts: u16,
 }
 
 async fn controller_for(
@@ -209,19 +243,22 @@ async fn controller_for(
     shared: &Shared,
     shutdown: watch::Receiver<bool>,
 ) {
-    let client = &shared.client;
+    let (client, admin) = (&shared.client, &shared.admin);
     let (service_accounts, sa_stream) =
-        reflect::<ServiceAccount>(api(client, &namespace), trim::nothing);
-    let (config_maps, cm_stream) = reflect::<ConfigMap>(api(client, &namespace), trim::nothing);
+        reflect::<ServiceAccount>(api(client, &namespace), trim::nothing, admin.clone());
+    let (config_maps, cm_stream) =
+        reflect::<ConfigMap>(api(client, &namespace), trim::nothing, admin.clone());
     let (deployments, deploy_stream) =
-        reflect::<Deployment>(api(client, &namespace), trim::nothing);
-    let (services, svc_stream) = reflect::<Service>(api(client, &namespace), trim::nothing);
+        reflect::<Deployment>(api(client, &namespace), trim::nothing, admin.clone());
+    let (services, svc_stream) =
+        reflect::<Service>(api(client, &namespace), trim::nothing, admin.clone());
     let (network_policies, np_stream) =
-        reflect::<NetworkPolicy>(api(client, &namespace), trim::nothing);
-    let (pods, pod_stream) = reflect::<Pod>(api(client, &namespace), trim::pod);
+        reflect::<NetworkPolicy>(api(client, &namespace), trim::nothing, admin.clone());
+    let (pods, pod_stream) = reflect::<Pod>(api(client, &namespace), trim::pod, admin.clone());
     let (policies, policy_stream) = reflect_all(
         Api::<PluginPolicy>::all(client.clone()),
         watcher::Config::default().any_semantic(),
+        admin.clone(),
     );
     // Only the watched namespace's labels matter (every namespace's when all are watched).
     let namespace_config = match &namespace {
@@ -231,6 +268,7 @@ async fn controller_for(
     let (namespaces, namespace_stream) = reflect_all(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         namespace_config.any_semantic(),
+        admin.clone(),
     );
     let stores = ChildStores {
         service_accounts,
@@ -251,6 +289,7 @@ async fn controller_for(
         failures: Mutex::new(HashMap::new()),
         written_statuses: Default::default(),
         recent_applies: Default::default(),
+        rollouts: Rollouts::new(shared.max_concurrent_rollouts),
     });
 
     let (plugin_reader, plugin_writer) = reflector::store::<DeserializeGuard<Plugin>>();
@@ -260,8 +299,10 @@ async fn controller_for(
     )
     .modify(|guarded| guarded.managed_fields_mut().clear())
     .default_backoff()
+    .inspect(report_to(admin.clone(), "plugins".into()))
     .reflect(plugin_writer)
-    .touched_objects();
+    .touched_objects()
+    .filter(only_events);
     shared
         .plugin_stores
         .lock()

@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{ChildNames, pod_template};
 use crate::controller::config::OperatorConfig;
+use crate::controller::rollout::{TEMPLATE_HASH_ANNOTATION, template_hash};
 use crate::controller::validate::ValidPlugin;
 use crate::policy::{BrokerPolicy, POLICY_FILE_NAME};
 
@@ -33,7 +34,8 @@ pub fn config_map(names: &ChildNames, policy: &BrokerPolicy) -> ConfigMap {
     }
 }
 
-/// The plugin's pods. `paused` scales to zero; otherwise `replicas`, default 1.
+/// The plugin's pods. `paused` scales to zero; otherwise `replicas`, default 1. The
+/// template's hash is annotated, for pacing rollouts ([`crate::controller::rollout`]).
 pub fn deployment(valid: &ValidPlugin, config: &OperatorConfig) -> Deployment {
     let (plugin, names) = (valid.plugin, &valid.names);
     let replicas = if plugin.spec.paused.unwrap_or(false) {
@@ -41,8 +43,14 @@ pub fn deployment(valid: &ValidPlugin, config: &OperatorConfig) -> Deployment {
     } else {
         plugin.spec.replicas.unwrap_or(1)
     };
+    let template = pod_template(valid, config);
+    let mut metadata = names.metadata(names.workload());
+    metadata.annotations = Some(BTreeMap::from([(
+        TEMPLATE_HASH_ANNOTATION.to_string(),
+        template_hash(&template),
+    )]));
     Deployment {
-        metadata: names.metadata(names.workload()),
+        metadata,
         spec: Some(DeploymentSpec {
             replicas: Some(replicas),
             revision_history_limit: Some(3),
@@ -51,7 +59,7 @@ pub fn deployment(valid: &ValidPlugin, config: &OperatorConfig) -> Deployment {
                 match_labels: Some(names.selector()),
                 ..Default::default()
             },
-            template: pod_template(valid, config),
+            template,
             ..Default::default()
         }),
         ..Default::default()
