@@ -210,8 +210,10 @@ pub struct KeyRef {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Permissions {
-    /// Enforce refuses calls outside the grants; Audit logs them and lets them through
-    /// (for trying a plugin out). Default Enforce.
+    /// Enforce refuses calls outside the grants; Audit logs calls outside the scope and
+    /// channel grants and lets them through (for trying a plugin out). Routes outside the
+    /// scope catalog, other plugins' key-value data, body sizes and rate limits are
+    /// enforced in both modes. Default Enforce.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<PermissionMode>,
     /// Chat-API scopes the plugin may use, each optionally limited to some channels.
@@ -230,13 +232,16 @@ pub struct Permissions {
     pub network: Option<NetworkAccess>,
 }
 
-/// Enforce or only audit the permissions.
+/// Enforce, or Audit: calls outside the scope and channel grants are logged and let
+/// through; routes outside the scope catalog, other plugins' key-value data, body sizes
+/// and rate limits are enforced in both modes.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum PermissionMode {
     /// Calls outside the grants are refused.
     #[default]
     Enforce,
-    /// Calls outside the grants are logged as would-be denials and go through.
+    /// Calls outside the scope and channel grants are logged as would-be denials and go
+    /// through; everything else is enforced as in Enforce mode.
     Audit,
 }
 
