@@ -37,11 +37,10 @@ use crate::policy::{KV_READ_SCOPE, KV_WRITE_SCOPE};
 ]))]
 pub struct PluginSpec {
     /// Container image of the plugin, e.g. `registry.example/weather@sha256:...`. Pin it by
-    /// digest for reproducible rollouts.
+    /// digest for reproducible rollouts. A reference no registry could serve (uppercase
+    /// in the repository, a bad tag or digest, spaces) is refused.
     #[schemars(length(min = 1, max = 512))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "self.trim() == self && !self.contains(' ')", "message": "image must not contain spaces"}
-    ]))]
+    #[schemars(extend("x-kubernetes-validations" = super::image::cel_rules()))]
     pub image: String,
 
     /// TCP port the plugin serves HTTP on inside its pod. 9080, 9081 and 9090 belong to

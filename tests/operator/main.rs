@@ -13,6 +13,7 @@ mod bounds;
 mod children;
 mod crd_drift;
 mod crd_validation;
+mod images;
 mod leader_election;
 mod malformed;
 mod quantities;
