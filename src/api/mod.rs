@@ -1,5 +1,6 @@
 //! The `Plugin` custom resource, `plugins.chat.dev/v1alpha1`.
 
+pub mod image;
 mod plugin_policy;
 pub mod quantity;
 mod spec;

@@ -38,11 +38,10 @@ use crate::policy::{KV_READ_SCOPE, KV_WRITE_SCOPE};
 ]))]
 pub struct PluginSpec {
     /// Container image of the plugin, e.g. `registry.example/weather@sha256:...`. Pin it by
-    /// digest for reproducible rollouts.
+    /// digest for reproducible rollouts. A reference no registry could serve (uppercase
+    /// in the repository, a bad tag or digest, spaces) is refused.
     #[schemars(length(min = 1, max = 512))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "self.trim() == self && !self.contains(' ')", "message": "image must not contain spaces"}
-    ]))]
+    #[schemars(extend("x-kubernetes-validations" = super::image::cel_rules()))]
     pub image: String,
 
     /// TCP port the plugin serves HTTP on inside its pod. 9080, 9081 and 9090 belong to
@@ -223,8 +222,10 @@ pub struct KeyRef {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Permissions {
-    /// Enforce refuses calls outside the grants; Audit logs them and lets them through
-    /// (for trying a plugin out). Default Enforce.
+    /// Enforce refuses calls outside the grants; Audit logs calls outside the scope and
+    /// channel grants and lets them through (for trying a plugin out). Routes outside the
+    /// scope catalog, other plugins' key-value data, body sizes and rate limits are
+    /// enforced in both modes. Default Enforce.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<PermissionMode>,
     /// Chat-API scopes the plugin may use, each optionally limited to some channels.
@@ -243,13 +244,16 @@ pub struct Permissions {
     pub network: Option<NetworkAccess>,
 }
 
-/// Enforce or only audit the permissions.
+/// Enforce, or Audit: calls outside the scope and channel grants are logged and let
+/// through; routes outside the scope catalog, other plugins' key-value data, body sizes
+/// and rate limits are enforced in both modes.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum PermissionMode {
     /// Calls outside the grants are refused.
     #[default]
     Enforce,
-    /// Calls outside the grants are logged as would-be denials and go through.
+    /// Calls outside the scope and channel grants are logged as would-be denials and go
+    /// through; everything else is enforced as in Enforce mode.
     Audit,
 }
 

@@ -7,6 +7,7 @@
 use super::config::OperatorConfig;
 use super::desired::{ChildNames, PluginResourceAmounts, broker_policy, plugin_resources};
 use crate::api::Plugin;
+use crate::api::image::{self, ImageProblem};
 use crate::api::quantity::QuantityError;
 use crate::policy::BrokerPolicy;
 
@@ -27,6 +28,11 @@ pub struct ValidPlugin<'a> {
 pub enum InvalidSpec {
     #[error("the Plugin has no {0} yet")]
     MissingMetadata(&'static str),
+    #[error("spec.image {image:?}: {problem}")]
+    Image {
+        image: String,
+        problem: ImageProblem,
+    },
     #[error("{field} {value:?} is not a quantity: {source}")]
     Quantity {
         field: &'static str,
@@ -49,6 +55,10 @@ pub fn validate<'a>(
     config: &OperatorConfig,
 ) -> Result<ValidPlugin<'a>, InvalidSpec> {
     let names = ChildNames::of(plugin)?;
+    image::check(&plugin.spec.image).map_err(|problem| InvalidSpec::Image {
+        image: plugin.spec.image.clone(),
+        problem,
+    })?;
     // Reads every quantity of the spec, /scratch's size included.
     let resources = plugin_resources(&plugin.spec)?;
     let policy = broker_policy(plugin, &names, config);
@@ -132,5 +142,27 @@ mod tests {
             "{error:?}"
         );
         assert!(error.to_string().contains("12parsecs"), "{error}");
+    }
+
+    #[test]
+    fn image_no_registry_can_serve_is_refused_with_the_crds_message() {
+        for (image, problem) in [
+            ("Reg.Example/W:1", ImageProblem::Format),
+            ("w@sha256:nothex", ImageProblem::Digest),
+            ("registry.example/weather\t:1", ImageProblem::Format),
+            ("registry.example/weather:", ImageProblem::Format),
+        ] {
+            let yaml = format!("image: {image:?}\nport: 8080\n");
+            let error = validate(&plugin(&yaml), &OperatorConfig::example()).unwrap_err();
+            assert_eq!(
+                error,
+                InvalidSpec::Image {
+                    image: image.into(),
+                    problem
+                },
+                "{image:?}"
+            );
+            assert!(error.to_string().contains(&problem.to_string()), "{error}");
+        }
     }
 }

@@ -30,7 +30,9 @@ pub struct BrokerPolicy {
     /// The plugin's identity, `<namespace>/<name>`; `{self}` in catalog paths must equal
     /// [`BrokerPolicy::self_segment`], so a plugin reaches only its own key-value data.
     pub plugin_id: String,
-    /// Enforce denies calls outside the grants; Audit logs them and lets them through.
+    /// Enforce denies calls outside the grants; Audit logs calls outside the scope and
+    /// channel grants and lets them through. Unknown routes, other plugins' data, body
+    /// sizes and rate limits are enforced in both modes.
     pub mode: EnforcementMode,
     /// The scopes this plugin may use, each optionally limited to some channels.
     pub grants: Vec<ScopeGrant>,

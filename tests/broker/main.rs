@@ -2,6 +2,7 @@
 //! `127.0.0.1:0` listeners against recording stand-ins (tests/support), except in
 //! `process`, which runs the real binary. No cluster is needed.
 
+mod audit_mode;
 mod connection_cap;
 mod decide_allocations;
 mod inbound;

@@ -1,5 +1,6 @@
 //! For random grants and random requests, nothing outside the grants is ever
-//! forwarded in Enforce mode. Checked against a deliberately simple second
+//! forwarded in Enforce mode, and nothing outside the catalog or the plugin's own
+//! `{self}` data in Audit mode. Checked against a deliberately simple second
 //! implementation of the permission model (the oracle), first on `decide` alone with
 //! many cases, then through the real listeners and a recording chat API.
 
@@ -7,7 +8,8 @@ use std::collections::BTreeMap;
 
 use plugin_operator::broker::{Call, CompiledPolicy, Verdict, decide};
 use plugin_operator::policy::{
-    BrokerPolicy, KNOWN_CHAT_SCOPES, KV_READ_SCOPE, KV_WRITE_SCOPE, default_catalog,
+    BrokerPolicy, EnforcementMode, KNOWN_CHAT_SCOPES, KV_READ_SCOPE, KV_WRITE_SCOPE,
+    default_catalog,
 };
 use plugin_operator_test_support::broker::{
     Fixture, PolicyBuilder, SELF_SEGMENT, TOKEN, oracle_allows,
@@ -132,13 +134,20 @@ fn request() -> impl Strategy<Value = (String, String)> {
     (method(), path())
 }
 
-fn enforce_policy(grants: &Grants) -> BrokerPolicy {
+fn mode() -> impl Strategy<Value = EnforcementMode> {
+    prop_oneof![Just(EnforcementMode::Enforce), Just(EnforcementMode::Audit)]
+}
+
+fn policy_with(grants: &Grants, mode: EnforcementMode) -> BrokerPolicy {
     grants
         .iter()
-        .fold(PolicyBuilder::new(), |builder, (scope, channels)| {
-            let channels: Vec<&str> = channels.iter().map(String::as_str).collect();
-            builder.grant(scope, &channels)
-        })
+        .fold(
+            PolicyBuilder::new().mode(mode),
+            |builder, (scope, channels)| {
+                let channels: Vec<&str> = channels.iter().map(String::as_str).collect();
+                builder.grant(scope, &channels)
+            },
+        )
         .build()
 }
 
@@ -157,21 +166,24 @@ proptest! {
     #![proptest_config(Config { cases: 2000, ..Config::default() })]
 
     #[test]
-    fn decide_forwards_nothing_outside_the_grants(
+    fn decide_forwards_nothing_outside_the_model(
         grants in grants_strategy(),
+        mode in mode(),
         requests in proptest::collection::vec(request(), 1..20),
     ) {
-        let policy = enforce_policy(&grants);
+        let policy = policy_with(&grants, mode);
         let compiled = CompiledPolicy::compile(&policy).unwrap();
         for (method, path) in &requests {
             let decision = decide(&Call { method, path }, &compiled);
             let allowed = oracle_allows(method, path, &policy);
             if decision.forwards() {
-                prop_assert!(allowed, "forwarded {method} {path} outside {grants:?}");
-                prop_assert_eq!(decision.verdict, Verdict::Allow);
+                prop_assert!(allowed, "forwarded {method} {path} outside {grants:?} ({mode:?})");
+                if mode == EnforcementMode::Enforce {
+                    prop_assert_eq!(decision.verdict, Verdict::Allow);
+                }
             }
             if is_plain(path) {
-                prop_assert_eq!(decision.forwards(), allowed, "{} {} with {:?}", method, path, grants);
+                prop_assert_eq!(decision.forwards(), allowed, "{} {} with {:?} ({:?})", method, path, grants, mode);
             }
         }
     }
@@ -191,12 +203,13 @@ fn nothing_outside_the_grants_reaches_the_chat_api_through_the_listener() {
     });
     let cases = (
         grants_strategy(),
+        mode(),
         proptest::collection::vec(request(), 1..24),
     );
     runner
-        .run(&cases, |(grants, requests)| {
+        .run(&cases, |(grants, mode, requests)| {
             runtime.block_on(async {
-                let policy = enforce_policy(&grants);
+                let policy = policy_with(&grants, mode);
                 let fixture = Fixture::start(&policy).await;
                 let mut expected_forwards = 0;
                 for (method, path) in &requests {

@@ -1,6 +1,6 @@
 //! Claims 3, 6 and 7: the broker allows granted calls with its own credential, refuses
 //! the rest, enforces the invocation time limit, and follows grant changes without a
-//! restart.
+//! restart; Audit mode relaxes the grants, never the isolation between plugins.
 
 use std::time::Duration;
 
@@ -122,4 +122,68 @@ async fn changing_the_grants_changes_decisions_without_restarting_the_pod() {
             .sum::<i32>()
     };
     assert_eq!(restarts(&now), restarts(&pod), "no container restarted");
+}
+
+#[tokio::test]
+async fn audit_mode_relaxes_grants_but_another_plugins_key_value_data_stays_403() {
+    let scene = Scene::new("e2e-audit").await;
+    let owner_spec = json!({
+        "image": sample_plugin_image(), "port": 8080,
+        "permissions": {"database": {"access": "ReadWrite"}}
+    });
+    // Audit mode, nothing granted: every scope of the catalog goes through, audited.
+    let auditor_spec = json!({
+        "image": sample_plugin_image(), "port": 8080,
+        "permissions": {"mode": "Audit"}
+    });
+    scene.create("owner", owner_spec).await;
+    scene.create("auditor", auditor_spec).await;
+    scene.ready("owner").await;
+    scene.ready("auditor").await;
+    let (owner, auditor) = (scene.pod("owner").await, scene.pod("auditor").await);
+    let ns = &scene.ns.name;
+    let owners_key = format!("/api/v1/kv/{ns}.owner/secret");
+
+    let (status, body) = exec_json(&owner, "plugin", &["call", "PUT", &owners_key, "s3cret"]);
+    assert_eq!(status, 200, "the owner writes its own data: {body}");
+
+    let (status, body) = exec_json(
+        &auditor,
+        "plugin",
+        &[
+            "call",
+            "POST",
+            "/api/v1/channels/C123/messages",
+            r#"{"text":"hi"}"#,
+        ],
+    );
+    assert_eq!(
+        status, 201,
+        "Audit mode lets an ungranted scope through: {body}"
+    );
+    let own_key = format!("/api/v1/kv/{ns}.auditor/notes");
+    let (status, body) = exec_json(&auditor, "plugin", &["call", "PUT", &own_key, "mine"]);
+    assert_eq!(
+        status, 200,
+        "and the auditor's own (ungranted) data: {body}"
+    );
+
+    for method in ["GET", "PUT", "DELETE"] {
+        let (status, body) = exec_json(&auditor, "plugin", &["call", method, &owners_key, "x"]);
+        assert_eq!(status, 403, "{method} on another plugin's data: {body}");
+        assert_eq!(
+            body["reason"], "OtherPluginData",
+            "the broker refused it, not the chat API: {body}"
+        );
+    }
+    let (status, body) = exec_json(&auditor, "plugin", &["call", "GET", "/api/v1/admin"]);
+    assert_eq!(status, 403, "a route outside the catalog: {body}");
+    assert_eq!(body["reason"], "UnknownRoute", "{body}");
+
+    let (status, body) = exec_json(&owner, "plugin", &["call", "GET", &owners_key]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["value"], "s3cret",
+        "the owner's data is untouched: {body}"
+    );
 }

@@ -14,6 +14,7 @@ mod children;
 mod crd_drift;
 mod crd_validation;
 mod drift;
+mod images;
 mod leader_election;
 mod malformed;
 mod plugin_policy;

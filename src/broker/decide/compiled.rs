@@ -20,7 +20,6 @@ pub struct CompiledPolicy {
     mode: EnforcementMode,
     scopes: Vec<Scope>,
     routes: Vec<Route>,
-    max_request_bytes: u64,
     inbound: InboundLimits,
 }
 
@@ -136,7 +135,6 @@ impl CompiledPolicy {
             mode: policy.mode,
             scopes,
             routes,
-            max_request_bytes: policy.max_request_bytes,
             inbound: policy.inbound.clone(),
         })
     }
@@ -167,11 +165,6 @@ impl CompiledPolicy {
 
     pub fn scope_named(&self, name: &str) -> Option<&Scope> {
         self.scopes.iter().find(|s| s.name.as_str() == name)
-    }
-
-    /// The body limit for calls that match no route (forwarded only in Audit mode).
-    pub fn max_request_bytes(&self) -> u64 {
-        self.max_request_bytes
     }
 
     pub fn inbound(&self) -> &InboundLimits {

@@ -42,9 +42,11 @@ pub struct Decision<'a> {
 pub enum Verdict<'a> {
     /// Within the grants: forward.
     Allow,
-    /// Outside the grants (Enforce mode), or malformed (any mode): answer with the denial.
+    /// Outside the grants (Enforce mode), or outside what any mode forwards (a malformed
+    /// path, an unknown route, another plugin's data): answer with the denial.
     Deny(Denial<'a>),
-    /// Outside the grants, but the policy is in Audit mode: forward and log the denial.
+    /// Outside the scope or channel grants, but the policy is in Audit mode: forward and
+    /// log the denial.
     AllowedByAudit(Denial<'a>),
 }
 
@@ -54,6 +56,12 @@ impl Decision<'_> {
     }
 }
 
+/// Decides `call` under `policy`.
+///
+/// Audit mode relaxes the grants only (the scope, and the channels of a grant): a call
+/// outside them is forwarded as [`Verdict::AllowedByAudit`]. Isolation holds in every
+/// mode: a malformed path, a route outside the catalog and another plugin's `{self}`
+/// data are denied in Audit mode as in Enforce mode.
 pub fn decide<'a>(call: &Call<'a>, policy: &'a CompiledPolicy) -> Decision<'a> {
     let path = match check_path(call.path) {
         Ok(path) => path,
@@ -69,25 +77,23 @@ pub fn decide<'a>(call: &Call<'a>, policy: &'a CompiledPolicy) -> Decision<'a> {
         return Decision {
             route: None,
             scope: None,
-            verdict: deny_or_audit(policy, Denial::UnknownRoute),
+            verdict: Verdict::Deny(Denial::UnknownRoute),
         };
     };
     let scope = policy.scope(route.scope);
-    let verdict = match check_grant(route, scope, &path, policy) {
-        Ok(()) => Verdict::Allow,
-        Err(denial) => deny_or_audit(policy, denial),
+    // The grant is checked first, so Enforce mode names the scope's denial before a
+    // `{self}` one; Audit mode goes on to the `{self}` check, which no mode relaxes.
+    let verdict = match check_grant(route, scope, &path) {
+        Err(denial) if policy.mode() == EnforcementMode::Enforce => Verdict::Deny(denial),
+        grant => match check_own_data(route, scope, &path, policy) {
+            Err(denial) => Verdict::Deny(denial),
+            Ok(()) => grant.map_or_else(Verdict::AllowedByAudit, |()| Verdict::Allow),
+        },
     };
     Decision {
         route: Some(route),
         scope: Some(scope),
         verdict,
-    }
-}
-
-fn deny_or_audit<'a>(policy: &CompiledPolicy, denial: Denial<'a>) -> Verdict<'a> {
-    match policy.mode() {
-        EnforcementMode::Enforce => Verdict::Deny(denial),
-        EnforcementMode::Audit => Verdict::AllowedByAudit(denial),
     }
 }
 
@@ -110,38 +116,50 @@ fn find_route<'a>(
     })
 }
 
+/// The grant: the scope, and the channel if the grant is for some channels only. The
+/// part of the decision that Audit mode relaxes.
 fn check_grant<'a>(
     route: &'a Route,
     scope: &'a Scope,
     path: &CheckedPath<'a>,
-    policy: &'a CompiledPolicy,
 ) -> Result<(), Denial<'a>> {
     let scope_name = scope.name.as_str();
     match &scope.grant {
-        Grant::NotGranted => return Err(Denial::ScopeNotGranted { scope: scope_name }),
-        Grant::AllChannels => {}
+        Grant::NotGranted => Err(Denial::ScopeNotGranted { scope: scope_name }),
+        Grant::AllChannels => Ok(()),
         Grant::Channels(channels) => {
             let channel = route
                 .channel_at
                 .and_then(|index| path.segment(index))
                 .ok_or(Denial::ChannelRequired { scope: scope_name })?;
-            if !channels.iter().any(|c| segment_equals(channel, c)) {
-                return Err(Denial::ChannelNotGranted {
+            if channels.iter().any(|c| segment_equals(channel, c)) {
+                Ok(())
+            } else {
+                Err(Denial::ChannelNotGranted {
                     scope: scope_name,
                     channel,
-                });
+                })
             }
         }
     }
-    if let Some(requested) = route.self_at.and_then(|index| path.segment(index))
-        && !segment_equals(requested, policy.self_segment())
-    {
-        return Err(Denial::OtherPluginData {
-            scope: scope_name,
-            requested,
-        });
+}
+
+/// A `{self}` segment must name this plugin: isolation between plugins, in every mode.
+fn check_own_data<'a>(
+    route: &'a Route,
+    scope: &'a Scope,
+    path: &CheckedPath<'a>,
+    policy: &'a CompiledPolicy,
+) -> Result<(), Denial<'a>> {
+    match route.self_at.and_then(|index| path.segment(index)) {
+        Some(requested) if !segment_equals(requested, policy.self_segment()) => {
+            Err(Denial::OtherPluginData {
+                scope: scope.name.as_str(),
+                requested,
+            })
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -231,16 +249,82 @@ mod tests {
     }
 
     #[test]
-    fn audit_mode_forwards_what_enforce_mode_denies() {
-        let p = policy(Audit, &[]);
-        let scope = "messages:write";
-        let denial = ScopeNotGranted { scope };
+    fn audit_mode_forwards_calls_outside_the_scope_and_channel_grants() {
+        let p = policy(Audit, &[("messages:write", &["C1"])]);
+        let denial = ScopeNotGranted {
+            scope: "messages:read",
+        };
         assert_verdict(
             &p,
-            "POST /api/v1/channels/C1/messages",
+            "GET /api/v1/channels/C1/messages",
             AllowedByAudit(denial),
         );
-        assert_verdict(&p, "GET /nowhere", AllowedByAudit(UnknownRoute));
+        let scope = "messages:write";
+        let denial = ChannelNotGranted {
+            scope,
+            channel: "C2",
+        };
+        assert_verdict(
+            &p,
+            "POST /api/v1/channels/C2/messages",
+            AllowedByAudit(denial),
+        );
+        assert_verdict(&p, "POST /api/v1/channels/C1/messages", Allow);
+    }
+
+    #[test]
+    fn audit_mode_denies_routes_outside_the_catalog() {
+        let p = policy(Audit, &[]);
+        for call in [
+            "GET /nowhere",
+            "GET /api/v1/admin",
+            "DELETE /api/v1/channels/C1/messages",
+            "GET /api/v1/kv/team-a.weather/city/more",
+        ] {
+            assert_verdict(&p, call, Deny(UnknownRoute));
+        }
+    }
+
+    #[test]
+    fn audit_mode_denies_another_plugins_key_value_data() {
+        let requested = "team-b.weather";
+        let denial = |scope| OtherPluginData { scope, requested };
+        // Whether the scope is granted or not: the grant is what Audit relaxes, the
+        // `{self}` check is not.
+        for grants in [&[][..], &[(KV_READ_SCOPE, &[][..]), (KV_WRITE_SCOPE, &[])]] {
+            let p = policy(Audit, grants);
+            let read = "GET /api/v1/kv/team-b.weather/city";
+            assert_verdict(&p, read, Deny(denial(KV_READ_SCOPE)));
+            assert_verdict(
+                &p,
+                "GET /api/v1/kv/team-b.weather",
+                Deny(denial(KV_READ_SCOPE)),
+            );
+            let write = "PUT /api/v1/kv/team-b.weather/city";
+            assert_verdict(&p, write, Deny(denial(KV_WRITE_SCOPE)));
+            let encoded = "DELETE /api/v1/kv/team-b%2Bweather/city";
+            let requested = "team-b%2Bweather";
+            let other = OtherPluginData {
+                scope: KV_WRITE_SCOPE,
+                requested,
+            };
+            assert_verdict(&p, encoded, Deny(other));
+        }
+        let p = policy(Audit, &[]);
+        let own = "GET /api/v1/kv/team-a.weather/city";
+        let not_granted = ScopeNotGranted {
+            scope: KV_READ_SCOPE,
+        };
+        assert_verdict(&p, own, AllowedByAudit(not_granted));
+    }
+
+    #[test]
+    fn enforce_mode_names_the_missing_scope_before_another_plugins_data() {
+        let p = policy(Enforce, &[]);
+        let denial = ScopeNotGranted {
+            scope: KV_READ_SCOPE,
+        };
+        assert_verdict(&p, "GET /api/v1/kv/team-b.weather/city", Deny(denial));
     }
 
     #[test]
@@ -250,5 +334,36 @@ mod tests {
             verdict(&p, "GET", "/api/v1/kv/../other"),
             Verdict::Deny(Denial::MalformedPath(_))
         ));
+    }
+
+    /// Every call that Audit mode forwards is one Enforce mode forwards under the same
+    /// grants plus a grant of its scope in every channel: Audit adds only grants.
+    #[test]
+    fn audit_mode_adds_only_grants() {
+        let calls = [
+            "GET /api/v1/channels",
+            "GET /api/v1/channels/C1/messages",
+            "POST /api/v1/channels/C2/messages",
+            "GET /api/v1/kv/team-a.weather/city",
+            "PUT /api/v1/kv/team-b.weather/city",
+            "GET /api/v1/kv/team-a.weather",
+            "GET /api/v1/users/U1",
+            "GET /api/v1/admin",
+            "GET /api/v1/kv/..",
+        ];
+        let audit = policy(Audit, &[("messages:write", &["C1"])]);
+        for call in calls {
+            let (method, path) = call.split_once(' ').unwrap();
+            let decision = decide(&Call { method, path }, &audit);
+            if !decision.forwards() {
+                continue;
+            }
+            let scope = decision.scope.expect("a forwarded call has a scope");
+            let widened = policy(
+                Enforce,
+                &[("messages:write", &["C1"]), (scope.name.as_str(), &[])],
+            );
+            assert_eq!(verdict(&widened, method, path), Allow, "{call}");
+        }
     }
 }

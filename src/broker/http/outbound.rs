@@ -134,20 +134,20 @@ impl Outbound {
         if let Verdict::Deny(denial) = decision.verdict {
             return Err(denial);
         }
-        let scope_name = decision.scope.map(|s| s.name.as_str());
-        let limit = decision
-            .scope
-            .map_or(in_force.policy.max_request_bytes(), |s| s.max_body_bytes);
+        // `decide` forwards only calls that matched a route, in either mode; body sizes
+        // and rate limits below hold in Audit mode as well.
+        let (Some(route), Some(scope)) = (decision.route, decision.scope) else {
+            return Err(Denial::UnknownRoute);
+        };
+        let limit = scope.max_body_bytes;
         let too_large = Denial::BodyTooLarge {
-            scope: scope_name,
+            scope: Some(scope.name.as_str()),
             limit,
         };
         if declared_length(&headers).is_some_and(|length| length > limit) {
             return Err(too_large);
         }
-        if let (Some(route), Some(scope)) = (decision.route, decision.scope)
-            && let Some(bucket) = in_force.limits.bucket(route.scope)
-        {
+        if let Some(bucket) = in_force.limits.bucket(route.scope) {
             bucket
                 .try_take(std::time::Instant::now())
                 .map_err(|wait| Denial::RateLimited {

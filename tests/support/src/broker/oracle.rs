@@ -1,14 +1,15 @@
 //! The permission model written plainly and separately from the broker: what the
 //! property tests and the fuzz targets check `decide` against.
 
-use plugin_operator::policy::{BrokerPolicy, ScopeGrant};
+use plugin_operator::policy::{BrokerPolicy, EnforcementMode, ScopeGrant};
 
 /// Whether `policy` allows `method` on `path` (without the query), by the model: the
 /// path is absolute and each segment percent-decodes to valid UTF-8 that is neither
 /// empty, `.`, `..`, nor contains a separator; the first catalog route whose method
 /// and literal segments match decides; its scope must be granted, in the `{channel}`
 /// named if the grants are for some channels only; a `{self}` segment must name this
-/// plugin (its id with `/` as `.`). Enforce mode is assumed.
+/// plugin (its id with `/` as `.`). In Audit mode the scope and channel grants are not
+/// checked; everything else is.
 pub fn oracle_allows(method: &str, path: &str, policy: &BrokerPolicy) -> bool {
     let Some(rest) = path.strip_prefix('/') else {
         return false;
@@ -43,7 +44,8 @@ pub fn oracle_allows(method: &str, path: &str, policy: &BrokerPolicy) -> bool {
             .iter()
             .filter(|g| g.scope == route.scope)
             .collect();
-        if grants.is_empty() {
+        let audit = policy.mode == EnforcementMode::Audit;
+        if grants.is_empty() && !audit {
             return false;
         }
         let value_at = |name: &str| {
@@ -53,7 +55,7 @@ pub fn oracle_allows(method: &str, path: &str, policy: &BrokerPolicy) -> bool {
                 .map(|i| &segments[i])
         };
         let all_channels = grants.iter().any(|g| g.channels.is_empty());
-        if !all_channels {
+        if !all_channels && !audit {
             let Some(channel) = value_at("{channel}") else {
                 return false;
             };
