@@ -91,11 +91,14 @@ impl Fixture {
                 "{kind} written once, not put back after its apply"
             );
         }
-        assert_eq!(
-            fixture.corrections("").await,
-            0.0,
-            "children just written are not drift"
-        );
+        let corrections = fixture.corrections("").await;
+        if corrections != 0.0 {
+            let log = fixture.operator.log.lock().unwrap().clone();
+            let drift: Vec<_> = log.iter().filter(|l| l.contains("drift")).collect();
+            panic!(
+                "children just written are not drift, yet {corrections} correction(s): {drift:#?}"
+            );
+        }
         fixture
     }
 
