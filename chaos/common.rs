@@ -23,33 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-/// `--name value` from the command line, or `default`.
-pub fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
-
-pub fn number(name: &str, default: usize) -> usize {
-    arg(name, &default.to_string())
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} takes a number"))
-}
-
-pub fn progress(message: &str) {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    eprintln!(
-        "   [{:02}:{:02}:{:02}] {message}",
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60
-    );
-}
+pub use plugin_operator_test_support::driver::{arg, number, progress};
 
 /// What one fault measured: one row of docs/reliability.md (printed as one JSON line).
 #[derive(Debug, Serialize)]

@@ -25,31 +25,7 @@ use serde_json::json;
 /// The concurrency of every writer in these benchmarks, the operator's included.
 pub const CONCURRENCY: usize = 8;
 
-/// `--name value` from the command line, or `default`.
-pub fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
-
-pub fn progress(message: &str) {
-    eprintln!("   [{}] {message}", chrono_like_now());
-}
-
-fn chrono_like_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    format!(
-        "{:02}:{:02}:{:02}",
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60
-    )
-}
+pub use plugin_operator_test_support::driver::{arg, progress};
 
 /// The label of every benchmark namespace.
 const BENCH_LABEL: &str = "bench.plugins.chat.dev";

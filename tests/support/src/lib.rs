@@ -3,6 +3,8 @@
 //! - [`cluster`]: a client for the real API server, throwaway namespaces, waiting.
 //! - [`broker`]: the broker in-process, stand-ins for the chat API and the plugin,
 //!   policy builders and the decision oracle.
+//! - [`driver`]: flags and progress lines of the benchmark and fault drivers.
 
 pub mod broker;
 pub mod cluster;
+pub mod driver;
