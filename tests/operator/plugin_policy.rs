@@ -242,6 +242,61 @@ async fn a_namespace_no_policy_selects_gets_nothing_until_one_does() {
     );
 }
 
+/// What admission did not refuse (its binding not yet in force, or not installed, as
+/// here) the operator holds: an unlisted Secret reaches no pod, neither through a new
+/// Plugin nor through an edit of a running one.
+#[tokio::test]
+async fn an_unlisted_secret_that_passed_admission_reaches_no_deployment() {
+    let _cluster = together().await;
+    let (_client, ns, _operator) = operator_in_namespace("op-policy-secret").await;
+    let plugins: Api<Plugin> = ns.api();
+    let deployments: Api<Deployment> = ns.api();
+    let with_secret = |paused: bool| {
+        spec(json!({
+            "image": "registry.example/x:1", "port": 8080, "paused": paused,
+            "env": [{"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "database-root", "key": "password"}}}]
+        }))
+    };
+    plugins
+        .create(&PostParams::default(), &Plugin::new("new", with_secret(true)))
+        .await
+        .unwrap();
+    let held = wait_for_reason(&plugins, "new", "PermissionsDenied").await;
+    let message = ready(&held).unwrap().2;
+    assert!(message.contains("database-root"), "{message}");
+    assert!(
+        deployments.get_opt("plugin-new").await.unwrap().is_none(),
+        "a held Plugin that never ran gets no Deployment"
+    );
+
+    plugins
+        .create(
+            &PostParams::default(),
+            &Plugin::new(
+                "running",
+                spec(json!({"image": "registry.example/x:1", "port": 8080, "paused": true})),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_for_reason(&plugins, "running", "Paused").await;
+    let before = deployments.get("plugin-running").await.unwrap();
+    let mut edited = plugins.get("running").await.unwrap();
+    edited.spec = with_secret(true);
+    plugins
+        .replace("running", &PostParams::default(), &edited)
+        .await
+        .unwrap();
+    wait_for_reason(&plugins, "running", "PermissionsDenied").await;
+    let after = deployments.get("plugin-running").await.unwrap();
+    assert_eq!(
+        before.spec, after.spec,
+        "a held Plugin's Deployment is left as it was"
+    );
+    let names_the_secret = serde_json::to_string(&after.spec).unwrap();
+    assert!(!names_the_secret.contains("database-root"));
+}
+
 #[tokio::test]
 async fn a_policys_runtime_class_is_forced_onto_the_pods() {
     let _cluster = together().await;
