@@ -35,6 +35,8 @@ KUBECONFIG_PATH := $(CURDIR)/build/cluster/kubeconfig
 generate: ## Regenerate the CRD (crds/, the chart) and deploy/ from the Rust types
 	cargo run --quiet -- crd > crds/plugins.chat.dev.yaml
 	cargo run --quiet -- crd --kind PluginPolicy > crds/pluginpolicies.plugins.chat.dev.yaml
+	cargo run --quiet -- crd --kind ScopeCatalog > crds/scopecatalogs.plugins.chat.dev.yaml
+	cargo run --quiet -- sample-scope-catalog > $(CHART)/files/sample-scope-catalog.yaml
 	@$(MAKE) --no-print-directory manifests
 	@$(MAKE) --no-print-directory chart-readme
 
@@ -91,6 +93,7 @@ helm: ## Print the path of the pinned helm binary (built from cluster/tools/helm
 manifests: ## Copy the CRD into the chart and render deploy/plugin-operator.yaml from it
 	cp crds/plugins.chat.dev.yaml $(CHART)/crds/plugins.chat.dev.yaml
 	cp crds/pluginpolicies.plugins.chat.dev.yaml $(CHART)/crds/pluginpolicies.plugins.chat.dev.yaml
+	cp crds/scopecatalogs.plugins.chat.dev.yaml $(CHART)/crds/scopecatalogs.plugins.chat.dev.yaml
 	HELM="$$($(MAKE) -s --no-print-directory helm | tail -n 1)" deploy/render.sh > deploy/plugin-operator.yaml.tmp
 	mv deploy/plugin-operator.yaml.tmp deploy/plugin-operator.yaml
 	deploy/gitops/render.sh > deploy/gitops/argocd-cm-patch.yaml

@@ -299,7 +299,8 @@ pub async fn check_children(
     };
     let mut desired: BTreeMap<String, Value> = BTreeMap::new();
     for plugin in &plugins {
-        let valid = validate(plugin, config).expect("every chaos Plugin is valid");
+        let valid = validate(plugin, &plugin_operator::policy::default_catalog())
+            .expect("every chaos Plugin is valid");
         let children = desired_children(&valid, config);
         add(&mut desired, &children.service_account);
         add(&mut desired, &children.config_map);

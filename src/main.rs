@@ -1,4 +1,4 @@
-//! The one binary: `plugin-operator controller | broker | crd`.
+//! The one binary: `plugin-operator controller | broker | crd | sample-scope-catalog | check`.
 
 use clap::{Parser, Subcommand};
 
@@ -21,10 +21,12 @@ enum Command {
     Broker(plugin_operator::broker::BrokerArgs),
     /// Print a CustomResourceDefinition as YAML (the Plugin's unless --kind says otherwise).
     Crd {
-        /// Plugin or PluginPolicy.
+        /// Plugin, PluginPolicy or ScopeCatalog.
         #[arg(long, default_value = "Plugin")]
         kind: String,
     },
+    /// Print the sample chat API's scopes, the chart's default ScopeCatalog.
+    SampleScopeCatalog,
     /// Check an installed operator: ready, and the Plugin API served (the chart's helm test).
     Check(plugin_operator::controller::CheckArgs),
 }
@@ -35,6 +37,10 @@ fn main() -> std::process::ExitCode {
         Command::Controller(args) => runtime().block_on(plugin_operator::controller::run(args)),
         Command::Broker(args) => runtime().block_on(plugin_operator::broker::run(args)),
         Command::Crd { kind } => plugin_operator::api::print_crd_yaml(&kind),
+        Command::SampleScopeCatalog => {
+            print!("{}", plugin_operator::api::sample_scope_catalog_yaml());
+            Ok(())
+        }
         Command::Check(args) => runtime().block_on(plugin_operator::controller::check(args)),
     };
     match outcome {

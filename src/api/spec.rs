@@ -8,7 +8,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::status::PluginStatus;
-use crate::policy::{KV_READ_SCOPE, KV_WRITE_SCOPE};
 
 /// What the plugin runs and what it may do.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -261,49 +260,21 @@ pub enum PermissionMode {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatApiGrant {
-    /// A scope from the chat API's catalog.
-    pub scope: ChatScope,
+    /// A scope of the operator's ScopeCatalog (`kubectl get scopecatalogs -o yaml`
+    /// lists them), such as `messages:read`. `kv:read` and `kv:write` come with
+    /// `permissions.database`.
+    #[schemars(length(min = 1, max = 64))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": format!("self.matches('{}')", super::scope_catalog::SCOPE_NAME_PATTERN), "message": "a scope is lower-case words joined by ':', '.', '_' or '-', such as messages:read; `kubectl get scopecatalogs -o yaml` lists them"},
+        {"rule": "self != 'kv:read' && self != 'kv:write'", "message": "kv:read and kv:write are granted by permissions.database, not by permissions.chatApi"}
+    ]))]
+    pub scope: String,
     /// Channel ids the scope is limited to; empty or absent means every channel. Only
     /// meaningful for scopes whose calls name a channel.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     #[schemars(extend("x-kubernetes-list-type" = "set", "items" = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}))]
     pub channels: Vec<String>,
-}
-
-/// Defines [`ChatScope`] from one table of `Variant = "name"` rows: the serde names
-/// (and so the CRD's enum), [`ChatScope::as_str`] and [`ChatScope::NAMES`] all come from
-/// it, so adding a scope is one row.
-macro_rules! chat_scopes {
-    ($($variant:ident = $name:literal,)+) => {
-        /// The chat API's scopes.
-        #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-        pub enum ChatScope {
-            $(#[serde(rename = $name)] $variant,)+
-        }
-
-        impl ChatScope {
-            /// Every scope's name, in declaration order.
-            pub const NAMES: &[&str] = &[$($name),+];
-
-            /// The scope's name as the catalog and the broker spell it.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $name,)+
-                }
-            }
-        }
-    };
-}
-
-chat_scopes! {
-    ChannelsRead = "channels:read",
-    MessagesRead = "messages:read",
-    MessagesWrite = "messages:write",
-    ReactionsWrite = "reactions:write",
-    UsersRead = "users:read",
-    FilesRead = "files:read",
-    FilesWrite = "files:write",
 }
 
 /// Access to the plugin's own key-value space.
@@ -377,7 +348,7 @@ pub struct EgressRule {
 #[serde(rename_all = "camelCase")]
 pub struct RateLimit {
     /// A granted chat-API scope, or kv:read / kv:write.
-    #[schemars(extend("enum" = rate_limit_scopes()))]
+    #[schemars(length(min = 1, max = 64))]
     pub scope: String,
     /// Sustained calls per minute.
     #[schemars(range(min = 1, max = 100000))]
@@ -386,11 +357,4 @@ pub struct RateLimit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
     pub burst: Option<i32>,
-}
-
-/// The scopes a rate limit may name: every chat-API scope, then the key-value ones.
-fn rate_limit_scopes() -> Vec<&'static str> {
-    let mut scopes = ChatScope::NAMES.to_vec();
-    scopes.extend([KV_READ_SCOPE, KV_WRITE_SCOPE]);
-    scopes
 }

@@ -106,12 +106,17 @@ pub mod reason {
     pub const EVICTED: &str = "Evicted";
     /// The spec passed the API server but cannot be built.
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The operator's ScopeCatalog cannot be enforced; nothing changes until it is fixed.
+    pub const INVALID_SCOPE_CATALOG: &str = "InvalidScopeCatalog";
     /// The API server refused a child; its message says why.
     pub const APPLY_FAILED: &str = "ApplyFailed";
     /// The object does not parse as a Plugin (Event only: it has no status to write).
     pub const MALFORMED_PLUGIN: &str = "MalformedPlugin";
     /// The Plugin asks for more than its PluginPolicies allow; it is held.
     pub const PERMISSIONS_DENIED: &str = "PermissionsDenied";
+    /// The Plugin names a chat-API scope the operator's ScopeCatalog does not define;
+    /// it is held like a Plugin whose permissions are denied.
+    pub const UNKNOWN_SCOPE: &str = "UnknownScope";
     /// Reading what a PluginPolicy needs to decide failed (Event only).
     pub const READ_FAILED: &str = "ReadFailed";
     /// Writing the status failed (Event only).

@@ -1,13 +1,11 @@
 //! Flags (and their environment variables) of `plugin-operator controller`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use super::config::{OperatorConfig, PodPeer};
+use super::config::{DEFAULT_SCOPE_CATALOG, OperatorConfig, PodPeer};
 use super::leader::LeaderElection;
 use super::rollout::DEFAULT_MAX_CONCURRENT_ROLLOUTS;
-use crate::policy::{BrokerPolicy, CatalogRoute, EnforcementMode, InboundLimits, default_catalog};
 use crate::telemetry::LogFormat;
 
 /// A flag given twice takes its last value, so settings appended after a chart's own
@@ -77,9 +75,10 @@ pub struct ControllerArgs {
     /// Do not allow DNS egress (when the chat API URL is an IP address).
     #[arg(long, env = "PLUGIN_OPERATOR_NO_DNS_EGRESS")]
     pub no_dns_egress: bool,
-    /// A scope catalog (JSON or YAML list of {method, path, scope}) replacing the default.
-    #[arg(long, env = "PLUGIN_OPERATOR_SCOPE_CATALOG")]
-    pub scope_catalog: Option<PathBuf>,
+    /// The ScopeCatalog (cluster-scoped) whose scopes Plugins may ask for and whose
+    /// routes every broker enforces.
+    #[arg(long, env = "PLUGIN_OPERATOR_SCOPE_CATALOG", default_value = DEFAULT_SCOPE_CATALOG)]
+    pub scope_catalog: String,
     /// Namespaces to watch; repeat the flag or separate with commas. All when empty.
     #[arg(
         long = "namespace",
@@ -157,10 +156,12 @@ impl ControllerArgs {
                     .map_err(|e| format!("--dns-selector: {e}"))?,
             )
         };
-        let catalog = match &self.scope_catalog {
-            Some(path) => load_catalog(path)?,
-            None => default_catalog(),
-        };
+        if !is_object_name(&self.scope_catalog) {
+            return Err(format!(
+                "--scope-catalog {:?}: name a ScopeCatalog object (`kubectl get scopecatalogs`); a catalog file is no longer read",
+                self.scope_catalog
+            ));
+        }
         Ok(OperatorConfig {
             chat_api_url: self.chat_api_url.clone(),
             token_audience: self.token_audience.clone(),
@@ -169,7 +170,7 @@ impl ControllerArgs {
             chat_api_peer,
             invoker_peer,
             dns_peer,
-            catalog,
+            scope_catalog: self.scope_catalog.clone(),
         })
     }
 
@@ -187,36 +188,24 @@ impl ControllerArgs {
     }
 }
 
+/// A DNS subdomain, as Kubernetes object names are.
+fn is_object_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 fn default_identity() -> String {
     let host =
         std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "operator".into());
     format!("{}-{}", host.trim(), std::process::id())
-}
-
-/// Reads a catalog file and checks that the broker will accept it.
-pub fn load_catalog(path: &std::path::Path) -> Result<Vec<CatalogRoute>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("--scope-catalog {}: {e}", path.display()))?;
-    let catalog: Vec<CatalogRoute> = serde_norway::from_str(&text)
-        .map_err(|e| format!("--scope-catalog {}: {e}", path.display()))?;
-    let probe = BrokerPolicy {
-        plugin_id: "catalog/check".into(),
-        mode: EnforcementMode::Enforce,
-        grants: vec![],
-        rate_limits: vec![],
-        max_request_bytes: 1,
-        kv_max_value_bytes: None,
-        inbound: InboundLimits {
-            request_timeout_seconds: 1,
-            max_in_flight: 1,
-            max_body_bytes: 1,
-        },
-        catalog: catalog.clone(),
-    };
-    probe
-        .validate()
-        .map_err(|e| format!("--scope-catalog {}: {e}", path.display()))?;
-    Ok(catalog)
 }
 
 #[cfg(test)]
@@ -238,6 +227,24 @@ mod tests {
             .controller
             .leader_election()
             .unwrap()
+    }
+
+    #[test]
+    fn a_scope_catalog_is_named_not_read_from_a_file() {
+        let config = |value: &str| {
+            Cli::try_parse_from(["controller", "--scope-catalog", value])
+                .unwrap()
+                .controller
+                .operator_config()
+        };
+        assert_eq!(
+            config("chat-api.example").unwrap().scope_catalog,
+            "chat-api.example"
+        );
+        let error = config("/etc/plugin-operator/catalog.yaml").unwrap_err();
+        assert!(error.contains("name a ScopeCatalog object"), "{error}");
+        let default = Cli::try_parse_from(["controller"]).unwrap().controller;
+        assert_eq!(default.operator_config().unwrap().scope_catalog, "default");
     }
 
     #[test]

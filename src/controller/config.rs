@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::policy::CatalogRoute;
+/// The ScopeCatalog the operator uses unless `--scope-catalog` names another; the chart
+/// and the tests install one by this name.
+pub const DEFAULT_SCOPE_CATALOG: &str = "default";
 
 /// Cluster-wide settings the build step needs, parsed once from flags.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,8 +23,9 @@ pub struct OperatorConfig {
     pub invoker_peer: PodPeer,
     /// The cluster DNS pods, for the egress rule (None: no DNS egress).
     pub dns_peer: Option<PodPeer>,
-    /// Maps chat-API routes to scopes.
-    pub catalog: Vec<CatalogRoute>,
+    /// The ScopeCatalog whose scopes Plugins may ask for and whose routes every broker
+    /// enforces.
+    pub scope_catalog: String,
 }
 
 /// Pods in one namespace with some labels (no labels: every pod of the namespace).
@@ -64,7 +67,7 @@ impl OperatorConfig {
             chat_api_peer: chat.clone(),
             invoker_peer: chat,
             dns_peer: Some(PodPeer::parse("kube-system", "k8s-app=kube-dns").expect("valid")),
-            catalog: crate::policy::default_catalog(),
+            scope_catalog: DEFAULT_SCOPE_CATALOG.into(),
         }
     }
 }

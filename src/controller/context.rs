@@ -19,7 +19,7 @@ use super::config::OperatorConfig;
 use super::metrics::Metrics;
 use super::rollout::Rollouts;
 use super::status::written::WrittenStatuses;
-use crate::api::{Plugin, PluginPolicy};
+use crate::api::{Plugin, PluginPolicy, ScopeCatalog};
 
 /// Read-only caches of everything the operator manages, kept by watches. The apply
 /// step compares each child's content with what it would write, so children are
@@ -34,6 +34,8 @@ pub struct ChildStores {
     pub pods: Store<Pod>,
     /// Every PluginPolicy (cluster-scoped, few).
     pub policies: Store<PluginPolicy>,
+    /// The operator's ScopeCatalog (the watch selects it by name).
+    pub catalogs: Store<ScopeCatalog>,
     /// The watched namespaces, for their labels.
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
 }

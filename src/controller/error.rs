@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::validate::InvalidSpec;
 use crate::api::status::reason;
+use crate::policy::PolicyError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -16,6 +17,14 @@ pub enum Error {
     /// The spec passed the API server but cannot be built. Waits for the spec to change.
     #[error("the Plugin cannot be built: {0}")]
     InvalidSpec(#[from] InvalidSpec),
+    /// The operator's ScopeCatalog cannot be compiled into a broker policy. Nothing is
+    /// written, so every broker keeps the policy it has; waits for the catalog to change.
+    #[error("ScopeCatalog {name} cannot be enforced, so nothing is changed: {source}")]
+    InvalidScopeCatalog {
+        name: String,
+        #[source]
+        source: PolicyError,
+    },
     /// Writing a child failed; retried with backoff.
     #[error("applying {kind} {name} failed: {source}")]
     ApplyFailed {
@@ -44,6 +53,7 @@ impl Error {
         match self {
             Self::MalformedPlugin(_) => reason::MALFORMED_PLUGIN,
             Self::InvalidSpec(_) => reason::INVALID_SPEC,
+            Self::InvalidScopeCatalog { .. } => reason::INVALID_SCOPE_CATALOG,
             Self::ApplyFailed { .. } => reason::APPLY_FAILED,
             Self::ReadFailed { .. } => reason::READ_FAILED,
             Self::StatusUpdateFailed(_) => reason::STATUS_UPDATE_FAILED,
@@ -53,12 +63,19 @@ impl Error {
     /// Whether the failure is put on the Plugin's status: a malformed object has no
     /// status to write and a failed status write cannot report itself.
     pub fn shows_on_status(&self) -> bool {
-        matches!(self, Self::InvalidSpec(_) | Self::ApplyFailed { .. })
+        matches!(
+            self,
+            Self::InvalidSpec(_) | Self::InvalidScopeCatalog { .. } | Self::ApplyFailed { .. }
+        )
     }
 
-    /// Permanent errors wait for the object to change; retrying cannot help.
+    /// Permanent errors wait for the object (or the catalog, whose watch wakes every
+    /// Plugin) to change; retrying cannot help.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::MalformedPlugin(_) | Self::InvalidSpec(_))
+        matches!(
+            self,
+            Self::MalformedPlugin(_) | Self::InvalidSpec(_) | Self::InvalidScopeCatalog { .. }
+        )
     }
 }
 

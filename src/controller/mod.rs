@@ -28,4 +28,5 @@ pub mod validate;
 
 pub use args::ControllerArgs;
 pub use check::{CheckArgs, check};
+pub use config::DEFAULT_SCOPE_CATALOG;
 pub use run::run;

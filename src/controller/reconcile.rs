@@ -1,4 +1,5 @@
-//! One reconcile, step by step: validate -> bounds (the PluginPolicies) -> desired ->
+//! One reconcile, step by step: validate -> bounds (the ScopeCatalog and the
+//! PluginPolicies) -> desired ->
 //! apply -> status; and the error policy. Every failure the user can act on is put on the Plugin's status as well as
 //! published as an Event.
 
@@ -13,15 +14,15 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::apply::{TRUSTED_FOR, Workload, apply_children};
-use super::bounds::{EnvObjects, Review, permissions_status, review, selecting};
+use super::bounds::{Catalog, EnvObjects, Review, permissions_status, review, selecting};
 use super::context::Context;
 use super::desired::{PLUGIN_LABEL, desired_children};
 use super::error::{Error, backoff_delay};
 use super::status::report::{now_to_the_second, report, report_failure, truncate};
 use super::status::{Desired, Problem, failed_status, plugin_status};
 use super::validate::validate;
-use crate::api::status::reason;
-use crate::api::{Plugin, PluginPolicy};
+use crate::api::{Plugin, PluginPolicy, ScopeCatalog};
+use crate::policy::validate_catalog;
 
 /// How often an unchanged Plugin is looked at again, in case a watch event was missed.
 /// Nothing is written unless something differs.
@@ -55,9 +56,26 @@ pub async fn reconcile(
 }
 
 async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Error> {
+    let Some(catalog) = scope_catalog(ctx) else {
+        // The catalog's watch has not listed yet; nothing is written meanwhile.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    };
+    let routes = catalog
+        .as_ref()
+        .map(|c| c.spec.routes())
+        .unwrap_or_default();
+    validate_catalog(&routes).map_err(|source| Error::InvalidScopeCatalog {
+        name: ctx.config.scope_catalog.clone(),
+        source,
+    })?;
+    let catalog = Catalog {
+        name: &ctx.config.scope_catalog,
+        spec: catalog.as_ref().map(|c| &c.spec),
+    };
     // The spec as written must be buildable before it is checked against its policies.
-    let names = validate(plugin, &ctx.config)?.names;
-    let Some(review) = review_against_policies(plugin, &names.namespace, ctx).await? else {
+    let names = validate(plugin, &routes)?.names;
+    let Some(review) = review_against_policies(plugin, &names.namespace, catalog, ctx).await?
+    else {
         // The caches cannot tell yet which policies apply; nothing is written meanwhile.
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
@@ -65,7 +83,7 @@ async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Erro
         spec: review.granted.clone(),
         ..plugin.clone()
     };
-    let mut valid = validate(&granted, &ctx.config)?;
+    let mut valid = validate(&granted, &routes)?;
     valid.runtime_class_name = review.runtime_class_name.clone();
     let children = desired_children(&valid, &ctx.config);
     let desired = Desired {
@@ -87,7 +105,7 @@ async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Erro
     let now = now_to_the_second();
     if !review.permitted() {
         let held = Problem {
-            reason: reason::PERMISSIONS_DENIED,
+            reason: review.reason(),
             message: truncate(review.message()),
         };
         report(plugin, ctx, |previous| {
@@ -135,11 +153,28 @@ fn requeue_after(look_again_soon: bool) -> Action {
     Action::requeue(RESYNC)
 }
 
-/// The Plugin against the PluginPolicies that select its namespace; None while the
-/// policies have not been listed yet or the namespace is not in the cache.
+/// The operator's ScopeCatalog: `Some(None)` when it does not exist (no scope is then
+/// defined), None while its watch has not listed yet.
+fn scope_catalog(ctx: &Context) -> Option<Option<Arc<ScopeCatalog>>> {
+    use futures::FutureExt;
+    let listed = ctx.stores.catalogs.wait_until_ready().now_or_never();
+    if !matches!(listed, Some(Ok(()))) {
+        return None;
+    }
+    Some(
+        ctx.stores
+            .catalogs
+            .get(&ObjectRef::new(&ctx.config.scope_catalog)),
+    )
+}
+
+/// The Plugin against the catalog and the PluginPolicies that select its namespace;
+/// None while the policies have not been listed yet or the namespace is not in the
+/// cache.
 async fn review_against_policies(
     plugin: &Plugin,
     namespace: &str,
+    catalog: Catalog<'_>,
     ctx: &Context,
 ) -> Result<Option<Review>, Error> {
     use futures::FutureExt;
@@ -153,7 +188,7 @@ async fn review_against_policies(
     let all = ctx.stores.policies.state();
     let policies = selecting(all.iter().map(|p| p.as_ref()), &labels);
     let env = env_objects(plugin, namespace, &policies, ctx).await?;
-    Ok(Some(review(&plugin.spec, &policies, &env)))
+    Ok(Some(review(&plugin.spec, catalog, &policies, &env)))
 }
 
 /// The labels of the ConfigMaps the Plugin's env names, read only when a policy allows

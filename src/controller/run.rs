@@ -34,7 +34,7 @@ use super::metrics::{ConditionLabels, Metrics};
 use super::reconcile::{error_policy, reconcile};
 use super::rollout::Rollouts;
 use crate::api::status::condition;
-use crate::api::{Plugin, PluginPolicy};
+use crate::api::{Plugin, PluginPolicy, ScopeCatalog};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -260,6 +260,14 @@ async fn controller_for(
         watcher::Config::default().any_semantic(),
         admin.clone(),
     );
+    // Only the operator's own catalog matters; it may not exist (yet).
+    let (catalogs, catalog_stream) = reflect_all(
+        Api::<ScopeCatalog>::all(client.clone()),
+        watcher::Config::default()
+            .fields(&format!("metadata.name={}", shared.config.scope_catalog))
+            .any_semantic(),
+        admin.clone(),
+    );
     // Only the watched namespace's labels matter (every namespace's when all are watched).
     let namespace_config = match &namespace {
         Some(name) => watcher::Config::default().fields(&format!("metadata.name={name}")),
@@ -278,6 +286,7 @@ async fn controller_for(
         network_policies,
         pods,
         policies,
+        catalogs,
         namespaces,
     };
     let ctx = Arc::new(Context {
@@ -318,6 +327,7 @@ async fn controller_for(
             synced(&stores.deployments).await;
             synced(&stores.pods).await;
             synced(&stores.policies).await;
+            synced(&stores.catalogs).await;
             synced(&stores.namespaces).await;
             state.ready.store(true, Ordering::Relaxed);
             info!("caches synced; reconciling");
@@ -340,6 +350,17 @@ async fn controller_for(
         .watches_stream(policy_stream, {
             let plugins = plugin_reader.clone();
             move |_: PluginPolicy| {
+                plugins
+                    .state()
+                    .iter()
+                    .map(|p| ObjectRef::from_obj(p.as_ref()))
+                    .collect::<Vec<_>>()
+            }
+        })
+        // The catalog is compiled into every broker's policy and bounds every Plugin.
+        .watches_stream(catalog_stream, {
+            let plugins = plugin_reader.clone();
+            move |_: ScopeCatalog| {
                 plugins
                     .state()
                     .iter()

@@ -1,15 +1,14 @@
 //! The validate step: what the API server's schema cannot see, checked before anything
-//! is built. Pure: a Plugin and the operator's configuration in; out come the facts
+//! is built. Pure: a Plugin and the scope catalog's routes in; out come the facts
 //! every child is built from (names, the compiled broker policy, the container's
 //! resources), or the reason the spec cannot be built. Reading a value here, once,
 //! means the desired step never has to fail or guess.
 
-use super::config::OperatorConfig;
 use super::desired::{ChildNames, PluginResourceAmounts, broker_policy, plugin_resources};
 use crate::api::Plugin;
 use crate::api::image::{self, ImageProblem};
 use crate::api::quantity::QuantityError;
-use crate::policy::BrokerPolicy;
+use crate::policy::{BrokerPolicy, CatalogRoute};
 
 /// A Plugin the operator can build, with what was read from it.
 #[derive(Clone, Debug)]
@@ -52,7 +51,7 @@ pub enum InvalidSpec {
 /// Checks `plugin` and reads what its children are built from.
 pub fn validate<'a>(
     plugin: &'a Plugin,
-    config: &OperatorConfig,
+    catalog: &[CatalogRoute],
 ) -> Result<ValidPlugin<'a>, InvalidSpec> {
     let names = ChildNames::of(plugin)?;
     image::check(&plugin.spec.image).map_err(|problem| InvalidSpec::Image {
@@ -61,7 +60,7 @@ pub fn validate<'a>(
     })?;
     // Reads every quantity of the spec, /scratch's size included.
     let resources = plugin_resources(&plugin.spec)?;
-    let policy = broker_policy(plugin, &names, config);
+    let policy = broker_policy(plugin, &names, catalog);
     if let Some(limit) = policy
         .rate_limits
         .iter()
@@ -85,10 +84,11 @@ pub fn validate<'a>(
 mod tests {
     use super::*;
     use crate::controller::desired::fixtures::{MINIMAL, plugin};
+    use crate::policy::default_catalog;
 
     fn check(extra: &str) -> Result<(), InvalidSpec> {
         let plugin = plugin(&format!("{MINIMAL}{extra}"));
-        validate(&plugin, &OperatorConfig::example()).map(|_| ())
+        validate(&plugin, &default_catalog()).map(|_| ())
     }
 
     #[test]
@@ -101,7 +101,7 @@ mod tests {
         let mut p = plugin(MINIMAL);
         p.metadata.uid = None;
         assert_eq!(
-            validate(&p, &OperatorConfig::example()).err(),
+            validate(&p, &default_catalog()).err(),
             Some(InvalidSpec::MissingMetadata("uid"))
         );
     }
@@ -153,7 +153,7 @@ mod tests {
             ("registry.example/weather:", ImageProblem::Format),
         ] {
             let yaml = format!("image: {image:?}\nport: 8080\n");
-            let error = validate(&plugin(&yaml), &OperatorConfig::example()).unwrap_err();
+            let error = validate(&plugin(&yaml), &default_catalog()).unwrap_err();
             assert_eq!(
                 error,
                 InvalidSpec::Image {

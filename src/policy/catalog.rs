@@ -10,10 +10,6 @@ pub const KV_READ_SCOPE: &str = "kv:read";
 /// Writing the plugin's own key-value space (granted by `permissions.database`).
 pub const KV_WRITE_SCOPE: &str = "kv:write";
 
-/// The chat-API scopes a Plugin may ask for in `permissions.chatApi`; the
-/// [`ChatScope`](crate::api::ChatScope) table is their one definition.
-pub const KNOWN_CHAT_SCOPES: &[&str] = crate::api::ChatScope::NAMES;
-
 /// One route of the chat API. `path` is a template of `/`-separated segments where
 /// `{name}` matches one segment: `{channel}` is checked against a grant's channel list,
 /// `{self}` must be the plugin's own identity, any other name matches any segment.
@@ -35,7 +31,7 @@ impl CatalogRoute {
         })
     }
 
-    pub(crate) fn new(method: &str, path: &str, scope: &str) -> Self {
+    pub fn new(method: &str, path: &str, scope: &str) -> Self {
         Self {
             method: method.into(),
             path: path.into(),
@@ -44,33 +40,8 @@ impl CatalogRoute {
     }
 }
 
-/// The catalog of the sample chat API; the operator's `--scope-catalog` replaces it.
+/// The sample chat API's routes ([`sample_scope_catalog`](crate::api::sample_scope_catalog)),
+/// for tests and benchmarks; the operator compiles its ScopeCatalog's.
 pub fn default_catalog() -> Vec<CatalogRoute> {
-    vec![
-        CatalogRoute::new("GET", "/api/v1/channels", "channels:read"),
-        CatalogRoute::new("GET", "/api/v1/channels/{channel}", "channels:read"),
-        CatalogRoute::new(
-            "GET",
-            "/api/v1/channels/{channel}/messages",
-            "messages:read",
-        ),
-        CatalogRoute::new(
-            "POST",
-            "/api/v1/channels/{channel}/messages",
-            "messages:write",
-        ),
-        CatalogRoute::new(
-            "POST",
-            "/api/v1/channels/{channel}/messages/{message}/reactions",
-            "reactions:write",
-        ),
-        CatalogRoute::new("GET", "/api/v1/users", "users:read"),
-        CatalogRoute::new("GET", "/api/v1/users/{user}", "users:read"),
-        CatalogRoute::new("GET", "/api/v1/files/{file}", "files:read"),
-        CatalogRoute::new("POST", "/api/v1/channels/{channel}/files", "files:write"),
-        CatalogRoute::new("GET", "/api/v1/kv/{self}", KV_READ_SCOPE),
-        CatalogRoute::new("GET", "/api/v1/kv/{self}/{key}", KV_READ_SCOPE),
-        CatalogRoute::new("PUT", "/api/v1/kv/{self}/{key}", KV_WRITE_SCOPE),
-        CatalogRoute::new("DELETE", "/api/v1/kv/{self}/{key}", KV_WRITE_SCOPE),
-    ]
+    crate::api::sample_scope_catalog().routes()
 }

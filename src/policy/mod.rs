@@ -9,14 +9,12 @@ mod catalog;
 mod template;
 mod validate;
 
-pub use catalog::{
-    CatalogRoute, KNOWN_CHAT_SCOPES, KV_READ_SCOPE, KV_WRITE_SCOPE, default_catalog,
-};
+pub use catalog::{CatalogRoute, KV_READ_SCOPE, KV_WRITE_SCOPE, default_catalog};
 pub(crate) use template::is_pchar_byte;
 pub use template::{
     CHANNEL_PLACEHOLDER, PathTemplate, SELF_PLACEHOLDER, TemplateError, TemplateSegment,
 };
-pub use validate::PolicyError;
+pub use validate::{PolicyError, validate_catalog};
 
 use serde::{Deserialize, Serialize};
 

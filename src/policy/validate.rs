@@ -1,7 +1,7 @@
 //! Checks a [`BrokerPolicy`] before it is written (operator) or enforced (broker).
 
-use super::BrokerPolicy;
 use super::template::{PathTemplate, TemplateError};
+use super::{BrokerPolicy, CatalogRoute, KV_READ_SCOPE, KV_WRITE_SCOPE};
 
 /// Why a policy cannot be enforced. Each message names the offending entry.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -18,6 +18,14 @@ pub enum PolicyError {
     },
     #[error("catalog route {method} {path}: the scope must not be empty")]
     EmptyRouteScope { method: String, path: String },
+    #[error(
+        "catalog route {method} {path}: {scope} is granted by permissions.database, so its routes must name the plugin's own space with {{self}}"
+    )]
+    KeyValueRouteWithoutSelf {
+        method: String,
+        path: String,
+        scope: String,
+    },
     #[error("catalog routes {method} {first} and {method} {second} cannot be told apart")]
     AmbiguousRoutes {
         method: String,
@@ -41,35 +49,7 @@ impl BrokerPolicy {
     /// broker will load it.
     pub fn validate(&self) -> Result<(), PolicyError> {
         validate_plugin_id(&self.plugin_id)?;
-        let mut parsed: Vec<(&str, PathTemplate)> = Vec::with_capacity(self.catalog.len());
-        for route in &self.catalog {
-            let is_method =
-                !route.method.is_empty() && route.method.bytes().all(|b| b.is_ascii_uppercase());
-            if !is_method {
-                return Err(PolicyError::BadMethod {
-                    method: route.method.clone(),
-                    path: route.path.clone(),
-                });
-            }
-            if route.scope.trim().is_empty() {
-                return Err(PolicyError::EmptyRouteScope {
-                    method: route.method.clone(),
-                    path: route.path.clone(),
-                });
-            }
-            let template = route.template()?;
-            if let Some((_, earlier)) = parsed
-                .iter()
-                .find(|(method, earlier)| *method == route.method && earlier.same_shape(&template))
-            {
-                return Err(PolicyError::AmbiguousRoutes {
-                    method: route.method.clone(),
-                    first: earlier.to_string(),
-                    second: route.path.clone(),
-                });
-            }
-            parsed.push((&route.method, template));
-        }
+        validate_catalog(&self.catalog)?;
         for grant in &self.grants {
             if grant.scope.trim().is_empty() {
                 return Err(PolicyError::EmptyGrantScope);
@@ -96,6 +76,49 @@ impl BrokerPolicy {
     }
 }
 
+/// Every problem that would make the broker refuse these routes: the check the
+/// operator makes of a ScopeCatalog before compiling it into any policy.
+pub fn validate_catalog(catalog: &[CatalogRoute]) -> Result<(), PolicyError> {
+    let mut parsed: Vec<(&str, PathTemplate)> = Vec::with_capacity(catalog.len());
+    for route in catalog {
+        let is_method =
+            !route.method.is_empty() && route.method.bytes().all(|b| b.is_ascii_uppercase());
+        if !is_method {
+            return Err(PolicyError::BadMethod {
+                method: route.method.clone(),
+                path: route.path.clone(),
+            });
+        }
+        if route.scope.trim().is_empty() {
+            return Err(PolicyError::EmptyRouteScope {
+                method: route.method.clone(),
+                path: route.path.clone(),
+            });
+        }
+        let template = route.template()?;
+        let key_value = route.scope == KV_READ_SCOPE || route.scope == KV_WRITE_SCOPE;
+        if key_value && !route.path.split('/').any(|segment| segment == "{self}") {
+            return Err(PolicyError::KeyValueRouteWithoutSelf {
+                method: route.method.clone(),
+                path: route.path.clone(),
+                scope: route.scope.clone(),
+            });
+        }
+        if let Some((_, earlier)) = parsed
+            .iter()
+            .find(|(method, earlier)| *method == route.method && earlier.same_shape(&template))
+        {
+            return Err(PolicyError::AmbiguousRoutes {
+                method: route.method.clone(),
+                first: earlier.to_string(),
+                second: route.path.clone(),
+            });
+        }
+        parsed.push((&route.method, template));
+    }
+    Ok(())
+}
+
 fn validate_plugin_id(id: &str) -> Result<(), PolicyError> {
     let is_name_part = |s: &str| {
         !s.is_empty()
@@ -115,9 +138,7 @@ fn validate_plugin_id(id: &str) -> Result<(), PolicyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{
-        CatalogRoute, EnforcementMode, InboundLimits, ScopeRateLimit, default_catalog,
-    };
+    use crate::policy::{EnforcementMode, InboundLimits, ScopeRateLimit, default_catalog};
 
     fn policy() -> BrokerPolicy {
         BrokerPolicy {
@@ -171,5 +192,21 @@ mod tests {
             burst: 1,
         });
         assert!(matches!(p.validate(), Err(PolicyError::BadRateLimit(_))));
+    }
+
+    #[test]
+    fn a_key_value_route_must_stay_in_the_plugins_own_space() {
+        let mut catalog = default_catalog();
+        catalog.push(CatalogRoute::new(
+            "GET",
+            "/api/v1/kv-all/{plugin}/{key}",
+            KV_READ_SCOPE,
+        ));
+        let error = validate_catalog(&catalog).unwrap_err();
+        assert!(
+            matches!(error, PolicyError::KeyValueRouteWithoutSelf { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("{self}"), "{error}");
     }
 }

@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 
 use plugin_operator::broker::{Call, CompiledPolicy, Verdict, decide};
 use plugin_operator::policy::{
-    BrokerPolicy, EnforcementMode, KNOWN_CHAT_SCOPES, KV_READ_SCOPE, KV_WRITE_SCOPE,
-    default_catalog,
+    BrokerPolicy, EnforcementMode, KV_READ_SCOPE, KV_WRITE_SCOPE, default_catalog,
 };
 use plugin_operator_test_support::broker::{
     Fixture, PolicyBuilder, SELF_SEGMENT, TOKEN, oracle_allows,
@@ -22,8 +21,11 @@ type Grants = BTreeMap<String, Vec<String>>;
 
 const CHANNELS: [&str; 3] = ["C1", "C2", "C3"];
 
+/// Every scope of the sample catalog (the key-value ones included) and one no route needs.
 fn all_scopes() -> Vec<&'static str> {
-    let mut scopes = KNOWN_CHAT_SCOPES.to_vec();
+    static SAMPLE: std::sync::LazyLock<plugin_operator::api::ScopeCatalogSpec> =
+        std::sync::LazyLock::new(plugin_operator::api::sample_scope_catalog);
+    let mut scopes = SAMPLE.chat_scope_names();
     scopes.extend([KV_READ_SCOPE, KV_WRITE_SCOPE, "scope:nobody-routes-to"]);
     scopes
 }

@@ -23,9 +23,20 @@ fn chart_crd_matches_the_rust_types() {
         files,
         [
             "pluginpolicies.plugins.chat.dev.yaml",
-            "plugins.chat.dev.yaml"
+            "plugins.chat.dev.yaml",
+            "scopecatalogs.plugins.chat.dev.yaml"
         ],
-        "charts/plugin-operator/crds/ holds exactly the Plugin and PluginPolicy CRDs"
+        "charts/plugin-operator/crds/ holds exactly the Plugin, PluginPolicy and ScopeCatalog CRDs"
+    );
+    assert!(
+        read("charts/plugin-operator/crds/scopecatalogs.plugins.chat.dev.yaml")
+            == plugin_operator::api::scope_catalog_crd_yaml(),
+        "charts/plugin-operator/crds/scopecatalogs.plugins.chat.dev.yaml is out of date: run `make generate`"
+    );
+    assert!(
+        read("charts/plugin-operator/files/sample-scope-catalog.yaml")
+            == plugin_operator::api::sample_scope_catalog_yaml(),
+        "charts/plugin-operator/files/sample-scope-catalog.yaml is out of date: run `make generate`"
     );
     assert!(
         read("charts/plugin-operator/crds/pluginpolicies.plugins.chat.dev.yaml")

@@ -111,12 +111,15 @@ async fn chart_installs_and_its_operator_reconciles_a_plugin_with_only_the_chart
         &api_server_cidrs,
         "--set",
         &api_server_ports,
-        // Both are cluster-wide: the default PluginPolicy and the admission policy would
-        // bound every namespace of the shared cluster while this test runs.
+        // All are cluster-wide: the default PluginPolicy and the admission policies would
+        // bound every namespace of the shared cluster while this test runs, and the tests
+        // keep the default ScopeCatalog (the sample's) themselves.
         "--set",
         "pluginPolicies.admission=false",
         "--set",
         "pluginPolicies.default.enabled=false",
+        "--set",
+        "scopeCatalog.create=false,scopeCatalog.admission=false,scopeCatalog.name=plugin-operator-tests",
     ];
     if with_node {
         args.extend(["--wait", "--timeout", "3m"]);

@@ -20,7 +20,7 @@ const EVERYTHING: &[&str] = &[
     "--set",
     "watchNamespaces={team-a,team-b}",
     "--set",
-    "scopeCatalog[0].method=GET,scopeCatalog[0].path=/api/v1/ping,scopeCatalog[0].scope=ping:read",
+    "scopeCatalog.name=chat-api,scopeCatalog.scopes[0].name=ping:read,scopeCatalog.scopes[0].routes[0].method=GET,scopeCatalog.scopes[0].routes[0].path=/api/v1/ping",
     "--set",
     "dns.enabled=false",
     "--set",
@@ -83,6 +83,7 @@ fn default_values_render_the_operator_and_its_least_privileges() {
             "Deployment",
             "Pod",
             "PluginPolicy",
+            "ScopeCatalog",
             "Service",
             "ServiceAccount",
             "ValidatingAdmissionPolicy",
@@ -197,10 +198,10 @@ fn watched_namespaces_get_roles_and_cluster_wide_only_policies_and_their_namespa
     assert_eq!(
         policies_role["rules"],
         json!([
-            {"apiGroups": ["plugins.chat.dev"], "resources": ["pluginpolicies"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["plugins.chat.dev"], "resources": ["pluginpolicies", "scopecatalogs"], "verbs": ["list", "watch"]},
             {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["team-a", "team-b"], "verbs": ["list", "watch"]}
         ]),
-        "PluginPolicies are cluster-scoped; only the watched namespaces' labels are read"
+        "PluginPolicies and ScopeCatalogs are cluster-scoped; only the watched namespaces' labels are read"
     );
     let operator_cluster_roles: Vec<_> = of_kind(&docs, "ClusterRole")
         .into_iter()
@@ -276,23 +277,7 @@ enum Subcommand {
 fn rendered_flags_are_accepted_by_the_operator() {
     for extra in [&[][..], EVERYTHING] {
         let docs = render(extra);
-        let mut args = operator_args(&docs);
-        // The catalog is mounted from the rendered ConfigMap; read it from a file here.
-        let dir = std::env::temp_dir().join(format!("chart-catalog-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let catalog_file = dir.join("catalog.yaml");
-        if let Some(config_map) = of_kind(&docs, "ConfigMap").first() {
-            std::fs::write(
-                &catalog_file,
-                config_map["data"]["catalog.yaml"].as_str().unwrap(),
-            )
-            .unwrap();
-            for arg in &mut args {
-                if arg.starts_with("--scope-catalog=") {
-                    *arg = format!("--scope-catalog={}", catalog_file.display());
-                }
-            }
-        }
+        let args = operator_args(&docs);
         let cli = Cli::try_parse_from(std::iter::once("plugin-operator".to_string()).chain(args))
             .unwrap_or_else(|e| panic!("the operator refuses the chart's flags {extra:?}: {e}"));
         let Subcommand::Controller(controller) = cli.command;
@@ -309,8 +294,7 @@ fn rendered_flags_are_accepted_by_the_operator() {
             assert!(controller.leader_election().is_some());
             assert!(config.dns_peer.is_none());
             assert_eq!(controller.namespaces, ["team-a", "team-b"]);
-            assert_eq!(config.catalog.len(), 1);
-            assert_eq!(config.catalog[0].scope, "ping:read");
+            assert_eq!(config.scope_catalog, "chat-api");
             let election = controller.leader_election().unwrap();
             assert_eq!(
                 election.lease_duration.as_secs(),
@@ -318,8 +302,45 @@ fn rendered_flags_are_accepted_by_the_operator() {
                 "extraArgs come last and win"
             );
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+#[test]
+fn the_scope_catalog_is_the_samples_unless_the_values_list_scopes_and_admission_names_it() {
+    let docs = render(&[]);
+    let catalog = only(&docs, "ScopeCatalog");
+    assert_eq!(name(catalog), "default");
+    let sample = serde_json::to_value(plugin_operator::api::sample_scope_catalog()).unwrap();
+    assert_eq!(catalog["spec"], sample);
+    assert!(operator_args(&docs).contains(&"--scope-catalog=default".to_string()));
+
+    let docs = render(EVERYTHING);
+    let catalog = only(&docs, "ScopeCatalog");
+    assert_eq!(name(catalog), "chat-api");
+    assert_eq!(
+        catalog["spec"]["scopes"],
+        json!([{"name": "ping:read", "routes": [{"method": "GET", "path": "/api/v1/ping"}]}])
+    );
+    let binding = only_named(
+        &docs,
+        "ValidatingAdmissionPolicyBinding",
+        "scope-catalog.plugins.chat.dev",
+    );
+    assert_eq!(
+        binding["spec"]["paramRef"],
+        json!({"name": "chat-api", "parameterNotFoundAction": "Allow"})
+    );
+
+    let docs = render(&[
+        "--set",
+        "scopeCatalog.create=false,scopeCatalog.admission=false",
+    ]);
+    assert!(of_kind(&docs, "ScopeCatalog").is_empty());
+    assert!(
+        of_kind(&docs, "ValidatingAdmissionPolicy")
+            .iter()
+            .all(|p| name(p) != "scope-catalog.plugins.chat.dev")
+    );
 }
 
 #[test]

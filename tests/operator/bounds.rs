@@ -86,7 +86,7 @@ async fn a_plugin_at_every_bound_becomes_children_the_api_server_accepts() {
             .create(&dry_run(), &plugin)
             .await
             .unwrap_or_else(|e| panic!("bounds-{index} is a valid Plugin: {e}"));
-        let valid = validate(&plugin, &config)
+        let valid = validate(&plugin, &plugin_operator::policy::default_catalog())
             .unwrap_or_else(|e| panic!("the operator refuses bounds-{index}: {e}"));
         let children = desired_children(&valid, &config);
         let results = [

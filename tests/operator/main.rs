@@ -20,6 +20,7 @@ mod malformed;
 mod plugin_policy;
 mod policy_admission;
 mod quantities;
+mod scope_catalog;
 mod steady_state;
 mod version;
 mod writes;

@@ -22,7 +22,7 @@ use crate::{OPERATOR, operator_in_namespace};
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Ready's status, reason and message.
-fn ready(plugin: &Plugin) -> Option<(String, String, String)> {
+pub(crate) fn ready(plugin: &Plugin) -> Option<(String, String, String)> {
     let ready = plugin
         .status
         .as_ref()?
@@ -36,7 +36,7 @@ fn ready(plugin: &Plugin) -> Option<(String, String, String)> {
     ))
 }
 
-async fn wait_for_reason(plugins: &Api<Plugin>, name: &str, reason: &str) -> Plugin {
+pub(crate) async fn wait_for_reason(plugins: &Api<Plugin>, name: &str, reason: &str) -> Plugin {
     eventually(
         &format!("{name} to be Ready with reason {reason}"),
         WAIT,
@@ -49,7 +49,7 @@ async fn wait_for_reason(plugins: &Api<Plugin>, name: &str, reason: &str) -> Plu
 }
 
 /// The scopes the broker's policy ConfigMap grants.
-async fn broker_scopes(config_maps: &Api<ConfigMap>, name: &str) -> Option<Vec<String>> {
+pub(crate) async fn broker_scopes(config_maps: &Api<ConfigMap>, name: &str) -> Option<Vec<String>> {
     let config_map = config_maps
         .get(&format!("plugin-{name}-broker-policy"))
         .await
@@ -78,7 +78,7 @@ async fn declared_egress(network_policies: &Api<NetworkPolicy>) -> Vec<String> {
         .collect()
 }
 
-fn spec(value: serde_json::Value) -> PluginSpec {
+pub(crate) fn spec(value: serde_json::Value) -> PluginSpec {
     serde_json::from_value(value).unwrap()
 }
 
@@ -258,7 +258,10 @@ async fn an_unlisted_secret_that_passed_admission_reaches_no_deployment() {
         }))
     };
     plugins
-        .create(&PostParams::default(), &Plugin::new("new", with_secret(true)))
+        .create(
+            &PostParams::default(),
+            &Plugin::new("new", with_secret(true)),
+        )
         .await
         .unwrap();
     let held = wait_for_reason(&plugins, "new", "PermissionsDenied").await;
@@ -329,7 +332,7 @@ async fn a_policys_runtime_class_is_forced_onto_the_pods() {
 #[tokio::test]
 async fn the_example_policy_is_accepted_and_allows_the_example_plugin() {
     use plugin_operator::api::PluginPolicy;
-    use plugin_operator::controller::bounds::{EnvObjects, review};
+    use plugin_operator::controller::bounds::{Catalog, EnvObjects, review};
     use plugin_operator_test_support::cluster::{dry_run, repo_path};
     let _cluster = together().await;
     let client = client().await;
@@ -342,7 +345,12 @@ async fn the_example_policy_is_accepted_and_allows_the_example_plugin() {
         .await
         .expect("the API server accepts the example policy");
     let weather: Plugin = serde_norway::from_str(&read("deploy/examples/weather.yaml")).unwrap();
-    let outcome = review(&weather.spec, &[&policy], &EnvObjects::default());
+    let sample = plugin_operator::api::sample_scope_catalog();
+    let catalog = Catalog {
+        name: "default",
+        spec: Some(&sample),
+    };
+    let outcome = review(&weather.spec, catalog, &[&policy], &EnvObjects::default());
     assert!(
         outcome.permitted(),
         "the demo's plugin is within the demo's policy: {}",

@@ -1,10 +1,11 @@
-//! The bounds step: a Plugin's spec against the PluginPolicies that select its
-//! namespace. Pure: out come each excess (what was asked, which policy, what it allows)
+//! The bounds step: a Plugin's spec against the operator's ScopeCatalog and the
+//! PluginPolicies that select its namespace. Pure: out come each excess (what was asked, which policy, what it allows)
 //! and the spec narrowed to what every policy allows, which the broker and the
 //! NetworkPolicy enforce at once while the Plugin is held. Admission refuses the same
 //! excesses for new writes (charts/.../plugin-policy-admission.yaml); this check covers
 //! the Plugins that were admitted before a policy narrowed.
 
+mod catalog;
 mod check;
 pub mod cidr;
 pub mod selector;
@@ -17,10 +18,12 @@ use std::fmt;
 use kube::ResourceExt;
 
 use super::desired::DEFAULT_KV_MAX_VALUE_BYTES;
+use crate::api::status::reason;
 use crate::api::{DatabaseAccessMode, PluginPolicy, PluginSpec};
 use crate::policy::{KV_READ_SCOPE, KV_WRITE_SCOPE};
 use check::Check;
 
+pub use catalog::Catalog;
 pub use check::pinned_by_digest;
 pub use selector::{selecting, selects};
 
@@ -31,7 +34,8 @@ pub struct Excess {
     pub field: String,
     /// What the Plugin asks for there.
     pub asked: String,
-    /// The policy that does not allow it (empty when no policy selects the namespace).
+    /// The policy that does not allow it (empty when the catalog does not define a scope
+    /// or no policy selects the namespace).
     pub policy: String,
     /// What that policy allows instead.
     pub allowed: String,
@@ -62,8 +66,10 @@ pub struct EnvObjects {
 pub struct Review {
     /// The names of the policies that apply.
     pub policies: Vec<String>,
-    /// Every excess; empty when the Plugin is within every policy.
+    /// Every excess; empty when the Plugin is within the catalog and every policy.
     pub excesses: Vec<Excess>,
+    /// The chat-API scopes the catalog does not define.
+    pub unknown_scopes: Vec<String>,
     /// The spec narrowed to what every policy allows.
     pub granted: PluginSpec,
     /// The RuntimeClass the policies force onto the pods.
@@ -75,22 +81,43 @@ impl Review {
         self.excesses.is_empty()
     }
 
+    /// The reason a held Plugin shows: `UnknownScope` when it names a scope the catalog
+    /// does not define (whatever else it exceeds), `PermissionsDenied` otherwise.
+    pub fn reason(&self) -> &'static str {
+        if self.unknown_scopes.is_empty() {
+            reason::PERMISSIONS_DENIED
+        } else {
+            reason::UNKNOWN_SCOPE
+        }
+    }
+
     /// Every excess in one message, for a condition or an Event.
     pub fn message(&self) -> String {
         let parts: Vec<String> = self.excesses.iter().map(Excess::to_string).collect();
+        let what = if self.unknown_scopes.is_empty() {
+            "its PluginPolicy allows"
+        } else {
+            "the ScopeCatalog and its PluginPolicy allow"
+        };
         format!(
-            "held: the Plugin asks for more than its PluginPolicy allows; what is still allowed is enforced: {}",
+            "held: the Plugin asks for more than {what}; what is still allowed is enforced: {}",
             parts.join("; ")
         )
     }
 }
 
-/// Checks `spec` against every one of `policies` (those that select its namespace).
-/// With none, nothing is granted: the Plugin is held until an admin's policy selects
-/// its namespace.
-pub fn review(spec: &PluginSpec, policies: &[&PluginPolicy], env: &EnvObjects) -> Review {
+/// Checks `spec` against `catalog`, then against every one of `policies` (those that
+/// select its namespace). With no policy, nothing is granted: the Plugin is held until
+/// an admin's policy selects its namespace.
+pub fn review(
+    spec: &PluginSpec,
+    catalog: Catalog<'_>,
+    policies: &[&PluginPolicy],
+    env: &EnvObjects,
+) -> Review {
     let mut granted = spec.clone();
     let mut excesses = vec![];
+    let unknown_scopes = catalog::keep_defined_scopes(&mut granted, catalog, &mut excesses);
     if policies.is_empty() {
         granted.permissions = None;
         granted.rate_limits.clear();
@@ -130,6 +157,7 @@ pub fn review(spec: &PluginSpec, policies: &[&PluginPolicy], env: &EnvObjects) -
     Review {
         policies: policies.iter().map(|p| p.name_any()).collect(),
         excesses,
+        unknown_scopes,
         granted,
         runtime_class_name: classes.into_iter().next(),
     }

@@ -1,7 +1,9 @@
 use serde_json::json;
 
 use super::*;
-use crate::api::{PermissionMode, PluginPolicySpec};
+use std::sync::LazyLock;
+
+use crate::api::{PermissionMode, PluginPolicySpec, ScopeCatalogSpec, sample_scope_catalog};
 
 fn spec(value: serde_json::Value) -> PluginSpec {
     let mut base = json!({"image": "registry.example/weather:1", "port": 8080});
@@ -20,8 +22,18 @@ fn policy(name: &str, value: serde_json::Value) -> PluginPolicy {
     PluginPolicy::new(name, spec)
 }
 
+static SAMPLE: LazyLock<ScopeCatalogSpec> = LazyLock::new(sample_scope_catalog);
+
+/// The sample chat API's catalog, as the chart installs it.
+fn sample() -> Catalog<'static> {
+    Catalog {
+        name: "default",
+        spec: Some(&SAMPLE),
+    }
+}
+
 fn check(spec: &PluginSpec, policies: &[&PluginPolicy]) -> Review {
-    review(spec, policies, &EnvObjects::default())
+    review(spec, sample(), policies, &EnvObjects::default())
 }
 
 /// The excesses as their messages.
@@ -289,14 +301,14 @@ fn secrets_are_allowed_by_name_and_config_maps_by_name_or_label() {
     );
     let mut env = EnvObjects::default();
     assert!(
-        !review(&config, &[&by_label], &env).permitted(),
+        !review(&config, sample(), &[&by_label], &env).permitted(),
         "a missing ConfigMap has no labels"
     );
     env.config_maps.insert(
         "db".into(),
         BTreeMap::from([("plugins.chat.dev/shared".into(), "true".into())]),
     );
-    assert!(review(&config, &[&by_label], &env).permitted());
+    assert!(review(&config, sample(), &[&by_label], &env).permitted());
 }
 
 #[test]
@@ -315,15 +327,7 @@ fn several_policies_grant_their_intersection() {
     let review = check(&asked, &[&a, &b]);
     assert_eq!(review.excesses.len(), 1);
     assert_eq!(review.excesses[0].policy, "b");
-    let scopes: Vec<_> = review
-        .granted
-        .permissions
-        .unwrap()
-        .chat_api
-        .iter()
-        .map(|g| g.scope.as_str())
-        .collect();
-    assert_eq!(scopes, ["messages:read"]);
+    assert_eq!(granted_scopes(&review), ["messages:read"]);
     assert_eq!(review.runtime_class_name.as_deref(), Some("gvisor"));
 
     let kata = policy("c", json!({"runtimeClassName": "kata"}));
@@ -335,4 +339,63 @@ fn several_policies_grant_their_intersection() {
         "{}",
         conflict.message()
     );
+}
+
+fn granted_scopes(review: &Review) -> Vec<String> {
+    let permissions = review.granted.permissions.clone().unwrap_or_default();
+    permissions.chat_api.into_iter().map(|g| g.scope).collect()
+}
+
+#[test]
+fn a_scope_the_catalog_does_not_define_is_held_as_unknown_and_not_granted() {
+    let asked = spec(json!({"permissions": {
+        "chatApi": [{"scope": "messages:read"}, {"scope": "deploy:write"}]
+    }, "rateLimits": [{"scope": "deploy:write", "perMinute": 60}]}));
+    let open = policy(
+        "open",
+        json!({"chatApi": [{"scope": "messages:read"}, {"scope": "deploy:write"}]}),
+    );
+    let review = check(&asked, &[&open]);
+    assert!(!review.permitted());
+    assert_eq!(review.reason(), "UnknownScope");
+    assert_eq!(review.unknown_scopes, ["deploy:write"]);
+    assert_eq!(granted_scopes(&review), ["messages:read"]);
+    assert!(
+        review.granted.rate_limits.is_empty(),
+        "its rate limit goes too"
+    );
+    let message = review.message();
+    assert!(
+        message.contains("permissions.chatApi[deploy:write]: ScopeCatalog default does not define this scope; it defines [channels:read, messages:read"),
+        "{message}"
+    );
+    assert!(!message.contains("kv:read"), "{message}");
+}
+
+#[test]
+fn without_the_catalog_no_scope_is_granted() {
+    let asked = spec(json!({"permissions": {"chatApi": [{"scope": "messages:read"}]}}));
+    let open = policy("open", json!({"chatApi": [{"scope": "messages:read"}]}));
+    let missing = Catalog {
+        name: "chat-api",
+        spec: None,
+    };
+    let review = review(&asked, missing, &[&open], &EnvObjects::default());
+    assert_eq!(review.reason(), "UnknownScope");
+    assert!(granted_scopes(&review).is_empty());
+    assert!(
+        review
+            .message()
+            .contains("ScopeCatalog chat-api does not exist"),
+        "{}",
+        review.message()
+    );
+}
+
+#[test]
+fn a_policy_excess_alone_is_permissions_denied() {
+    let asked = spec(json!({"permissions": {"chatApi": [{"scope": "users:read"}]}}));
+    let review = check(&asked, &[&policy("none", json!({}))]);
+    assert_eq!(review.reason(), "PermissionsDenied");
+    assert!(review.unknown_scopes.is_empty());
 }

@@ -158,7 +158,9 @@ pub(crate) mod fixtures {
     pub fn children(spec_yaml: &str) -> super::Children {
         let config = crate::controller::config::OperatorConfig::example();
         let plugin = plugin(spec_yaml);
-        let valid = crate::controller::validate::validate(&plugin, &config).expect("valid spec");
+        let valid =
+            crate::controller::validate::validate(&plugin, &crate::policy::default_catalog())
+                .expect("valid spec");
         super::desired_children(&valid, &config)
     }
 }

@@ -2,13 +2,14 @@ use super::*;
 use crate::controller::desired::fixtures::{MINIMAL, children, plugin};
 use crate::controller::desired::{deployment, service};
 use crate::controller::validate::validate;
+use crate::policy::default_catalog;
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 fn pod(extra: &str) -> PodSpec {
     let p = plugin(&format!("{MINIMAL}{extra}"));
     let config = OperatorConfig::example();
-    pod_template(&validate(&p, &config).unwrap(), &config)
+    pod_template(&validate(&p, &default_catalog()).unwrap(), &config)
         .spec
         .unwrap()
 }
@@ -323,7 +324,7 @@ fn deployment_runs_one_replica_by_default_and_none_when_paused() {
     let config = OperatorConfig::example();
     let replicas = |extra: &str| {
         let p = plugin(&format!("{MINIMAL}{extra}"));
-        deployment(&validate(&p, &config).unwrap(), &config)
+        deployment(&validate(&p, &default_catalog()).unwrap(), &config)
             .spec
             .unwrap()
             .replicas

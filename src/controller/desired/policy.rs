@@ -2,10 +2,9 @@
 
 use super::ChildNames;
 use crate::api::{DatabaseAccessMode, PermissionMode, Plugin};
-use crate::controller::config::OperatorConfig;
 use crate::policy::{
-    BrokerPolicy, EnforcementMode, InboundLimits, KV_READ_SCOPE, KV_WRITE_SCOPE, ScopeGrant,
-    ScopeRateLimit,
+    BrokerPolicy, CatalogRoute, EnforcementMode, InboundLimits, KV_READ_SCOPE, KV_WRITE_SCOPE,
+    ScopeGrant, ScopeRateLimit,
 };
 
 pub const DEFAULT_REQUEST_SECONDS: u32 = 10;
@@ -15,7 +14,11 @@ pub const DEFAULT_KV_MAX_VALUE_BYTES: u64 = 65_536;
 pub const MAX_BODY_BYTES: u64 = 1 << 20;
 
 /// The policy the broker of this Plugin's pods enforces.
-pub fn broker_policy(plugin: &Plugin, names: &ChildNames, config: &OperatorConfig) -> BrokerPolicy {
+pub fn broker_policy(
+    plugin: &Plugin,
+    names: &ChildNames,
+    catalog: &[CatalogRoute],
+) -> BrokerPolicy {
     let spec = &plugin.spec;
     let permissions = spec.permissions.clone().unwrap_or_default();
     let mut grants: Vec<ScopeGrant> = permissions
@@ -82,7 +85,7 @@ pub fn broker_policy(plugin: &Plugin, names: &ChildNames, config: &OperatorConfi
                 .map_or(DEFAULT_MAX_IN_FLIGHT, |n| n as u32),
             max_body_bytes: MAX_BODY_BYTES,
         },
-        catalog: config.catalog.clone(),
+        catalog: catalog.to_vec(),
     }
 }
 
@@ -90,10 +93,11 @@ pub fn broker_policy(plugin: &Plugin, names: &ChildNames, config: &OperatorConfi
 mod tests {
     use super::*;
     use crate::controller::desired::fixtures::{MINIMAL, plugin};
+    use crate::policy::default_catalog;
 
     fn compile(extra: &str) -> BrokerPolicy {
         let p = plugin(&format!("{MINIMAL}{extra}"));
-        broker_policy(&p, &ChildNames::of(&p).unwrap(), &OperatorConfig::example())
+        broker_policy(&p, &ChildNames::of(&p).unwrap(), &default_catalog())
     }
 
     #[test]
@@ -179,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn the_operators_catalog_is_embedded() {
-        assert_eq!(compile("").catalog, OperatorConfig::example().catalog);
+    fn the_catalogs_routes_are_embedded() {
+        assert_eq!(compile("").catalog, default_catalog());
     }
 }

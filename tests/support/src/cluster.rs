@@ -18,10 +18,12 @@ use std::time::{Duration, Instant};
 use kube::Client;
 
 pub use admission::{NamespacePolicy, admit_pod, assert_pod_security_refuses, dry_run};
-pub use crd::{CRD_FIELD_MANAGER, OPEN_TEST_POLICY, TEST_POLICY_LABEL, install_crd};
+pub use crd::{
+    CRD_FIELD_MANAGER, OPEN_TEST_POLICY, TEST_POLICY_LABEL, TEST_SCOPE_CATALOG, install_crd,
+};
 pub use namespace::{TestNamespace, alone, clean_up_from_drop, together};
 pub use operator::{Operator, http_get, test_image};
-pub use plugin_policy::{ShippedAdmission, TestPolicy};
+pub use plugin_policy::{ShippedAdmission, ShippedScopeAdmission, TestCatalog, TestPolicy};
 pub use pods::{
     kubectl, pod_from_template, restricted_container_security, wait_pod_finished, wait_pod_ready,
 };

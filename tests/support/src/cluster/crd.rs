@@ -1,5 +1,6 @@
-//! The Plugin and PluginPolicy CRDs, installed from the Rust types, and the PluginPolicy
-//! that lets the tests' namespaces have what the tests ask for.
+//! The Plugin, PluginPolicy and ScopeCatalog CRDs, installed from the Rust types; the
+//! sample chat API's ScopeCatalog under the operator's default name; and the
+//! PluginPolicy that lets the tests' namespaces have what the tests ask for.
 
 use std::time::Duration;
 
@@ -21,13 +22,32 @@ pub const TEST_POLICY_LABEL: (&str, &str) = ("plugins.chat.dev/test-policy", "op
 /// narrower one for its own namespace (a Plugin must satisfy both).
 pub const OPEN_TEST_POLICY: &str = "plugin-operator-tests-open";
 
-/// Installs (or updates) the Plugin and PluginPolicy CRDs from the Rust types, waits
-/// until they serve, and applies [`OPEN_TEST_POLICY`].
+/// The ScopeCatalog the tests' operators use (`--scope-catalog`): the sample chat API's.
+/// Not the chart's `default`, so that `make demo` on the same cluster installs its own.
+pub const TEST_SCOPE_CATALOG: &str = "plugin-operator-tests";
+
+/// Installs (or updates) the Plugin, PluginPolicy and ScopeCatalog CRDs from the Rust
+/// types, waits until they serve, and applies the sample chat API's ScopeCatalog as
+/// [`TEST_SCOPE_CATALOG`] and [`OPEN_TEST_POLICY`].
 pub async fn install_crd(client: &Client) {
     install(client, plugin_operator::api::crd()).await;
     install(client, plugin_operator::api::policy_crd()).await;
-    let policies: Api<plugin_operator::api::PluginPolicy> = Api::all(client.clone());
-    let scopes: Vec<_> = plugin_operator::api::ChatScope::NAMES
+    install(client, plugin_operator::api::scope_catalog_crd()).await;
+    let sample = plugin_operator::api::sample_scope_catalog();
+    apply_until_served::<plugin_operator::api::ScopeCatalog>(
+        client,
+        "the tests' ScopeCatalog",
+        TEST_SCOPE_CATALOG,
+        serde_json::json!({
+            "apiVersion": "plugins.chat.dev/v1alpha1",
+            "kind": "ScopeCatalog",
+            "metadata": {"name": TEST_SCOPE_CATALOG},
+            "spec": sample,
+        }),
+    )
+    .await;
+    let scopes: Vec<_> = sample
+        .chat_scope_names()
         .iter()
         .map(|scope| serde_json::json!({"scope": scope}))
         .collect();
@@ -44,19 +64,37 @@ pub async fn install_crd(client: &Client) {
             "envSources": {"configMaps": {"selector": {}}}
         }
     });
+    apply_until_served::<plugin_operator::api::PluginPolicy>(
+        client,
+        "the open test PluginPolicy",
+        OPEN_TEST_POLICY,
+        open,
+    )
+    .await;
+}
+
+/// Applies a cluster-scoped object of a CRD just installed, retrying while the API
+/// server does not serve the kind yet.
+async fn apply_until_served<K>(client: &Client, what: &str, name: &str, object: serde_json::Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
     eventually(
-        "the open test PluginPolicy to apply",
+        &format!("{what} to apply"),
         Duration::from_secs(30),
         || async {
-            policies
-                .patch(
-                    OPEN_TEST_POLICY,
-                    &PatchParams::apply(CRD_FIELD_MANAGER).force(),
-                    &Patch::Apply(&open),
-                )
-                .await
-                .ok()
-                .map(drop)
+            api.patch(
+                name,
+                &PatchParams::apply(CRD_FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .ok()
+            .map(drop)
         },
     )
     .await;

@@ -5,6 +5,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::crd::TEST_SCOPE_CATALOG;
+
 /// An image `make images` loaded into the node: `localhost/{repository}:{tag}`, where the
 /// tag is `TEST_IMAGE_TAG` (default `dev`, what `make images` builds; `make images TAG=x`
 /// loads another set beside it).
@@ -24,11 +26,13 @@ pub struct Operator {
 
 impl Operator {
     /// The command every test and benchmark starts: `binary controller`, watching only
-    /// `namespace`, with its admin port on a free port and JSON logs.
+    /// `namespace`, with the tests' ScopeCatalog, its admin port on a free port and JSON
+    /// logs.
     pub fn command(binary: &str, namespace: &str) -> Command {
         let mut command = Command::new(binary);
         command
             .args(["controller", "--namespace", namespace])
+            .args(["--scope-catalog", TEST_SCOPE_CATALOG])
             .args(["--admin-address", "127.0.0.1:0", "--log-format", "json"])
             .env("RUST_LOG", "info,kube=warn");
         command

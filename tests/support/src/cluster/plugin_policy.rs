@@ -1,12 +1,12 @@
-//! A PluginPolicy that selects one test namespace, and the shipped admission policy
-//! bound to one test namespace; both removed when dropped.
+//! A PluginPolicy that selects one test namespace, a ScopeCatalog of a test's own, and
+//! the shipped admission policies bound to one test namespace; each removed when dropped.
 
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use plugin_operator::api::PluginPolicy;
+use plugin_operator::api::{PluginPolicy, ScopeCatalog};
 use serde_json::{Value, json};
 
 use super::namespace::clean_up_from_drop;
@@ -99,6 +99,105 @@ impl ShippedAdmission {
 }
 
 impl Drop for ShippedAdmission {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        clean_up_from_drop(|client| async move {
+            let params = DeleteParams::default();
+            let _ = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+                .delete(&name, &params)
+                .await;
+            let _ = Api::<ValidatingAdmissionPolicy>::all(client)
+                .delete(&name, &params)
+                .await;
+        });
+    }
+}
+
+/// A ScopeCatalog of a test's own, removed when dropped.
+pub struct TestCatalog {
+    pub name: String,
+    client: Client,
+}
+
+impl TestCatalog {
+    /// A name for a catalog not created yet: the operator may be started on it first.
+    pub fn named(client: &Client, namespace: &str) -> Self {
+        Self {
+            name: format!("test-{namespace}"),
+            client: client.clone(),
+        }
+    }
+
+    /// Creates or replaces the catalog's spec.
+    pub async fn set(&self, spec: Value) {
+        let object = json!({
+            "apiVersion": "plugins.chat.dev/v1alpha1",
+            "kind": "ScopeCatalog",
+            "metadata": {"name": self.name},
+            "spec": spec,
+        });
+        Api::<ScopeCatalog>::all(self.client.clone())
+            .patch(
+                &self.name,
+                &PatchParams::apply("plugin-operator-tests").force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("applying ScopeCatalog {}: {e}", self.name));
+    }
+}
+
+impl Drop for TestCatalog {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        clean_up_from_drop(|client| async move {
+            let _ = Api::<ScopeCatalog>::all(client)
+                .delete(&name, &DeleteParams::default())
+                .await;
+        });
+    }
+}
+
+/// The scope admission policy the chart ships
+/// (charts/plugin-operator/files/scope-catalog-admission.yaml), renamed for one namespace,
+/// with a binding like the chart's that names `catalog` and matches that namespace alone.
+pub struct ShippedScopeAdmission {
+    name: String,
+}
+
+impl ShippedScopeAdmission {
+    pub async fn install(client: &Client, namespace: &str, catalog: &str) -> Self {
+        let path = repo_path("charts/plugin-operator/files/scope-catalog-admission.yaml");
+        let text = std::fs::read_to_string(&path).expect("the shipped scope admission policy");
+        let mut policy: Value = serde_norway::from_str(&text).expect("one YAML document");
+        let name = format!("scope-catalog-{namespace}");
+        policy["metadata"]["name"] = json!(name);
+        let binding = json!({
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "paramRef": {"name": catalog, "parameterNotFoundAction": "Allow"},
+                "matchResources": {"namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": namespace
+                }}}
+            }
+        });
+        let policy: ValidatingAdmissionPolicy = serde_json::from_value(policy).unwrap();
+        let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(binding).unwrap();
+        Api::<ValidatingAdmissionPolicy>::all(client.clone())
+            .create(&PostParams::default(), &policy)
+            .await
+            .expect("the shipped scope admission policy is accepted");
+        Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+            .create(&PostParams::default(), &binding)
+            .await
+            .expect("its binding is accepted");
+        Self { name }
+    }
+}
+
+impl Drop for ShippedScopeAdmission {
     fn drop(&mut self) {
         let name = self.name.clone();
         clean_up_from_drop(|client| async move {
