@@ -21,9 +21,10 @@ NODE=1 cluster/up.sh
 step "operator, sample chat API and sample plugin images (make images)" "the cargo output above"
 make --no-print-directory images
 
-step "the Plugin and PluginPolicy CRDs" ""
+step "the Plugin, PluginPolicy and ScopeCatalog CRDs" ""
 kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
-kubectl wait --for=condition=Established crd/plugins.plugins.chat.dev crd/pluginpolicies.plugins.chat.dev --timeout=60s >/dev/null
+kubectl wait --for=condition=Established crd/plugins.plugins.chat.dev crd/pluginpolicies.plugins.chat.dev \
+  crd/scopecatalogs.plugins.chat.dev --timeout=60s >/dev/null
 
 step "the sample chat API in namespace chat-system" "kubectl -n chat-system logs deploy/chat-api"
 kubectl apply --server-side --force-conflicts -f deploy/examples/sample-chat-api.yaml >/dev/null

@@ -23,3 +23,12 @@ fn committed_policy_crd_matches_the_rust_types() {
         "crds/pluginpolicies.plugins.chat.dev.yaml is out of date: run `make generate`"
     );
 }
+
+#[test]
+fn committed_scope_catalog_crd_matches_the_rust_types() {
+    assert!(
+        read("crds/scopecatalogs.plugins.chat.dev.yaml")
+            == plugin_operator::api::scope_catalog_crd_yaml(),
+        "crds/scopecatalogs.plugins.chat.dev.yaml is out of date: run `make generate`"
+    );
+}

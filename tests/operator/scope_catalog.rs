@@ -242,3 +242,21 @@ async fn a_catalog_the_brokers_could_not_enforce_changes_nothing() {
         "the broker keeps the policy it had"
     );
 }
+
+#[tokio::test]
+async fn the_example_catalog_is_accepted_and_its_routes_could_be_enforced() {
+    use plugin_operator::api::ScopeCatalog;
+    use plugin_operator_test_support::cluster::repo_path;
+    let _cluster = together().await;
+    let client = client().await;
+    install_crd(&client).await;
+    let text = std::fs::read_to_string(repo_path("deploy/examples/scope-catalog.yaml")).unwrap();
+    let catalog: ScopeCatalog = serde_norway::from_str(&text).unwrap();
+    Api::<ScopeCatalog>::all(client)
+        .create(&dry_run(), &catalog)
+        .await
+        .expect("the API server accepts the example catalog");
+    plugin_operator::policy::validate_catalog(&catalog.spec.routes())
+        .expect("the brokers could enforce the example catalog");
+    assert!(catalog.spec.chat_scope_names().contains(&"directory.read"));
+}
