@@ -11,4 +11,5 @@ mod hostile;
 mod network;
 mod plugin_policy;
 mod pod;
+mod scope_catalog;
 mod status;
