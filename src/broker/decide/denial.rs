@@ -44,6 +44,10 @@ pub enum Denial<'a> {
     CredentialUnavailable,
     #[error("the chat API could not be reached")]
     UpstreamUnavailable,
+    #[error(
+        "TLS to the chat API failed: its certificate is not trusted (not from a CA the broker trusts, not for this name, or expired) or the handshake broke off; the broker's log names the cause"
+    )]
+    UpstreamTlsFailed,
     #[error("the chat API did not answer in time")]
     UpstreamTimedOut,
     #[error("the plugin already handles {limit} invocations")]
@@ -71,7 +75,9 @@ impl Denial<'_> {
             Denial::PolicyNotLoaded
             | Denial::CredentialUnavailable
             | Denial::TooManyInFlight { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Denial::UpstreamUnavailable | Denial::PluginUnavailable => StatusCode::BAD_GATEWAY,
+            Denial::UpstreamUnavailable | Denial::UpstreamTlsFailed | Denial::PluginUnavailable => {
+                StatusCode::BAD_GATEWAY
+            }
             Denial::UpstreamTimedOut | Denial::InvocationTimedOut { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -95,6 +101,7 @@ impl Denial<'_> {
             Denial::PolicyNotLoaded => "PolicyNotLoaded",
             Denial::CredentialUnavailable => "CredentialUnavailable",
             Denial::UpstreamUnavailable => "UpstreamUnavailable",
+            Denial::UpstreamTlsFailed => "UpstreamTlsFailed",
             Denial::UpstreamTimedOut => "UpstreamTimedOut",
             Denial::TooManyInFlight { .. } => "TooManyInFlight",
             Denial::InvocationTimedOut { .. } => "InvocationTimedOut",
