@@ -112,6 +112,10 @@ pub mod reason {
     pub const MALFORMED_PLUGIN: &str = "MalformedPlugin";
     /// The Plugin asks for more than its PluginPolicies allow; it is held.
     pub const PERMISSIONS_DENIED: &str = "PermissionsDenied";
+    /// The chat API's CA bundle the operator mounts into brokers (its
+    /// `--chat-api-ca-config-map`) is not in the Plugin's namespace, or lacks its key:
+    /// the kubelet does not start the pods until it is there.
+    pub const CHAT_API_CA_MISSING: &str = "ChatApiCaMissing";
     /// Reading what a PluginPolicy needs to decide failed (Event only).
     pub const READ_FAILED: &str = "ReadFailed";
     /// Writing the status failed (Event only).
