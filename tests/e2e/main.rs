@@ -12,3 +12,4 @@ mod network;
 mod plugin_policy;
 mod pod;
 mod status;
+mod tls;
