@@ -218,6 +218,18 @@ mod tests {
     }
 
     #[test]
+    fn a_tls_failure_toward_the_chat_api_is_a_502_of_its_own() {
+        let denial = Denial::UpstreamTlsFailed;
+        let response = denial.to_response(DecisionId::for_tests(1));
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(denial.outcome(), Outcome::Failed);
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body["error"], "bad_gateway");
+        assert_eq!(body["reason"], "UpstreamTlsFailed");
+        assert_ne!(denial.reason(), Denial::UpstreamUnavailable.reason());
+    }
+
+    #[test]
     fn malformed_path_is_a_400_without_scope() {
         let denial = Denial::MalformedPath(PathProblem::DotSegment);
         let response = denial.to_response(DecisionId::for_tests(1));
