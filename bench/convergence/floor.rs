@@ -81,7 +81,7 @@ async fn one_plugin(client: &Client, config: &OperatorConfig, namespace: &str, i
     };
     let now = k8s_openapi::jiff::Timestamp::now();
     let now = Time(k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now));
-    let status = plugin_status(&desired, None, &[], None, &now);
+    let status = plugin_status(&desired, None, &[], None, None, &now);
     let patch = json!({
         "apiVersion": "plugins.chat.dev/v1alpha1",
         "kind": "Plugin",

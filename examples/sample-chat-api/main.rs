@@ -2,11 +2,14 @@
 //! default catalog's routes from memory and accepts only callers whose bearer token the
 //! Kubernetes API server confirms (TokenReview) for the chat API's audience.
 //!
-//! Environment: LISTEN (default 0.0.0.0:8080), CHAT_API_AUDIENCE (default chat-api).
+//! Environment: LISTEN (default 0.0.0.0:8080), CHAT_API_AUDIENCE (default chat-api),
+//! and TLS_CERT_FILE with TLS_KEY_FILE (PEM: the certificate chain, its private key) to
+//! serve https instead of http.
 
 mod auth;
 mod routes;
 mod store;
+mod tls;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 use auth::Authenticator;
@@ -39,21 +43,41 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         auth: Authenticator::new(client, audience),
         store: Store::with_sample_data(),
     });
+    let tls = tls::acceptor_from_env()?;
     let listener = TcpListener::bind(&listen).await?;
-    println!("{{\"msg\":\"sample chat API listening\",\"address\":\"{listen}\"}}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!(
+        "{}",
+        serde_json::json!({"msg": "sample chat API listening", "address": listen, "scheme": scheme})
+    );
     loop {
-        let (stream, _) = listener.accept().await?;
+        let (stream, peer) = listener.accept().await?;
         let app = app.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(&app, request).await) }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            match tls {
+                None => serve(stream, app).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => serve(stream, app).await,
+                    Err(error) => println!(
+                        "{}",
+                        serde_json::json!({"msg": "TLS handshake failed", "peer": peer.to_string(), "error": error.to_string()})
+                    ),
+                },
+            }
         });
     }
+}
+
+/// Serves HTTP/1.1 on one connection, plain or TLS.
+async fn serve(io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static, app: Arc<App>) {
+    let service = service_fn(move |request| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(handle(&app, request).await) }
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await;
 }
 
 async fn handle(app: &App, request: Request<Incoming>) -> Reply {

@@ -117,6 +117,10 @@ pub mod reason {
     /// The Plugin names a chat-API scope the operator's ScopeCatalog does not define;
     /// it is held like a Plugin whose permissions are denied.
     pub const UNKNOWN_SCOPE: &str = "UnknownScope";
+    /// The chat API's CA bundle the operator mounts into brokers (its
+    /// `--chat-api-ca-config-map`) is not in the Plugin's namespace, or lacks its key:
+    /// the kubelet does not start the pods until it is there.
+    pub const CHAT_API_CA_MISSING: &str = "ChatApiCaMissing";
     /// Reading what a PluginPolicy needs to decide failed (Event only).
     pub const READ_FAILED: &str = "ReadFailed";
     /// Writing the status failed (Event only).

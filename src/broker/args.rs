@@ -30,7 +30,9 @@ pub struct BrokerArgs {
     )]
     pub token_file: PathBuf,
 
-    /// PEM file of the CAs trusted for an https chat API; default: the system's trust store.
+    /// PEM file of the CAs trusted for an https chat API (the operator mounts it from
+    /// its `--chat-api-ca-config-map`); default: the system's trust store, which the
+    /// broker's image does not have. Read once at start.
     #[arg(long, env = "BROKER_CHAT_API_CA_FILE")]
     pub chat_api_ca_file: Option<PathBuf>,
 

@@ -120,6 +120,10 @@ pub async fn start(args: &BrokerArgs, listeners: Listeners) -> Result<RunningBro
     let outbound = Arc::new(Outbound {
         policy: policy.clone(),
         credential: credential.clone(),
+        trusted: match &args.chat_api_ca_file {
+            Some(path) => format!("the CAs in {}", path.display()),
+            None => "the system's trust store".into(),
+        },
         target: chat_api,
         forwarder: chat_api_forwarder,
         timeout: args.upstream_timeout,

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::config::{DEFAULT_SCOPE_CATALOG, OperatorConfig, PodPeer};
+use super::config::{ChatApiCa, DEFAULT_SCOPE_CATALOG, OperatorConfig, PodPeer};
 use super::leader::LeaderElection;
 use super::rollout::DEFAULT_MAX_CONCURRENT_ROLLOUTS;
 use crate::telemetry::LogFormat;
@@ -20,6 +20,19 @@ pub struct ControllerArgs {
         default_value = "http://chat-api.chat-system.svc:8080"
     )]
     pub chat_api_url: String,
+    /// A ConfigMap in each plugin's namespace with the PEM certificates of the CAs the
+    /// broker trusts for an https chat API (a trust-manager Bundle's target fits). It is
+    /// mounted into the broker container only. Unset: the broker's own trust store, which
+    /// its image does not have.
+    #[arg(long, env = "PLUGIN_OPERATOR_CHAT_API_CA_CONFIG_MAP")]
+    pub chat_api_ca_config_map: Option<String>,
+    /// The key of that ConfigMap holding the certificates.
+    #[arg(
+        long,
+        env = "PLUGIN_OPERATOR_CHAT_API_CA_KEY",
+        default_value = "ca.crt"
+    )]
+    pub chat_api_ca_key: String,
     /// Audience of the token the broker presents to the chat API.
     #[arg(
         long,
@@ -162,6 +175,12 @@ impl ControllerArgs {
                 self.scope_catalog
             ));
         }
+        let chat_api_ca = self
+            .chat_api_ca_config_map
+            .as_deref()
+            .map(|name| ChatApiCa::new(name, &self.chat_api_ca_key))
+            .transpose()
+            .map_err(|e| format!("--chat-api-ca-config-map/--chat-api-ca-key: {e}"))?;
         Ok(OperatorConfig {
             chat_api_url: self.chat_api_url.clone(),
             token_audience: self.token_audience.clone(),
@@ -171,6 +190,7 @@ impl ControllerArgs {
             invoker_peer,
             dns_peer,
             scope_catalog: self.scope_catalog.clone(),
+            chat_api_ca,
         })
     }
 
@@ -227,6 +247,37 @@ mod tests {
             .controller
             .leader_election()
             .unwrap()
+    }
+
+    fn config(args: &[&str]) -> Result<OperatorConfig, String> {
+        let argv = std::iter::once("controller").chain(args.iter().copied());
+        Cli::try_parse_from(argv)
+            .unwrap()
+            .controller
+            .operator_config()
+    }
+
+    #[test]
+    fn chat_api_ca_is_off_unless_its_config_map_is_named() {
+        assert_eq!(config(&[]).unwrap().chat_api_ca, None);
+        let ca = config(&["--chat-api-ca-config-map", "chat-api-ca"])
+            .unwrap()
+            .chat_api_ca
+            .unwrap();
+        assert_eq!(
+            (ca.config_map.as_str(), ca.key.as_str()),
+            ("chat-api-ca", "ca.crt")
+        );
+        let bundle = config(&[
+            "--chat-api-ca-config-map=trust-bundle",
+            "--chat-api-ca-key=trust-bundle.pem",
+        ])
+        .unwrap()
+        .chat_api_ca
+        .unwrap();
+        assert_eq!(bundle.key, "trust-bundle.pem");
+        let error = config(&["--chat-api-ca-config-map", "Not_A_Name"]).unwrap_err();
+        assert!(error.contains("--chat-api-ca-config-map"), "{error}");
     }
 
     #[test]

@@ -26,6 +26,55 @@ pub struct OperatorConfig {
     /// The ScopeCatalog whose scopes Plugins may ask for and whose routes every broker
     /// enforces.
     pub scope_catalog: String,
+    /// The CAs the broker trusts for an https chat API (None: the broker's own trust
+    /// store, which its image does not have).
+    pub chat_api_ca: Option<ChatApiCa>,
+}
+
+/// A ConfigMap in each plugin namespace holding the PEM certificates of the CAs that
+/// issue the chat API's certificate, as trust-manager writes a Bundle into every
+/// namespace it targets. Mounted into the broker container only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatApiCa {
+    pub config_map: String,
+    pub key: String,
+}
+
+impl ChatApiCa {
+    /// Checks the names as the API server would: a ConfigMap name (a DNS subdomain) and
+    /// a ConfigMap key.
+    pub fn new(config_map: &str, key: &str) -> Result<Self, String> {
+        let label = |part: &str| {
+            !part.is_empty()
+                && part.len() <= 63
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        };
+        if config_map.len() > 253 || !config_map.split('.').all(label) {
+            return Err(format!(
+                "{config_map:?} is not a ConfigMap name (lower-case letters, digits, '-' and '.')"
+            ));
+        }
+        let key_ok = !key.is_empty()
+            && key.len() <= 253
+            && key != "."
+            && key != ".."
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !key_ok {
+            return Err(format!(
+                "{key:?} is not a ConfigMap key (letters, digits, '-', '_' and '.')"
+            ));
+        }
+        Ok(Self {
+            config_map: config_map.into(),
+            key: key.into(),
+        })
+    }
 }
 
 /// Pods in one namespace with some labels (no labels: every pod of the namespace).
@@ -68,6 +117,29 @@ impl OperatorConfig {
             invoker_peer: chat,
             dns_peer: Some(PodPeer::parse("kube-system", "k8s-app=kube-dns").expect("valid")),
             scope_catalog: DEFAULT_SCOPE_CATALOG.into(),
+            chat_api_ca: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_api_ca_names_are_checked_as_the_api_server_would() {
+        assert!(ChatApiCa::new("chat-api-ca", "ca.crt").is_ok());
+        assert!(ChatApiCa::new("trust.example.com", "trust-bundle.pem").is_ok());
+        for (name, key) in [
+            ("", "ca.crt"),
+            ("Chat-CA", "ca.crt"),
+            ("chat-ca-", "ca.crt"),
+            ("chat..ca", "ca.crt"),
+            ("chat-ca", ""),
+            ("chat-ca", ".."),
+            ("chat-ca", "ca/crt"),
+        ] {
+            assert!(ChatApiCa::new(name, key).is_err(), "{name:?} {key:?}");
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct ChildStores {
     pub catalogs: Store<ScopeCatalog>,
     /// The watched namespaces, for their labels.
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// The chat API's CA bundles (`--chat-api-ca-config-map`), keys without values;
+    /// None when the operator is given none.
+    pub chat_api_ca: Option<Store<ConfigMap>>,
 }
 
 impl ChildStores {

@@ -19,7 +19,7 @@ use super::context::Context;
 use super::desired::{PLUGIN_LABEL, desired_children};
 use super::error::{Error, backoff_delay};
 use super::status::report::{now_to_the_second, report, report_failure, truncate};
-use super::status::{Desired, Problem, failed_status, plugin_status};
+use super::status::{Desired, Problem, chat_api_ca_problem, failed_status, plugin_status};
 use super::validate::validate;
 use crate::api::{Plugin, PluginPolicy, ScopeCatalog};
 use crate::policy::validate_catalog;
@@ -134,15 +134,38 @@ async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Erro
         })
         .map(|pod| (*pod).clone())
         .collect();
+    let chat_api_ca = chat_api_ca_in(&names.namespace, ctx);
     report(plugin, ctx, |previous| {
-        let mut status = plugin_status(&desired, deployment.as_deref(), &pods, previous, &now);
+        let setup = chat_api_ca.as_ref().and_then(Option::as_ref);
+        let mut status = plugin_status(
+            &desired,
+            deployment.as_deref(),
+            &pods,
+            setup,
+            previous,
+            &now,
+        );
         status.permissions = Some(permissions);
         status
     })
     .await?;
     Ok(requeue_after(
-        applied.relied_on_recent_writes || applied.rollout_held_back,
+        applied.relied_on_recent_writes || applied.rollout_held_back || chat_api_ca.is_none(),
     ))
+}
+
+/// Whether the chat API's CA bundle is missing from `namespace` (Some(None) when it is
+/// there or none is configured); None while its cache has not been listed yet.
+fn chat_api_ca_in(namespace: &str, ctx: &Context) -> Option<Option<Problem>> {
+    use futures::FutureExt;
+    let (Some(ca), Some(store)) = (&ctx.config.chat_api_ca, &ctx.stores.chat_api_ca) else {
+        return Some(None);
+    };
+    if !matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))) {
+        return None;
+    }
+    let found = store.get(&ObjectRef::new(&ca.config_map).within(namespace));
+    Some(chat_api_ca_problem(ca, namespace, found.as_deref()))
 }
 
 /// Soon again when a write is not yet in the cache or a rollout waits its turn.

@@ -161,9 +161,12 @@ where
 
 /// A cache of every object of a kind (not only the operator's), and a stream of each
 /// object that was changed, added or deleted: a deleted policy may release a Plugin.
+/// `what` names the watch to `admin`.
 fn reflect_all<K>(
     api: Api<K>,
     config: watcher::Config,
+    trim: fn(&mut K),
+    what: &str,
     admin: Arc<AdminState>,
 ) -> (
     Store<K>,
@@ -174,9 +177,12 @@ where
 {
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config)
-        .modify(|object| object.managed_fields_mut().clear())
+        .modify(move |object| {
+            object.managed_fields_mut().clear();
+            trim(object);
+        })
         .default_backoff()
-        .inspect(report_to(admin, K::plural(&()).to_string()))
+        .inspect(report_to(admin, what.to_string()))
         .reflect(writer)
         .filter_map(|event| async move {
             match event {
@@ -224,6 +230,24 @@ mod trim {
     pub fn pod(pod: &mut Pod) {
         pod.spec = None;
     }
+
+    /// A CA bundle's keys: the status step asks only whether its key is there.
+    pub fn keys_only(config_map: &mut ConfigMap) {
+        for value in config_map
+            .data
+            .iter_mut()
+            .flat_map(|data| data.values_mut())
+        {
+            value.clear();
+        }
+        for value in config_map
+            .binary_data
+            .iter_mut()
+            .flat_map(|data| data.values_mut())
+        {
+            value.0.clear();
+        }
+    }
 }
 
 /// What every namespace's controller shares.
@@ -258,6 +282,8 @@ async fn controller_for(
     let (policies, policy_stream) = reflect_all(
         Api::<PluginPolicy>::all(client.clone()),
         watcher::Config::default().any_semantic(),
+        trim::nothing,
+        "pluginpolicies",
         admin.clone(),
     );
     // Only the operator's own catalog matters; it may not exist (yet).
@@ -266,6 +292,8 @@ async fn controller_for(
         watcher::Config::default()
             .fields(&format!("metadata.name={}", shared.config.scope_catalog))
             .any_semantic(),
+        trim::nothing,
+        "scopecatalogs",
         admin.clone(),
     );
     // Only the watched namespace's labels matter (every namespace's when all are watched).
@@ -276,8 +304,28 @@ async fn controller_for(
     let (namespaces, namespace_stream) = reflect_all(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         namespace_config.any_semantic(),
+        trim::nothing,
+        "namespaces",
         admin.clone(),
     );
+    // The chat API's CA bundle of every watched namespace, by name: one that appears,
+    // changes or goes wakes the Plugins of its namespace (their status says when it is
+    // missing).
+    let (chat_api_ca, chat_api_ca_stream) = match &shared.config.chat_api_ca {
+        Some(ca) => {
+            let (store, stream) = reflect_all(
+                api::<ConfigMap>(client, &namespace),
+                watcher::Config::default()
+                    .fields(&format!("metadata.name={}", ca.config_map))
+                    .any_semantic(),
+                trim::keys_only,
+                "chat API CA bundles (configmaps)",
+                admin.clone(),
+            );
+            (Some(store), Some(stream))
+        }
+        None => (None, None),
+    };
     let stores = ChildStores {
         service_accounts,
         config_maps,
@@ -288,6 +336,7 @@ async fn controller_for(
         policies,
         catalogs,
         namespaces,
+        chat_api_ca,
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -335,7 +384,7 @@ async fn controller_for(
     };
     tokio::spawn(readiness);
 
-    Controller::for_stream(plugin_stream, plugin_reader.clone())
+    let mut controller = Controller::for_stream(plugin_stream, plugin_reader.clone())
         .owns_stream(sa_stream)
         .owns_stream(cm_stream)
         .owns_stream(deploy_stream)
@@ -371,15 +420,16 @@ async fn controller_for(
         .watches_stream(namespace_stream, {
             let plugins = plugin_reader.clone();
             move |namespace: PartialObjectMeta<Namespace>| {
-                let name = namespace.name_any();
-                plugins
-                    .state()
-                    .iter()
-                    .filter(|p| p.namespace().as_deref() == Some(name.as_str()))
-                    .map(|p| ObjectRef::from_obj(p.as_ref()))
-                    .collect::<Vec<_>>()
+                plugins_in(&plugins, &namespace.name_any())
             }
-        })
+        });
+    if let Some(stream) = chat_api_ca_stream {
+        let plugins = plugin_reader.clone();
+        controller = controller.watches_stream(stream, move |bundle: ConfigMap| {
+            plugins_in(&plugins, &bundle.namespace().unwrap_or_default())
+        });
+    }
+    controller
         .with_config(ControllerConfig::default().concurrency(shared.max_concurrent_reconciles))
         .graceful_shutdown_on(wait_for(shutdown))
         .run(reconcile, error_policy, ctx)
@@ -389,6 +439,19 @@ async fn controller_for(
             }
         })
         .await;
+}
+
+/// The Plugins in `namespace`: what a change to the namespace or its CA bundle wakes.
+fn plugins_in(
+    plugins: &Store<DeserializeGuard<Plugin>>,
+    namespace: &str,
+) -> Vec<ObjectRef<DeserializeGuard<Plugin>>> {
+    plugins
+        .state()
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(namespace))
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect()
 }
 
 /// Waits until `store` has its first full list. The store's readiness wakes only the

@@ -27,10 +27,20 @@ pub(crate) fn broker_command(
     chat_api: SocketAddr,
     plugin: SocketAddr,
 ) -> Command {
+    broker_command_to(policy_dir, token_dir, &format!("http://{chat_api}"), plugin)
+}
+
+/// [`broker_command`] with the chat API at `chat_api_url`.
+pub(crate) fn broker_command_to(
+    policy_dir: &TempDir,
+    token_dir: &TempDir,
+    chat_api_url: &str,
+    plugin: SocketAddr,
+) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_plugin-operator"));
     command
         .arg("broker")
-        .args(["--chat-api-url", &format!("http://{chat_api}")])
+        .args(["--chat-api-url", chat_api_url])
         .args(["--inbound-bind", "127.0.0.1:0"])
         .args(["--outbound-bind", "127.0.0.1:0"])
         .args(["--admin-bind", "127.0.0.1:0"])

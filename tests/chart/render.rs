@@ -26,6 +26,8 @@ const EVERYTHING: &[&str] = &[
     "--set",
     "invoker.namespace=gateway,invoker.selector=app=gateway",
     "--set",
+    "chatApi.caBundle.configMapName=trust-bundle,chatApi.caBundle.key=trust-bundle.pem",
+    "--set",
     "extraArgs={--lease-seconds=15}",
 ];
 
@@ -62,6 +64,11 @@ fn schema_refuses_unknown_keys_and_out_of_range_settings() {
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("chatApi.selector=not a selector", "selector"),
         ("watchNamespaces={Team_A}", "watchNamespaces"),
+        (
+            "chatApi.caBundle.configMapName=Trust_Bundle",
+            "configMapName",
+        ),
+        ("chatApi.caBundle.key=ca/crt", "key"),
     ] {
         let error = template(&["--set", value]).expect_err(value);
         assert!(
@@ -290,9 +297,15 @@ fn rendered_flags_are_accepted_by_the_operator() {
             assert!(controller.leader_election().is_none());
             assert!(config.dns_peer.is_some());
             assert!(controller.namespaces.is_empty());
+            assert_eq!(config.chat_api_ca, None);
         } else {
             assert!(controller.leader_election().is_some());
             assert!(config.dns_peer.is_none());
+            let ca = config.chat_api_ca.expect("the CA bundle is passed");
+            assert_eq!(
+                (ca.config_map.as_str(), ca.key.as_str()),
+                ("trust-bundle", "trust-bundle.pem")
+            );
             assert_eq!(controller.namespaces, ["team-a", "team-b"]);
             assert_eq!(config.scope_catalog, "chat-api");
             let election = controller.leader_election().unwrap();

@@ -13,3 +13,4 @@ mod plugin_policy;
 mod pod;
 mod scope_catalog;
 mod status;
+mod tls;

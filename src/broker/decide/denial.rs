@@ -44,6 +44,10 @@ pub enum Denial<'a> {
     CredentialUnavailable,
     #[error("the chat API could not be reached")]
     UpstreamUnavailable,
+    #[error(
+        "TLS to the chat API failed: its certificate is not trusted (not from a CA the broker trusts, not for this name, or expired) or the handshake broke off; the broker's log names the cause"
+    )]
+    UpstreamTlsFailed,
     #[error("the chat API did not answer in time")]
     UpstreamTimedOut,
     #[error("the plugin already handles {limit} invocations")]
@@ -71,7 +75,9 @@ impl Denial<'_> {
             Denial::PolicyNotLoaded
             | Denial::CredentialUnavailable
             | Denial::TooManyInFlight { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Denial::UpstreamUnavailable | Denial::PluginUnavailable => StatusCode::BAD_GATEWAY,
+            Denial::UpstreamUnavailable | Denial::UpstreamTlsFailed | Denial::PluginUnavailable => {
+                StatusCode::BAD_GATEWAY
+            }
             Denial::UpstreamTimedOut | Denial::InvocationTimedOut { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -95,6 +101,7 @@ impl Denial<'_> {
             Denial::PolicyNotLoaded => "PolicyNotLoaded",
             Denial::CredentialUnavailable => "CredentialUnavailable",
             Denial::UpstreamUnavailable => "UpstreamUnavailable",
+            Denial::UpstreamTlsFailed => "UpstreamTlsFailed",
             Denial::UpstreamTimedOut => "UpstreamTimedOut",
             Denial::TooManyInFlight { .. } => "TooManyInFlight",
             Denial::InvocationTimedOut { .. } => "InvocationTimedOut",
@@ -208,6 +215,18 @@ mod tests {
         let response = denial.to_response(DecisionId::for_tests(1));
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[test]
+    fn a_tls_failure_toward_the_chat_api_is_a_502_of_its_own() {
+        let denial = Denial::UpstreamTlsFailed;
+        let response = denial.to_response(DecisionId::for_tests(1));
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(denial.outcome(), Outcome::Failed);
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body["error"], "bad_gateway");
+        assert_eq!(body["reason"], "UpstreamTlsFailed");
+        assert_ne!(denial.reason(), Denial::UpstreamUnavailable.reason());
     }
 
     #[test]

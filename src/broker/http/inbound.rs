@@ -138,7 +138,8 @@ impl Inbound {
         let response = match self.forwarder.send(request, deadline).await {
             Ok(response) => response,
             Err(ForwardError::TimedOut) => return Err(timed_out),
-            Err(ForwardError::Unreachable(error)) => {
+            // The plugin is reached over plain http: no TLS failure is told apart.
+            Err(ForwardError::Unreachable(error) | ForwardError::Tls(error)) => {
                 tracing::warn!(error = %error_chain(error.as_ref()), "plugin unreachable");
                 return Err(Denial::PluginUnavailable);
             }

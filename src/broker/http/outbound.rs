@@ -18,7 +18,7 @@ use super::body::{
 };
 use super::headers::{DECISION_ID, for_chat_api, override_in, strip_hop_by_hop};
 use super::target::Target;
-use super::upstream::{Dedicated, ForwardError, Forwarder, error_chain};
+use super::upstream::{Dedicated, ForwardError, Forwarder, error_chain, tls_error};
 use crate::broker::audit::{AuditLog, AuditRecord, DecisionId, DecisionIds, Outcome};
 use crate::broker::decide::{Call, Decision, Denial, Verdict, decide};
 use crate::broker::limits::retry_after_seconds;
@@ -33,6 +33,9 @@ pub struct Outbound {
     pub credential: Arc<Credential>,
     pub target: Target,
     pub forwarder: Forwarder,
+    /// What an https chat API's certificate is checked against (`--chat-api-ca-file` or
+    /// the system's trust store), for the log line of a failed TLS handshake.
+    pub trusted: String,
     pub timeout: Duration,
     pub metrics: Arc<Metrics>,
     pub ids: DecisionIds,
@@ -191,8 +194,25 @@ impl Outbound {
             Ok(response) => response,
             Err(ForwardError::TimedOut) => return Err(Denial::UpstreamTimedOut),
             Err(ForwardError::Unreachable(error)) => {
-                tracing::warn!(decision_id = %id, error = %error_chain(error.as_ref()), "chat API unreachable");
+                tracing::warn!(
+                    decision_id = %id,
+                    chat_api = %self.target,
+                    error = %error_chain(error.as_ref()),
+                    "chat API unreachable"
+                );
                 return Err(Denial::UpstreamUnavailable);
+            }
+            Err(ForwardError::Tls(error)) => {
+                let error = error.as_ref();
+                let cause = tls_error(error).map_or_else(|| error_chain(error), |e| e.to_string());
+                tracing::warn!(
+                    decision_id = %id,
+                    chat_api = %self.target,
+                    trusted = %self.trusted,
+                    error = %cause,
+                    "TLS handshake with the chat API failed"
+                );
+                return Err(Denial::UpstreamTlsFailed);
             }
         };
         let (mut head, body) = response.into_parts();

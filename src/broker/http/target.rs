@@ -18,7 +18,9 @@ pub enum TargetError {
     NotABaseUrl(String),
     #[error("cannot read the CA file {path}: {reason}")]
     CaFile { path: String, reason: String },
-    #[error("no trusted CA certificates found for {0}: {1}")]
+    #[error(
+        "no trusted CA certificates found for {0}: {1}; name the CAs that issued the chat API's certificate with --chat-api-ca-file"
+    )]
     NoRoots(String, String),
 }
 
@@ -76,6 +78,17 @@ impl Target {
     }
 }
 
+/// The base URL, as given (for log lines).
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}://{}{}",
+            self.scheme, self.authority, self.path_prefix
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +128,11 @@ mod tests {
         assert!(Target::parse("http://user:pw@chat-api/").is_err());
         assert!(Target::parse("http://chat-api/?a=1").is_err());
         assert!(Target::parse("https://chat-api").unwrap().is_https());
+    }
+
+    #[test]
+    fn target_is_shown_as_its_base_url() {
+        let target = Target::parse("https://chat-api.chat.svc:8443/base/").unwrap();
+        assert_eq!(target.to_string(), "https://chat-api.chat.svc:8443/base");
     }
 }

@@ -30,6 +30,20 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum ForwardError {
     TimedOut,
     Unreachable(BoxError),
+    /// The TLS handshake failed: the server's certificate was not trusted (not issued by
+    /// a trusted CA, not for this name, expired), or TLS itself failed.
+    Tls(BoxError),
+}
+
+impl ForwardError {
+    /// A failure to connect or send: a TLS one when TLS is among its causes.
+    fn failed(error: BoxError) -> Self {
+        if tls_error(error.as_ref()).is_some() {
+            Self::Tls(error)
+        } else {
+            Self::Unreachable(error)
+        }
+    }
 }
 
 /// A pooled client with a deadline on each response head, which can also hold one
@@ -122,7 +136,7 @@ impl Forwarder {
     ) -> Result<Response<Incoming>, ForwardError> {
         match tokio::time::timeout_at(deadline, self.client.request(request)).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(ForwardError::Unreachable(Box::new(error))),
+            Ok(Err(error)) => Err(ForwardError::failed(Box::new(error))),
             Err(_) => Err(ForwardError::TimedOut),
         }
     }
@@ -154,7 +168,7 @@ impl Forwarder {
                     dedicated.put_back(sender);
                     Ok(response)
                 }
-                Err((error, _)) => Err(ForwardError::Unreachable(Box::new(error))),
+                Err((error, _)) => Err(ForwardError::failed(Box::new(error))),
             }
         };
         match tokio::time::timeout_at(deadline, attempt).await {
@@ -174,15 +188,15 @@ impl Forwarder {
     ) -> Result<SendRequest<ProxyBody>, ForwardError> {
         let slot = slot.clone();
         Box::pin(async move {
-            let unreachable = |error: BoxError| ForwardError::Unreachable(error);
+            let failed = ForwardError::failed;
             let mut connector = self.connector.clone();
             std::future::poll_fn(|cx| connector.poll_ready(cx))
                 .await
-                .map_err(unreachable)?;
-            let io = connector.call(uri.clone()).await.map_err(unreachable)?;
+                .map_err(failed)?;
+            let io = connector.call(uri.clone()).await.map_err(failed)?;
             let (sender, connection) = hyper::client::conn::http1::handshake(io)
                 .await
-                .map_err(|error| unreachable(Box::new(error)))?;
+                .map_err(|error| failed(Box::new(error)))?;
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "connection to the chat API ended with an error");
@@ -247,6 +261,25 @@ fn read_ca_file(path: &Path) -> Result<RootCertStore, TargetError> {
     Ok(roots)
 }
 
+/// The TLS error among `error`'s causes. An I/O error's `source()` skips the error it
+/// wraps (tokio-rustls wraps the TLS error in one, hyper-rustls that in another), so
+/// what an I/O error wraps is looked at too.
+pub fn tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        next = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    None
+}
+
 /// The error and its causes on one line; hyper-util's own message alone says little.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -273,5 +306,30 @@ mod tests {
         let request = origin_form(request);
         assert_eq!(request.uri().to_string(), "/api/v1/users?limit=5");
         assert_eq!(request.headers()[http::header::HOST], "chat-api:8080");
+    }
+
+    #[test]
+    fn a_tls_error_is_found_inside_the_io_errors_that_wrap_it() {
+        let certificate =
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let from_tls_stream = std::io::Error::new(std::io::ErrorKind::InvalidData, certificate);
+        let from_connector: BoxError = Box::new(std::io::Error::other(from_tls_stream));
+        let found = tls_error(from_connector.as_ref()).map(ToString::to_string);
+        assert_eq!(
+            found.as_deref(),
+            Some("invalid peer certificate: UnknownIssuer")
+        );
+        assert!(matches!(
+            ForwardError::failed(from_connector),
+            ForwardError::Tls(_)
+        ));
+
+        let refused: BoxError =
+            Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(tls_error(refused.as_ref()).is_none());
+        assert!(matches!(
+            ForwardError::failed(refused),
+            ForwardError::Unreachable(_)
+        ));
     }
 }

@@ -156,12 +156,22 @@ pub(crate) mod fixtures {
 
     /// The children of a Plugin with this spec, which must be valid.
     pub fn children(spec_yaml: &str) -> super::Children {
-        let config = crate::controller::config::OperatorConfig::example();
+        children_with(
+            spec_yaml,
+            &crate::controller::config::OperatorConfig::example(),
+        )
+    }
+
+    /// [`children`] under another configuration of the operator.
+    pub fn children_with(
+        spec_yaml: &str,
+        config: &crate::controller::config::OperatorConfig,
+    ) -> super::Children {
         let plugin = plugin(spec_yaml);
         let valid =
             crate::controller::validate::validate(&plugin, &crate::policy::default_catalog())
                 .expect("valid spec");
-        super::desired_children(&valid, &config)
+        super::desired_children(&valid, config)
     }
 }
 

@@ -1,11 +1,11 @@
 //! The plugin pod: the plugin container and the broker as a native sidecar, both under
-//! the Pod Security "restricted" profile, with the chat-API credential mounted into the
-//! broker alone.
+//! the Pod Security "restricted" profile, with the chat-API credential (and the CAs it
+//! trusts for the chat API, when configured) mounted into the broker alone.
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
-    EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ProjectedVolumeSource, SeccompProfile, SecretKeySelector,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, SeccompProfile, SecretKeySelector,
     SecurityContext, ServiceAccountTokenProjection, TCPSocketAction, Volume, VolumeMount,
     VolumeProjection,
 };
@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::ChildNames;
 use super::resources::{amounts, scratch_size};
 use crate::api::{Plugin, PluginEnvVar};
-use crate::controller::config::OperatorConfig;
+use crate::controller::config::{ChatApiCa, OperatorConfig};
 use crate::controller::validate::ValidPlugin;
 use crate::policy::{POLICY_FILE_NAME, ports};
 
@@ -29,6 +29,9 @@ pub const POLICY_DIR: &str = "/etc/plugin-broker";
 pub const TOKEN_DIR: &str = "/var/run/secrets/chat-api";
 pub const TOKEN_FILE: &str = "token";
 pub const SCRATCH_DIR: &str = "/scratch";
+/// Where the broker finds the chat API's CAs, when the operator is given them.
+pub const CHAT_API_CA_DIR: &str = "/etc/chat-api-ca";
+pub const CHAT_API_CA_FILE: &str = "ca.crt";
 
 /// The broker's requests and limits: cpu, memory, ephemeral storage. Its disk is its
 /// log: audit lines at several thousand a second fill the kubelet's five 10 MiB files
@@ -39,11 +42,13 @@ const BROKER_LIMITS: [&str; 3] = ["500m", "64Mi", "128Mi"];
 const POLICY_VOLUME: &str = "broker-policy";
 const TOKEN_VOLUME: &str = "chat-api-token";
 const SCRATCH_VOLUME: &str = "scratch";
+const CHAT_API_CA_VOLUME: &str = "chat-api-ca";
 
 /// The pod template of the plugin's Deployment.
 pub fn pod_template(valid: &ValidPlugin, config: &OperatorConfig) -> PodTemplateSpec {
     let (plugin, names) = (valid.plugin, &valid.names);
     let mut volumes = vec![policy_volume(names), token_volume(config)];
+    volumes.extend(config.chat_api_ca.as_ref().map(chat_api_ca_volume));
     if let Some(scratch) = scratch_size(&plugin.spec) {
         // Beyond its size the kubelet evicts the pod.
         volumes.push(Volume {
@@ -93,17 +98,28 @@ fn broker_container(plugin: &Plugin, names: &ChildNames, config: &OperatorConfig
         period_seconds: Some(5),
         ..Default::default()
     };
+    let mut args = vec![
+        "broker".into(),
+        format!("--policy-file={POLICY_DIR}/{POLICY_FILE_NAME}"),
+        format!("--chat-api-url={}", config.chat_api_url),
+        format!("--token-file={TOKEN_DIR}/{TOKEN_FILE}"),
+        format!("--plugin-port={}", plugin.spec.port),
+    ];
+    let mut mounts = vec![
+        read_only_mount(POLICY_VOLUME, POLICY_DIR),
+        read_only_mount(TOKEN_VOLUME, TOKEN_DIR),
+    ];
+    if config.chat_api_ca.is_some() {
+        args.push(format!(
+            "--chat-api-ca-file={CHAT_API_CA_DIR}/{CHAT_API_CA_FILE}"
+        ));
+        mounts.push(read_only_mount(CHAT_API_CA_VOLUME, CHAT_API_CA_DIR));
+    }
     Container {
         name: BROKER_CONTAINER.into(),
         image: Some(config.broker_image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
-        args: Some(vec![
-            "broker".into(),
-            format!("--policy-file={POLICY_DIR}/{POLICY_FILE_NAME}"),
-            format!("--chat-api-url={}", config.chat_api_url),
-            format!("--token-file={TOKEN_DIR}/{TOKEN_FILE}"),
-            format!("--plugin-port={}", plugin.spec.port),
-        ]),
+        args: Some(args),
         // A native sidecar: started before the plugin, stopped after it.
         restart_policy: Some("Always".into()),
         ports: Some(vec![
@@ -127,10 +143,7 @@ fn broker_container(plugin: &Plugin, names: &ChildNames, config: &OperatorConfig
         readiness_probe: Some(admin_probe("/readyz")),
         liveness_probe: Some(admin_probe("/healthz")),
         security_context: Some(restricted_security_context(BROKER_UID)),
-        volume_mounts: Some(vec![
-            read_only_mount(POLICY_VOLUME, POLICY_DIR),
-            read_only_mount(TOKEN_VOLUME, TOKEN_DIR),
-        ]),
+        volume_mounts: Some(mounts),
         ..Default::default()
     }
 }
@@ -230,6 +243,27 @@ fn token_volume(config: &OperatorConfig) -> Volume {
                 }),
                 ..Default::default()
             }]),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The chat API's CAs: the one key of the ConfigMap, as a file of the broker's. The
+/// volume is not optional: without the ConfigMap or its key the kubelet does not start
+/// the pod (and mounts it as soon as it appears), rather than a broker that would trust
+/// nothing. The Plugin's status says which is missing (`ChatApiCaMissing`).
+fn chat_api_ca_volume(ca: &ChatApiCa) -> Volume {
+    Volume {
+        name: CHAT_API_CA_VOLUME.into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: ca.config_map.clone(),
+            items: Some(vec![KeyToPath {
+                key: ca.key.clone(),
+                path: CHAT_API_CA_FILE.into(),
+                mode: None,
+            }]),
+            default_mode: Some(0o444),
+            optional: None,
         }),
         ..Default::default()
     }

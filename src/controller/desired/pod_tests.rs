@@ -7,11 +7,27 @@ use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 fn pod(extra: &str) -> PodSpec {
+    pod_with(extra, OperatorConfig::example())
+}
+
+fn pod_with(extra: &str, config: OperatorConfig) -> PodSpec {
     let p = plugin(&format!("{MINIMAL}{extra}"));
-    let config = OperatorConfig::example();
     pod_template(&validate(&p, &default_catalog()).unwrap(), &config)
         .spec
         .unwrap()
+}
+
+/// The operator configured with a trust-manager-like CA bundle for the chat API.
+fn with_chat_api_ca() -> OperatorConfig {
+    OperatorConfig {
+        chat_api_ca: Some(ChatApiCa::new("trust-bundle", "trust-bundle.pem").unwrap()),
+        ..OperatorConfig::example()
+    }
+}
+
+fn mounts(container: &Container, volume: &str) -> Option<VolumeMount> {
+    let mut mounts = container.volume_mounts.iter().flatten();
+    mounts.find(|m| m.name == volume).cloned()
 }
 
 /// The pod's one volume that `is_it`.
@@ -160,6 +176,65 @@ fn only_the_broker_mounts_the_chat_api_token() {
             .as_ref()
             .unwrap()
             .contains(&"--token-file=/var/run/secrets/chat-api/token".into())
+    );
+}
+
+#[test]
+fn only_the_broker_mounts_the_chat_api_ca_and_reads_it_from_there() {
+    let scratch = "permissions:\n  filesystem:\n    scratch: {sizeLimit: 64Mi}\n";
+    let spec = pod_with(scratch, with_chat_api_ca());
+    let ca_volume = volume(&spec, |v| {
+        v.config_map
+            .as_ref()
+            .is_some_and(|c| c.name == "trust-bundle")
+    });
+    let source = ca_volume.config_map.as_ref().unwrap();
+    assert_eq!(
+        source.items.as_deref(),
+        Some(
+            &[KeyToPath {
+                key: "trust-bundle.pem".into(),
+                path: "ca.crt".into(),
+                mode: None,
+            }][..]
+        ),
+        "the one key, under a name of the operator's"
+    );
+    assert_eq!(
+        source.optional, None,
+        "the pod waits for the ConfigMap rather than start a broker without its CAs"
+    );
+    let mount = mounts(broker(&spec), &ca_volume.name).expect("the broker mounts it");
+    assert_eq!(mount.mount_path, "/etc/chat-api-ca");
+    assert_eq!(mount.read_only, Some(true));
+    assert!(
+        broker(&spec)
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&"--chat-api-ca-file=/etc/chat-api-ca/ca.crt".into())
+    );
+    assert!(
+        mounts(plugin_of(&spec), &ca_volume.name).is_none(),
+        "the plugin container does not mount it"
+    );
+    assert!(mounts(plugin_of(&spec), "scratch").is_some());
+}
+
+#[test]
+fn without_a_chat_api_ca_the_broker_trusts_its_own_store() {
+    let spec = pod("");
+    let volumes = spec.volumes.as_deref().unwrap();
+    assert_eq!(
+        volumes.iter().filter(|v| v.config_map.is_some()).count(),
+        1,
+        "the policy's ConfigMap only: {volumes:?}"
+    );
+    assert!(mounts(broker(&spec), "chat-api-ca").is_none());
+    let args = broker(&spec).args.clone().unwrap();
+    assert!(
+        !args.iter().any(|a| a.starts_with("--chat-api-ca-file")),
+        "{args:?}"
     );
 }
 

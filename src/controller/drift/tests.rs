@@ -7,7 +7,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::controller::desired::fixtures::{MINIMAL, children};
+use crate::controller::config::{ChatApiCa, OperatorConfig};
+use crate::controller::desired::fixtures::{MINIMAL, children, children_with};
 
 /// `object` changed as `change` changes its JSON.
 fn edit<K: Serialize + DeserializeOwned>(object: &K, change: impl FnOnce(&mut Value)) -> K {
@@ -193,6 +194,54 @@ fn defaults_and_scheduling_added_by_others_are_not_drift() {
         plugin["readinessProbe"]["timeoutSeconds"] = json!(1);
     });
     assert_eq!(drift, None);
+}
+
+#[test]
+fn the_chat_api_ca_volume_is_kept_as_the_operator_wrote_it() {
+    let config = OperatorConfig {
+        chat_api_ca: Some(ChatApiCa::new("trust-bundle", "trust-bundle.pem").unwrap()),
+        ..OperatorConfig::example()
+    };
+    let desired = children_with(MINIMAL, &config).deployment;
+    assert_eq!(find_drift(&desired, &desired), None);
+    let ca_volume = |d: &mut Value| -> Value {
+        pod_spec(d)["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "chat-api-ca")
+            .cloned()
+            .unwrap()
+    };
+    let other_bundle = drift_of(&desired, |d| {
+        let mut volume = ca_volume(d);
+        volume["configMap"]["name"] = json!("another-bundle");
+        let volumes = pod_spec(d)["volumes"].as_array_mut().unwrap();
+        volumes.retain(|v| v["name"] != "chat-api-ca");
+        volumes.push(volume);
+    });
+    assert_eq!(
+        other_bundle.as_deref(),
+        Some("spec.template.spec.volumes[chat-api-ca].configMap.name changed")
+    );
+    let into_the_plugin = drift_of(&desired, |d| {
+        container(d, "plugin")["volumeMounts"] =
+            json!([{"name": "chat-api-ca", "mountPath": "/etc/chat-api-ca"}]);
+    });
+    assert!(
+        into_the_plugin.is_some(),
+        "mounted into the plugin container"
+    );
+    let unmounted = drift_of(&desired, |d| {
+        container(d, "broker")["volumeMounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["name"] != "chat-api-ca");
+    });
+    assert_eq!(
+        unmounted.as_deref(),
+        Some("spec.template.spec.initContainers[broker].volumeMounts[chat-api-ca] removed")
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{ContainerState, ContainerStatus, Pod},
+    core::v1::{ConfigMap, ContainerState, ContainerStatus, Pod},
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -14,6 +14,7 @@ pub mod written;
 
 use crate::api::PluginStatus;
 use crate::api::status::{condition, reason};
+use crate::controller::config::ChatApiCa;
 
 /// What is wrong with a Plugin's pods, in the words a user needs to fix it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,12 +32,16 @@ pub struct Desired {
     pub endpoint: String,
 }
 
-/// The status the Plugin should have now. `previous` keeps each condition's
-/// `lastTransitionTime` while its status does not change; `now` stamps the ones that do.
+/// The status the Plugin should have now. `setup` is what keeps new pods from starting
+/// that the pods themselves do not show ([`chat_api_ca_problem`]): the Ready reason
+/// while pods are not ready, and Degraded while it lasts. `previous` keeps each
+/// condition's `lastTransitionTime` while its status does not change; `now` stamps the
+/// ones that do.
 pub fn plugin_status(
     desired: &Desired,
     deployment: Option<&Deployment>,
     pods: &[Pod],
+    setup: Option<&Problem>,
     previous: Option<&PluginStatus>,
     now: &Time,
 ) -> PluginStatus {
@@ -59,9 +64,13 @@ pub fn plugin_status(
         && updated == desired_replicas
         && ready == desired_replicas
         && replicas == desired_replicas;
-    let problem = pod_problem(pods).or_else(|| deployment.and_then(deployment_problem));
-    // An eviction is Degraded, and Ready's reason until a replacement is ready.
-    let eviction = eviction_problem(pods);
+    // What keeps pods from starting explains a stalled rollout better than the stall.
+    let problem = pod_problem(pods)
+        .or_else(|| setup.filter(|_| !rolled_out).cloned())
+        .or_else(|| deployment.and_then(deployment_problem));
+    // An eviction is Degraded, and Ready's reason until a replacement is ready; a setup
+    // problem under pods that run is Degraded too (the next pod will not start).
+    let eviction = eviction_problem(pods).or_else(|| setup.cloned());
 
     let (ready_status, ready_reason, ready_message) = match (&problem, rolled_out) {
         (Some(problem), _) => ("False", problem.reason, problem.message.clone()),
@@ -99,6 +108,39 @@ pub fn plugin_status(
         endpoint: Some(endpoint),
         permissions: previous.and_then(|p| p.permissions.clone()),
     }
+}
+
+/// The chat API's CA bundle (`--chat-api-ca-config-map`) as the Plugin's namespace has
+/// it (`found`, keys enough): a problem when the ConfigMap or its key is missing. The
+/// kubelet then leaves the pods in ContainerCreating and says why only in an Event on
+/// each pod; it mounts the bundle as soon as it appears.
+pub fn chat_api_ca_problem(
+    ca: &ChatApiCa,
+    namespace: &str,
+    found: Option<&ConfigMap>,
+) -> Option<Problem> {
+    let ChatApiCa { config_map, key } = ca;
+    let Some(found) = found else {
+        return Some(problem(
+            reason::CHAT_API_CA_MISSING,
+            format!(
+                "the ConfigMap {config_map} with the chat API's CA certificates (the operator's --chat-api-ca-config-map) is not in namespace {namespace}; the plugin's pods cannot start until it is: create it with the PEM certificates under the key {key}, or have the trust-manager Bundle that writes it target this namespace"
+            ),
+        ));
+    };
+    let has_key = found.data.as_ref().is_some_and(|d| d.contains_key(key))
+        || found
+            .binary_data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(key));
+    (!has_key).then(|| {
+        problem(
+            reason::CHAT_API_CA_MISSING,
+            format!(
+                "the ConfigMap {namespace}/{config_map} has no key {key} (the operator's --chat-api-ca-key); the plugin's pods cannot start until it has: put the chat API's CA certificates (PEM) under it"
+            ),
+        )
+    })
 }
 
 /// The status of a Plugin whose reconcile failed: Ready False and Degraded (Stalled)

@@ -1,8 +1,8 @@
 use super::*;
 use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentStatus};
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, PodCondition, PodStatus,
+    ConfigMap, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, PodCondition, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -75,7 +75,7 @@ fn waiting(reason: &str, last_reason: Option<&str>) -> ContainerStatus {
 
 /// The status for the default desired state, with no previous status, at `now()`.
 fn status_of(deployment: Option<&Deployment>, pods: &[Pod]) -> PluginStatus {
-    plugin_status(&desired(), deployment, pods, None, &now())
+    plugin_status(&desired(), deployment, pods, None, None, &now())
 }
 
 fn find<'a>(status: &'a PluginStatus, type_: &str) -> &'a Condition {
@@ -129,7 +129,14 @@ fn paused_plugin_scaled_to_zero_is_ready_with_reason_paused() {
         replicas: 0,
         ..desired()
     };
-    let status = plugin_status(&paused, Some(&deployment(0, 0, 0, true)), &[], None, &now());
+    let status = plugin_status(
+        &paused,
+        Some(&deployment(0, 0, 0, true)),
+        &[],
+        None,
+        None,
+        &now(),
+    );
     assert_eq!(state(&status, "Ready"), ("True", "Paused"));
 }
 
@@ -152,6 +159,7 @@ fn image_pull_failure_is_degraded_with_the_pull_reason() {
         &desired(),
         Some(&deployment(1, 0, 1, true)),
         &flapped,
+        None,
         Some(&status),
         &now(),
     );
@@ -263,6 +271,7 @@ fn unchanged_condition_keeps_its_transition_time_and_a_changed_one_gets_now() {
         Some(&deployment(1, 1, 1, true)),
         &[],
         None,
+        None,
         &earlier,
     );
     previous
@@ -273,6 +282,7 @@ fn unchanged_condition_keeps_its_transition_time_and_a_changed_one_gets_now() {
         &desired(),
         Some(&deployment(1, 1, 1, true)),
         &[],
+        None,
         Some(&previous),
         &now(),
     );
@@ -286,6 +296,7 @@ fn unchanged_condition_keeps_its_transition_time_and_a_changed_one_gets_now() {
         &desired(),
         Some(&deployment(1, 0, 1, true)),
         &pods,
+        None,
         Some(&previous),
         &now(),
     );
@@ -301,6 +312,7 @@ fn same_inputs_give_an_identical_status_so_nothing_is_rewritten() {
         &desired(),
         Some(&deployment(1, 1, 1, true)),
         &[],
+        None,
         Some(&first),
         &later,
     );
@@ -393,4 +405,81 @@ fn pod_evicted_for_its_containers_disk_points_at_the_ephemeral_storage_limit() {
         "{}",
         problem.message
     );
+}
+
+fn ca_bundle(data: &[(&str, &str)]) -> ConfigMap {
+    ConfigMap {
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_chat_api_ca_bundle_missing_from_the_namespace_or_its_key_is_a_problem_that_says_so() {
+    let ca = ChatApiCa::new("trust-bundle", "trust-bundle.pem").unwrap();
+    let missing = chat_api_ca_problem(&ca, "team-a", None).unwrap();
+    assert_eq!(missing.reason, "ChatApiCaMissing");
+    assert!(
+        missing.message.contains("ConfigMap trust-bundle")
+            && missing.message.contains("namespace team-a")
+            && missing.message.contains("trust-bundle.pem"),
+        "{}",
+        missing.message
+    );
+    let other_key = ca_bundle(&[("ca.crt", "PEM")]);
+    let no_key = chat_api_ca_problem(&ca, "team-a", Some(&other_key)).unwrap();
+    assert_eq!(no_key.reason, "ChatApiCaMissing");
+    assert!(
+        no_key
+            .message
+            .contains("team-a/trust-bundle has no key trust-bundle.pem"),
+        "{}",
+        no_key.message
+    );
+    let present = ca_bundle(&[("trust-bundle.pem", "")]);
+    assert_eq!(chat_api_ca_problem(&ca, "team-a", Some(&present)), None);
+}
+
+#[test]
+fn pods_waiting_for_a_missing_chat_api_ca_make_it_the_ready_reason_even_after_the_rollout_stalls() {
+    let ca = ChatApiCa::new("chat-api-ca", "ca.crt").unwrap();
+    let missing = chat_api_ca_problem(&ca, "team-a", None);
+    let mut stalled = deployment(1, 0, 1, true);
+    stalled.status.as_mut().unwrap().conditions = Some(vec![DeploymentCondition {
+        type_: "Progressing".into(),
+        status: "False".into(),
+        reason: Some("ProgressDeadlineExceeded".into()),
+        message: Some("ReplicaSet has timed out progressing".into()),
+        ..Default::default()
+    }]);
+    for deployment in [deployment(1, 0, 1, true), stalled] {
+        let status = plugin_status(
+            &desired(),
+            Some(&deployment),
+            &[],
+            missing.as_ref(),
+            None,
+            &now(),
+        );
+        assert_eq!(state(&status, "Ready"), ("False", "ChatApiCaMissing"));
+        assert_eq!(state(&status, "Degraded"), ("True", "ChatApiCaMissing"));
+        assert_eq!(state(&status, "Stalled"), ("True", "ChatApiCaMissing"));
+        assert_eq!(find(&status, "Progressing").status, "False");
+    }
+
+    // Pods that started before the bundle went keep running: still Ready, but Degraded.
+    let running = plugin_status(
+        &desired(),
+        Some(&deployment(1, 1, 1, true)),
+        &[],
+        missing.as_ref(),
+        None,
+        &now(),
+    );
+    assert_eq!(state(&running, "Ready"), ("True", "Available"));
+    assert_eq!(state(&running, "Degraded"), ("True", "ChatApiCaMissing"));
 }
