@@ -11,4 +11,5 @@ mod hostile;
 mod network;
 mod plugin_policy;
 mod pod;
+mod prometheus;
 mod status;
