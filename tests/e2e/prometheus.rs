@@ -136,6 +136,20 @@ async fn prometheus_scrapes_the_operator_and_a_brokers_decision_counts() {
     )
     .await;
     assert_eq!(counts.len(), 2, "only allowed and denied calls: {counts:?}");
+    let build = query_prometheus(
+        &prometheus,
+        &format!(
+            r#"broker_build_info{{job="plugin-broker", namespace="{}"}}"#,
+            plugins_ns.name
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        build[0]["metric"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "{build:?}"
+    );
 
     // The operator pod, through its Service: up, leading, its build and its work.
     let operator = |expr: &'static str| {
