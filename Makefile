@@ -61,8 +61,9 @@ test: ## Every test: unit, integration (real API server), end-to-end (real pods)
 	@$(MAKE) --no-print-directory lint
 	@echo "== [2/4] local cluster with a node (make cluster-up NODE=1)"
 	@NODE=1 cluster/up.sh
-	@echo "== [3/4] images for the end-to-end tests (make images)"
+	@echo "== [3/4] images and tools for the end-to-end tests (make images prometheus)"
 	@$(MAKE) --no-print-directory images
+	@$(MAKE) --no-print-directory prometheus
 	@echo "== [4/4] cargo test against the local cluster (KUBECONFIG=$(KUBECONFIG_PATH))"
 	KUBECONFIG=$(KUBECONFIG_PATH) cargo test
 
@@ -88,6 +89,10 @@ CHART := charts/plugin-operator
 .PHONY: helm
 helm: ## Print the path of the pinned helm binary (built from cluster/tools/helm on first use)
 	@bash -c 'source cluster/lib.sh && ensure_helm >&2 && printf "%s\n" "$$HELM_BIN/helm"'
+
+.PHONY: prometheus
+prometheus: ## Print the folder of the pinned prometheus and promtool (built from cluster/tools/prometheus on first use)
+	@bash -c 'source cluster/lib.sh && ensure_prometheus >&2 && printf "%s\n" "$$PROMETHEUS_BIN"'
 
 .PHONY: manifests
 manifests: ## Copy the CRD into the chart and render deploy/plugin-operator.yaml from it

@@ -245,3 +245,48 @@ ensure_gitops_health() {
   CGO_ENABLED=0 go_build_cached "$GITOPS_HEALTH_BIN" "$CACHE_ROOT/build-gitops-health.log" \
     "$REPO_DIR/tests/gitops/health" -trimpath -ldflags="-s -w" .
 }
+
+# Prometheus and promtool for the monitoring tests (tests/chart/monitoring.rs,
+# tests/e2e/prometheus.rs), pinned by cluster/tools/prometheus/go.mod. Only the
+# Kubernetes service discovery is compiled in (the module's plugins/ build tags) and no
+# web UI assets: the tests use the HTTP API. Module v0.MMmm.p is Prometheus M.mm.p.
+PROMETHEUS_MODULE_VERSION="$(awk '$1 == "github.com/prometheus/prometheus" {print $2}' "$CLUSTER_DIR/tools/prometheus/go.mod" 2>/dev/null)"
+prometheus_release() { # v0.316.0 -> 3.16.0
+  local v="${PROMETHEUS_MODULE_VERSION#v0.}" minor patch
+  minor="${v%%.*}" patch="${v#*.}"
+  printf '%d.%d.%s' $((10#$minor / 100)) $((10#$minor % 100)) "$patch"
+}
+PROMETHEUS_VERSION="v$(prometheus_release)"
+PROMETHEUS_BIN="$CACHE_ROOT/tools/prometheus-$PROMETHEUS_VERSION"
+
+# ensure_prometheus — $PROMETHEUS_BIN/prometheus and $PROMETHEUS_BIN/promtool, built on
+# first use (several minutes on two cores), then cached.
+ensure_prometheus() {
+  [[ -f "$PROMETHEUS_BIN/.complete" ]] && return 0
+  local log="$CACHE_ROOT/build-prometheus-$PROMETHEUS_VERSION.log" started=$SECONDS
+  say "building prometheus and promtool $PROMETHEUS_VERSION (first time, several minutes; log: $log)"
+  CGO_ENABLED=0 go_build_cached "$PROMETHEUS_BIN" "$log" "$CLUSTER_DIR/tools/prometheus" \
+    -trimpath -tags remove_all_sd,enable_kubernetes_sd \
+    -ldflags="-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v} -X github.com/prometheus/common/version.Branch=release -X github.com/prometheus/common/version.Revision=$PROMETHEUS_MODULE_VERSION" \
+    github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool ||
+    die "building prometheus $PROMETHEUS_VERSION failed; read $log"
+  say "built prometheus and promtool $PROMETHEUS_VERSION in $((SECONDS - started))s"
+}
+
+# The prometheus-operator CRDs (ServiceMonitor, PodMonitor, PrometheusRule, ...) that the
+# chart's monitoring objects are checked against (tests/chart/monitoring.rs), from the
+# module github.com/prometheus-operator/prometheus-operator, folder
+# example/prometheus-operator-crd. v0.94.0 is the newest the module proxy serves whole.
+PROMETHEUS_OPERATOR_VERSION="v0.94.0"
+
+# ensure_prometheus_operator_crds — downloads the module into Go's module cache once (Go
+# checks it against its checksum database); sets PROMETHEUS_OPERATOR_CRDS to the folder.
+ensure_prometheus_operator_crds() {
+  local module="github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" dir
+  command -v go >/dev/null 2>&1 || die "Go is needed to fetch $module (go not found on PATH)"
+  dir="$(cd / && go mod download -json "$module" | jq -r '.Dir // empty')" ||
+    die "go mod download $module failed"
+  PROMETHEUS_OPERATOR_CRDS="$dir/example/prometheus-operator-crd"
+  [[ -f "$PROMETHEUS_OPERATOR_CRDS/monitoring.coreos.com_servicemonitors.yaml" ]] ||
+    die "$module has no CRDs in example/prometheus-operator-crd"
+}

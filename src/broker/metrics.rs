@@ -42,7 +42,7 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 19))
 }
 
-/// Every metric of one broker process.
+/// Every metric of one broker process; each is listed in docs/operations.md.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -68,6 +68,7 @@ impl Metrics {
     /// The metrics, with the audit log's counts of dropped lines among them.
     pub fn new(dropped: &Dropped) -> Self {
         let mut registry = Registry::with_prefix("broker");
+        crate::telemetry::register_build_info(&mut registry, "broker");
         registry.register(
             "audit_lines_dropped",
             "Audit lines dropped because standard output did not take them and the buffer was full",
@@ -116,6 +117,12 @@ impl Metrics {
             policy_reloads.clone(),
         );
         let credential_reloads = Family::<ReloadLabels, Counter>::default();
+        // Both results are exported from the start, at 0, so the first rejection is an
+        // increase a rule can see (`increase()` misses a series born at 1).
+        for applied in [true, false] {
+            let _ = policy_reloads.get_or_create(&reload_labels(applied));
+            let _ = credential_reloads.get_or_create(&reload_labels(applied));
+        }
         registry.register(
             "credential_reloads",
             "Credential files read, by result (applied or rejected)",
@@ -237,5 +244,45 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("broker_decision_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn reload_results_are_exported_at_zero_before_any_reload() {
+        let text = Metrics::default().encode();
+        for line in [
+            r#"broker_policy_reloads_total{result="applied"} 0"#,
+            r#"broker_policy_reloads_total{result="rejected"} 0"#,
+            r#"broker_credential_reloads_total{result="rejected"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn every_metric_is_in_the_operations_docs_table_with_its_type() {
+        use crate::telemetry::documented::{in_docs, in_exposition};
+        let metrics = Metrics::default();
+        let scope = Arc::new("messages:read".to_owned());
+        metrics.record_decision(&scope, Outcome::Allowed, Duration::from_micros(300));
+        metrics.record_invocation(Outcome::Allowed, Duration::from_micros(300));
+        // A family is exposed once it has a label set.
+        let exported = in_exposition(&metrics.encode());
+        assert_eq!(
+            exported.len(),
+            13,
+            "a metric was added or removed: {exported:?}"
+        );
+        assert_eq!(in_docs("broker_"), exported);
+    }
+
+    #[test]
+    fn build_info_names_the_version_and_commit() {
+        let text = Metrics::default().encode();
+        let line = format!(
+            "broker_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION"),
+            env!("PLUGIN_OPERATOR_COMMIT")
+        );
+        assert!(text.contains(&line), "{text}");
     }
 }

@@ -85,6 +85,13 @@ pub struct ControllerArgs {
         default_value = "k8s-app=kube-dns"
     )]
     pub dns_selector: String,
+    /// Namespace of the pods that scrape the brokers' metrics (a Prometheus): ingress to
+    /// the broker's admin port (9090) is allowed from them. None: no such rule.
+    #[arg(long, env = "PLUGIN_OPERATOR_MONITORING_NAMESPACE")]
+    pub monitoring_namespace: Option<String>,
+    /// Labels of those pods, `key=value,...`; empty: every pod of that namespace.
+    #[arg(long, env = "PLUGIN_OPERATOR_MONITORING_SELECTOR")]
+    pub monitoring_selector: Option<String>,
     /// Do not allow DNS egress (when the chat API URL is an IP address).
     #[arg(long, env = "PLUGIN_OPERATOR_NO_DNS_EGRESS")]
     pub no_dns_egress: bool,
@@ -169,6 +176,18 @@ impl ControllerArgs {
                     .map_err(|e| format!("--dns-selector: {e}"))?,
             )
         };
+        let monitoring_peer = match (&self.monitoring_namespace, &self.monitoring_selector) {
+            (Some(namespace), selector) => Some(
+                PodPeer::parse(namespace, selector.as_deref().unwrap_or_default())
+                    .map_err(|e| format!("--monitoring-namespace/--monitoring-selector: {e}"))?,
+            ),
+            (None, Some(_)) => {
+                return Err(
+                    "--monitoring-selector needs --monitoring-namespace: name the namespace of the pods that scrape the brokers".into(),
+                );
+            }
+            (None, None) => None,
+        };
         if !is_object_name(&self.scope_catalog) {
             return Err(format!(
                 "--scope-catalog {:?}: name a ScopeCatalog object (`kubectl get scopecatalogs`); a catalog file is no longer read",
@@ -189,6 +208,7 @@ impl ControllerArgs {
             chat_api_peer,
             invoker_peer,
             dns_peer,
+            monitoring_peer,
             scope_catalog: self.scope_catalog.clone(),
             chat_api_ca,
         })
@@ -296,6 +316,45 @@ mod tests {
         assert!(error.contains("name a ScopeCatalog object"), "{error}");
         let default = Cli::try_parse_from(["controller"]).unwrap().controller;
         assert_eq!(default.operator_config().unwrap().scope_catalog, "default");
+    }
+
+    #[test]
+    fn monitoring_peer_is_set_only_with_a_namespace() {
+        let config = |args: &[&str]| {
+            let mut argv = vec!["controller"];
+            argv.extend(args);
+            Cli::try_parse_from(argv)
+                .unwrap()
+                .controller
+                .operator_config()
+        };
+        assert_eq!(config(&[]).unwrap().monitoring_peer, None);
+        let peer = config(&[
+            "--monitoring-namespace",
+            "monitoring",
+            "--monitoring-selector",
+            "app.kubernetes.io/name=prometheus",
+        ])
+        .unwrap()
+        .monitoring_peer
+        .unwrap();
+        assert_eq!(peer.namespace, "monitoring");
+        assert_eq!(peer.labels["app.kubernetes.io/name"], "prometheus");
+        let whole_namespace = config(&["--monitoring-namespace", "monitoring"])
+            .unwrap()
+            .monitoring_peer
+            .unwrap();
+        assert!(whole_namespace.labels.is_empty());
+        let error = config(&["--monitoring-selector", "app=prometheus"]).unwrap_err();
+        assert!(error.contains("needs --monitoring-namespace"), "{error}");
+        let error = config(&[
+            "--monitoring-namespace",
+            "m",
+            "--monitoring-selector",
+            "app",
+        ])
+        .unwrap_err();
+        assert!(error.contains("not key=value"), "{error}");
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct OperatorConfig {
     pub invoker_peer: PodPeer,
     /// The cluster DNS pods, for the egress rule (None: no DNS egress).
     pub dns_peer: Option<PodPeer>,
+    /// Who may scrape the broker's admin port (`/metrics`), for an ingress rule (None:
+    /// nobody outside the pod; the kubelet's probes need no rule).
+    pub monitoring_peer: Option<PodPeer>,
     /// The ScopeCatalog whose scopes Plugins may ask for and whose routes every broker
     /// enforces.
     pub scope_catalog: String,
@@ -116,6 +119,7 @@ impl OperatorConfig {
             chat_api_peer: chat.clone(),
             invoker_peer: chat,
             dns_peer: Some(PodPeer::parse("kube-system", "k8s-app=kube-dns").expect("valid")),
+            monitoring_peer: None,
             scope_catalog: DEFAULT_SCOPE_CATALOG.into(),
             chat_api_ca: None,
         }

@@ -30,7 +30,7 @@ use super::args::ControllerArgs;
 use super::config::OperatorConfig;
 use super::context::{ChildStores, Context};
 use super::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PLUGIN_LABEL};
-use super::metrics::{ConditionLabels, Metrics};
+use super::metrics::{ConditionLabels, DegradedLabels, Metrics};
 use super::reconcile::{error_policy, reconcile};
 use super::rollout::Rollouts;
 use crate::api::status::condition;
@@ -75,6 +75,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), BoxError> {
             renewed = election.acquire(leases) => renewed,
             _ = wait_for(shutdown_rx.clone()) => return Ok(()),
         };
+        metrics.leader.set(1);
         let (election, leases) = (election.clone(), leases.clone());
         tokio::spawn(async move {
             election.hold(&leases, renewed).await;
@@ -84,6 +85,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), BoxError> {
             error!("leadership lost; exiting at once so that only one replica writes");
             std::process::exit(1);
         });
+    }
+
+    if election.is_none() {
+        metrics.leader.set(1);
     }
 
     let namespaces: Vec<Option<String>> = if args.namespaces.is_empty() {
@@ -470,17 +475,29 @@ where
 
 fn count_plugins_by_condition(metrics: &Metrics, stores: &[Store<DeserializeGuard<Plugin>>]) {
     let mut counts: HashMap<(String, String), i64> = HashMap::new();
+    let mut degraded = Vec::new();
     for store in stores {
         for guarded in store.state() {
             let Ok(plugin) = &guarded.0 else { continue };
+            let conditions = plugin.status.as_ref().map(|s| s.conditions.as_slice());
             for type_ in [condition::READY, condition::DEGRADED] {
-                let status = plugin
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
-                    .map(|c| c.status.clone())
-                    .unwrap_or_else(|| "Unknown".into());
-                *counts.entry((type_.to_string(), status)).or_default() += 1;
+                let found = conditions
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|c| c.type_ == type_);
+                let status = found.map_or("Unknown", |c| c.status.as_str());
+                *counts
+                    .entry((type_.to_string(), status.to_string()))
+                    .or_default() += 1;
+                if let Some(c) =
+                    found.filter(|c| type_ == condition::DEGRADED && c.status == "True")
+                {
+                    degraded.push(DegradedLabels {
+                        namespace: plugin.namespace().unwrap_or_default(),
+                        plugin: plugin.name_any(),
+                        reason: c.reason.clone(),
+                    });
+                }
             }
         }
     }
@@ -490,6 +507,10 @@ fn count_plugins_by_condition(metrics: &Metrics, stores: &[Store<DeserializeGuar
             .plugins
             .get_or_create(&ConditionLabels { condition, status })
             .set(count);
+    }
+    metrics.degraded.clear();
+    for labels in degraded {
+        metrics.degraded.get_or_create(&labels).set(1);
     }
 }
 

@@ -11,15 +11,15 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::{Client, ResourceExt};
 use plugin_operator::api::Plugin;
 use plugin_operator_test_support::cluster::{
-    TestNamespace, admit_pod, assert_pod_security_refuses, assert_success, client, dry_run,
-    eventually, install_crd, pod_from_template, random_suffix, repo_path, wait_for_object,
+    TestNamespace, admit_pod, api_server_endpoints, assert_pod_security_refuses, assert_success,
+    client, dry_run, eventually, install_crd, pod_from_template, random_suffix, repo_path,
+    wait_for_object,
 };
 use serde_json::json;
 
@@ -295,34 +295,6 @@ async fn operator_reconciles_with_chart_rbac(
         leader_logs += usize::from(log.contains("became the leader"));
     }
     assert_eq!(leader_logs, 1, "one operator pod logs that it leads");
-}
-
-/// The API server's addresses (as /32 or /128) and ports, as pods reach it: the
-/// `kubernetes` Service's EndpointSlices, comma-separated for `--set x={a,b}`.
-async fn api_server_endpoints(client: &Client) -> (String, String) {
-    let slices = Api::<EndpointSlice>::namespaced(client.clone(), "default")
-        .list(&ListParams::default().labels("kubernetes.io/service-name=kubernetes"))
-        .await
-        .expect("the kubernetes Service's EndpointSlices");
-    let mut cidrs = Vec::new();
-    let mut ports = Vec::new();
-    for slice in slices.items {
-        let bits = if slice.address_type == "IPv6" {
-            128
-        } else {
-            32
-        };
-        for endpoint in slice.endpoints {
-            cidrs.extend(endpoint.addresses.iter().map(|a| format!("{a}/{bits}")));
-        }
-        ports.extend(slice.ports.into_iter().flatten().filter_map(|p| p.port));
-    }
-    assert!(
-        !cidrs.is_empty() && !ports.is_empty(),
-        "the API server has endpoints"
-    );
-    let ports: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
-    (cidrs.join(","), ports.join(","))
 }
 
 async fn node_ready(client: &Client) -> bool {

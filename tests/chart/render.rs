@@ -28,6 +28,12 @@ const EVERYTHING: &[&str] = &[
     "--set",
     "chatApi.caBundle.configMapName=trust-bundle,chatApi.caBundle.key=trust-bundle.pem",
     "--set",
+    "monitoring.namespace=monitoring,monitoring.selector=app.kubernetes.io/name=prometheus",
+    "--set",
+    "metrics.serviceMonitor.enabled=true,metrics.podMonitor.enabled=true",
+    "--set",
+    "metrics.prometheusRule.enabled=true,metrics.dashboard.enabled=true",
+    "--set",
     "extraArgs={--lease-seconds=15}",
 ];
 
@@ -69,6 +75,10 @@ fn schema_refuses_unknown_keys_and_out_of_range_settings() {
             "configMapName",
         ),
         ("chatApi.caBundle.key=ca/crt", "key"),
+        ("monitoring.selector=prometheus", "selector"),
+        ("metrics.prometheusRule.failureRatio=5", "failureRatio"),
+        ("metrics.prometheusRule.degradedFor=soon", "degradedFor"),
+        ("metrics.podMonitor.scrape=true", "scrape"),
     ] {
         let error = template(&["--set", value]).expect_err(value);
         assert!(
@@ -296,6 +306,7 @@ fn rendered_flags_are_accepted_by_the_operator() {
         if extra.is_empty() {
             assert!(controller.leader_election().is_none());
             assert!(config.dns_peer.is_some());
+            assert!(config.monitoring_peer.is_none());
             assert!(controller.namespaces.is_empty());
             assert_eq!(config.chat_api_ca, None);
         } else {
@@ -306,6 +317,9 @@ fn rendered_flags_are_accepted_by_the_operator() {
                 (ca.config_map.as_str(), ca.key.as_str()),
                 ("trust-bundle", "trust-bundle.pem")
             );
+            let monitoring = config.monitoring_peer.expect("the monitoring peer");
+            assert_eq!(monitoring.namespace, "monitoring");
+            assert_eq!(monitoring.labels["app.kubernetes.io/name"], "prometheus");
             assert_eq!(controller.namespaces, ["team-a", "team-b"]);
             assert_eq!(config.scope_catalog, "chat-api");
             let election = controller.leader_election().unwrap();
@@ -493,6 +507,33 @@ fn network_policy_opens_the_admin_port_to_the_test_and_named_peers_and_egress_to
             "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
         }])
     );
+
+    // The monitoring pods reach the admin port too, beside the test pod and adminFrom.
+    let docs = render(&[
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "monitoring.namespace=monitoring,monitoring.selector=app=prometheus\\,team=ops",
+    ]);
+    let from = &only(&docs, "NetworkPolicy")["spec"]["ingress"][0]["from"];
+    assert_eq!(
+        from[1],
+        json!({
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app": "prometheus", "team": "ops"}}
+        })
+    );
+    let docs = render(&[
+        "--set",
+        "networkPolicy.enabled=true,monitoring.namespace=monitoring",
+    ]);
+    let from = &only(&docs, "NetworkPolicy")["spec"]["ingress"][0]["from"];
+    assert_eq!(
+        from[1]["podSelector"],
+        json!({}),
+        "every pod of the namespace"
+    );
+
     let error = template(&["--set", "networkPolicy.apiServer.cidrs={kubernetes}"])
         .expect_err("a name is not a CIDR");
     assert!(error.contains("cidrs"), "{error}");

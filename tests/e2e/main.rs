@@ -11,6 +11,7 @@ mod hostile;
 mod network;
 mod plugin_policy;
 mod pod;
+mod prometheus;
 mod scope_catalog;
 mod status;
 mod tls;

@@ -44,7 +44,7 @@ async fn a_child_the_api_server_refuses_puts_apply_failed_on_the_plugin() {
     refuse_services
         .wait_until_it_refuses(&services, &probe)
         .await;
-    let _operator = Operator::start(OPERATOR, &ns.name, &[]).await;
+    let operator = Operator::start(OPERATOR, &ns.name, &[]).await;
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
     let spec: PluginSpec = serde_json::from_value(json!({
         "image": "registry.example/weather:1", "port": 8080, "paused": true
@@ -82,6 +82,19 @@ async fn a_child_the_api_server_refuses_puts_apply_failed_on_the_plugin() {
         "kstatus reads Failed only without Reconciling"
     );
 
+    // The metrics say the same: the Plugin is Degraded, and reconciles fail by reason.
+    let degraded = format!(
+        r#"plugin_operator_plugin_degraded{{namespace="{}",plugin="refused",reason="ApplyFailed"}}"#,
+        ns.name
+    );
+    assert_eq!(operator.metric(&degraded).await, 1.0, "{degraded}");
+    assert!(
+        operator
+            .metric(r#"plugin_operator_reconcile_errors_total{reason="ApplyFailed"}"#)
+            .await
+            >= 1.0
+    );
+
     drop(refuse_services);
     eventually(
         "the Plugin to recover once Services are allowed",
@@ -94,4 +107,9 @@ async fn a_child_the_api_server_refuses_puts_apply_failed_on_the_plugin() {
         },
     )
     .await;
+    assert_eq!(
+        operator.metric("plugin_operator_plugin_degraded").await,
+        0.0,
+        "no series once the Plugin recovered"
+    );
 }

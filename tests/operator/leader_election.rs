@@ -84,6 +84,12 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
         "the standby must not reconcile"
     );
     assert_eq!(holder(&leases).await.as_deref(), Some("first"));
+    assert_eq!(first.metric("plugin_operator_leader").await, 1.0);
+    assert_eq!(
+        second.metric("plugin_operator_leader").await,
+        0.0,
+        "the standby says it does not lead"
+    );
 
     first.kill();
     let killed_at = Instant::now();
@@ -97,6 +103,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
     let takeover = killed_at.elapsed();
     assert_eq!(holder(&leases).await.as_deref(), Some("second"));
     assert!(second.metric("plugin_operator_reconciles_total").await >= 1.0);
+    assert_eq!(second.metric("plugin_operator_leader").await, 1.0);
     assert!(
         takeover < Duration::from_secs(15),
         "takeover took {takeover:?}"

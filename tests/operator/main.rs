@@ -50,8 +50,20 @@ async fn operator_in_namespace(
     plugin_operator_test_support::cluster::TestNamespace,
     plugin_operator_test_support::cluster::Operator,
 ) {
+    operator_in_namespace_with(prefix, &[]).await
+}
+
+/// [`operator_in_namespace`], the operator started with `extra` flags.
+async fn operator_in_namespace_with(
+    prefix: &str,
+    extra: &[&str],
+) -> (
+    kube::Client,
+    plugin_operator_test_support::cluster::TestNamespace,
+    plugin_operator_test_support::cluster::Operator,
+) {
     let (client, ns) = namespace_with_crd(prefix).await;
     let operator =
-        plugin_operator_test_support::cluster::Operator::start(OPERATOR, &ns.name, &[]).await;
+        plugin_operator_test_support::cluster::Operator::start(OPERATOR, &ns.name, extra).await;
     (client, ns, operator)
 }

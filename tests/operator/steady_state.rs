@@ -2,10 +2,14 @@
 //! the API server no writes at all, even while it reconciles each of them again: counted
 //! by the operator, by the API server's own metrics, and by the resourceVersions of the
 //! children. This test has the cluster to itself so no other test writes to it meanwhile.
+//! The operator has a monitoring peer without labels (`podSelector: {}` in each
+//! NetworkPolicy's extra ingress rule), so a rule the API server could normalize is
+//! compared too.
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator_test_support::cluster::{
@@ -13,7 +17,7 @@ use plugin_operator_test_support::cluster::{
 };
 use serde_json::json;
 
-use crate::operator_in_namespace;
+use crate::operator_in_namespace_with;
 
 const PLUGINS: usize = 50;
 /// Plugins that ask for a scope their PluginPolicy does not allow.
@@ -22,7 +26,8 @@ const HELD: usize = 5;
 #[tokio::test]
 async fn unchanged_plugins_cause_no_writes_in_steady_state() {
     let _cluster = alone().await;
-    let (client, ns, operator) = operator_in_namespace("op-steady").await;
+    let (client, ns, operator) =
+        operator_in_namespace_with("op-steady", &["--monitoring-namespace", "monitoring"]).await;
     let plugins: Api<Plugin> = Api::namespaced(client.clone(), &ns.name);
     let _policy = TestPolicy::apply(
         &client,
@@ -83,6 +88,12 @@ async fn unchanged_plugins_cause_no_writes_in_steady_state() {
         },
     )
     .await;
+    let policy = Api::<NetworkPolicy>::namespaced(client.clone(), &ns.name)
+        .get("plugin-steady-0")
+        .await
+        .unwrap();
+    let ingress = policy.spec.unwrap().ingress.unwrap();
+    assert_eq!(ingress.len(), 2, "the monitoring peer's rule: {ingress:?}");
     // Let the last status writes and their watch events pass.
     let mut previous = operator.metric("plugin_operator_api_writes_total").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

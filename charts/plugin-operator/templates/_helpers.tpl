@@ -57,3 +57,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "plugin-operator.leaderElect" -}}
 {{- if or .Values.leaderElection.enabled (gt (int .Values.replicas) 1) -}}true{{- end -}}
 {{- end -}}
+
+{{/* monitoring.selector (key=value,...) as YAML matchLabels; empty when it is empty. */}}
+{{- define "plugin-operator.monitoringLabels" -}}
+{{- range $term := splitList "," .Values.monitoring.selector }}
+{{- $pair := splitn "=" 2 (trim $term) }}
+{{- if $pair._0 }}
+{{ $pair._0 }}: {{ $pair._1 | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}

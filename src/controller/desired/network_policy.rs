@@ -1,5 +1,6 @@
 //! The pod's NetworkPolicy: deny by default; ingress only to the broker's inbound port
-//! from the chat system; egress only to the chat API, cluster DNS and declared CIDRs.
+//! from the chat system, and to its admin port (`/metrics`) from the monitoring pods when
+//! the operator names them; egress only to the chat API, cluster DNS and declared CIDRs.
 //!
 //! A NetworkPolicy applies to the whole pod, so the plugin shares these egress rules
 //! with its broker. The chat API stays safe because only the broker holds its credential.
@@ -50,6 +51,16 @@ pub fn network_policy(
                 .then(|| rule.ports.iter().map(|p| port("TCP", *p)).collect()),
         });
     }
+    let mut ingress = vec![NetworkPolicyIngressRule {
+        from: Some(vec![peer(&config.invoker_peer)]),
+        ports: Some(vec![port("TCP", ports::INBOUND.into())]),
+    }];
+    if let Some(monitoring) = &config.monitoring_peer {
+        ingress.push(NetworkPolicyIngressRule {
+            from: Some(vec![peer(monitoring)]),
+            ports: Some(vec![port("TCP", ports::ADMIN.into())]),
+        });
+    }
     NetworkPolicy {
         metadata: names.metadata(names.workload()),
         spec: Some(NetworkPolicySpec {
@@ -58,10 +69,7 @@ pub fn network_policy(
                 ..Default::default()
             }),
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![peer(&config.invoker_peer)]),
-                ports: Some(vec![port("TCP", ports::INBOUND.into())]),
-            }]),
+            ingress: Some(ingress),
             egress: Some(egress),
         }),
     }
@@ -115,10 +123,82 @@ mod tests {
     use crate::controller::desired::fixtures::{MINIMAL, plugin};
 
     fn build(extra: &str) -> NetworkPolicySpec {
+        build_with(extra, &OperatorConfig::example())
+    }
+
+    fn build_with(extra: &str, config: &OperatorConfig) -> NetworkPolicySpec {
         let p = plugin(&format!("{MINIMAL}{extra}"));
-        network_policy(&p, &ChildNames::of(&p).unwrap(), &OperatorConfig::example())
+        network_policy(&p, &ChildNames::of(&p).unwrap(), config)
             .spec
             .unwrap()
+    }
+
+    fn match_labels(selector: &Option<LabelSelector>) -> Option<BTreeMap<String, String>> {
+        selector.as_ref().unwrap().match_labels.clone()
+    }
+
+    #[test]
+    fn without_a_monitoring_peer_the_admin_port_is_closed() {
+        let ingress = build("").ingress.unwrap();
+        assert!(
+            ingress
+                .iter()
+                .flat_map(|rule| rule.ports.iter().flatten())
+                .all(|p| p.port != Some(IntOrString::Int(9090))),
+            "{ingress:?}"
+        );
+    }
+
+    #[test]
+    fn monitoring_peer_reaches_the_admin_port_and_nothing_else() {
+        let config = OperatorConfig {
+            monitoring_peer: Some(
+                PodPeer::parse("monitoring", "app.kubernetes.io/name=prometheus").unwrap(),
+            ),
+            ..OperatorConfig::example()
+        };
+        let ingress = build_with("", &config).ingress.unwrap();
+        assert_eq!(ingress.len(), 2, "{ingress:?}");
+        assert_eq!(ingress[0].ports.as_ref().unwrap(), &vec![port("TCP", 9080)]);
+        let scrape = &ingress[1];
+        assert_eq!(scrape.ports.as_ref().unwrap(), &vec![port("TCP", 9090)]);
+        let from = scrape.from.as_ref().unwrap();
+        assert_eq!(from.len(), 1);
+        assert_eq!(
+            match_labels(&from[0].namespace_selector).unwrap(),
+            BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_string(),
+                "monitoring".to_string()
+            )])
+        );
+        assert_eq!(
+            match_labels(&from[0].pod_selector).unwrap(),
+            BTreeMap::from([(
+                "app.kubernetes.io/name".to_string(),
+                "prometheus".to_string()
+            )])
+        );
+        assert_eq!(
+            build_with("", &config).egress,
+            build("").egress,
+            "egress is the same with or without monitoring"
+        );
+    }
+
+    #[test]
+    fn monitoring_peer_without_labels_is_every_pod_of_its_namespace() {
+        let config = OperatorConfig {
+            monitoring_peer: Some(PodPeer::parse("monitoring", "").unwrap()),
+            ..OperatorConfig::example()
+        };
+        let ingress = build_with("", &config).ingress.unwrap();
+        let from = &ingress[1].from.as_ref().unwrap()[0];
+        assert_eq!(
+            from.pod_selector,
+            Some(LabelSelector::default()),
+            "an empty pod selector: every pod of the namespace, not every pod of the cluster"
+        );
+        assert!(match_labels(&from.namespace_selector).is_some());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The API-server side of the test support: a client for the real API server named by
 //! KUBECONFIG, throwaway namespaces, waiting, the CRD, operator processes, pods,
-//! admission policies bound to one namespace, and the API server's own count of writes. Used by tests/operator, tests/e2e, tests/chart,
+//! admission policies bound to one namespace, the API server's own count of writes, and
+//! the tools cluster/lib.sh builds. Used by tests/operator, tests/e2e, tests/chart,
 //! tests/cluster and the convergence benchmarks (bench/convergence).
 
 mod admission;
@@ -9,6 +10,7 @@ mod namespace;
 mod operator;
 mod plugin_policy;
 mod pods;
+mod tools;
 mod writes;
 
 use std::future::Future;
@@ -26,6 +28,9 @@ pub use operator::{Operator, http_get, test_image};
 pub use plugin_policy::{ShippedAdmission, ShippedScopeAdmission, TestCatalog, TestPolicy};
 pub use pods::{
     kubectl, pod_from_template, restricted_container_security, wait_pod_finished, wait_pod_ready,
+};
+pub use tools::{
+    api_server_endpoints, helm_binary, lib_sh, prometheus_operator_crds, prometheus_tools,
 };
 pub use writes::{PLUGIN_KINDS, apiserver_writes, resource_versions};
 
