@@ -23,8 +23,14 @@ make --no-print-directory images
 
 step "the Plugin, PluginPolicy and ScopeCatalog CRDs" ""
 kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
-kubectl wait --for=condition=Established crd/plugins.plugins.chat.dev crd/pluginpolicies.plugins.chat.dev \
-  crd/scopecatalogs.plugins.chat.dev --timeout=60s >/dev/null
+# A CRD created a moment ago has no conditions yet and `kubectl wait` fails on that
+# rather than waiting: try again for a while, then once more to show its error.
+CRDS="crd/plugins.plugins.chat.dev crd/pluginpolicies.plugins.chat.dev crd/scopecatalogs.plugins.chat.dev"
+for _ in $(seq 1 30); do
+  kubectl wait --for=condition=Established $CRDS --timeout=2s >/dev/null 2>&1 && break
+  sleep 1
+done
+kubectl wait --for=condition=Established $CRDS --timeout=10s >/dev/null
 
 step "the sample chat API in namespace chat-system" "kubectl -n chat-system logs deploy/chat-api"
 kubectl apply --server-side --force-conflicts -f deploy/examples/sample-chat-api.yaml >/dev/null

@@ -10,10 +10,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::Api;
 
 use plugin_operator_test_support::cluster::{
-    TestNamespace, assert_success, client, kubectl, prometheus_operator_crds, prometheus_tools,
-    random_suffix, repo_path,
+    TestNamespace, assert_success, client, eventually, kubectl, prometheus_operator_crds,
+    prometheus_tools, random_suffix, repo_path,
 };
 use serde_json::{Value, json};
 
@@ -227,12 +231,25 @@ async fn monitors_and_rule_are_accepted_by_the_prometheus_operator_crds() {
             .output()
             .expect("kubectl runs");
         assert_success(&out, &format!("installing {}", file.display()));
-        let out = kubectl()
-            .args(["wait", "--for=condition=Established", "--timeout=60s"])
-            .arg(format!("crd/{plural}.monitoring.coreos.com"))
-            .output()
-            .expect("kubectl runs");
-        assert_success(&out, &format!("waiting for the {plural} CRD"));
+        // A CRD created a moment ago has no conditions yet, and `kubectl wait` fails on
+        // that instead of waiting: read them until Established is True.
+        let name = format!("{plural}.monitoring.coreos.com");
+        eventually(
+            &format!("the {plural} CRD to be established"),
+            Duration::from_secs(60),
+            || async {
+                let crd = Api::<CustomResourceDefinition>::all(client.clone())
+                    .get(&name)
+                    .await
+                    .ok()?;
+                crd.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            },
+        )
+        .await;
     }
     let ns = TestNamespace::new(&client, "chart-monitoring", &[]).await;
     let mut args = MONITORING.to_vec();
