@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use plugin_operator::api::{Plugin, sample_scope_catalog};
 use plugin_operator_test_support::cluster::{
-    Operator, ShippedScopeAdmission, TEST_POLICY_LABEL, TestCatalog, TestNamespace, TestPolicy,
-    client, dry_run, eventually, install_crd, together,
+    Operator, ShippedAdmission, TEST_POLICY_LABEL, TestCatalog, TestNamespace, TestPolicy, client,
+    dry_run, eventually, install_crd, together,
 };
 use serde_json::{Value, json};
 
@@ -74,7 +74,8 @@ async fn a_scope_the_catalog_does_not_define_is_refused_at_admission_with_the_sc
     let ns = TestNamespace::new(&client, "op-scope-admission", &[]).await;
     let catalog = TestCatalog::named(&client, &ns.name);
     catalog.set(sample_with(json!([]))).await;
-    let _admission = ShippedScopeAdmission::install(&client, &ns.name, &catalog.name).await;
+    let _admission =
+        ShippedAdmission::install_scope_catalog(&client, &ns.name, &catalog.name).await;
     let plugins: Api<Plugin> = ns.api();
     let expected = format!(
         "permissions.chatApi names deploy:write, which ScopeCatalog {} does not define; it defines [channels:read, messages:read, messages:write, reactions:write, users:read, files:read, files:write]",

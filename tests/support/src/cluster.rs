@@ -25,7 +25,7 @@ pub use crd::{
 };
 pub use namespace::{TestNamespace, alone, clean_up_from_drop, together};
 pub use operator::{Operator, http_get, test_image};
-pub use plugin_policy::{ShippedAdmission, ShippedScopeAdmission, TestCatalog, TestPolicy};
+pub use plugin_policy::{ShippedAdmission, TestCatalog, TestPolicy};
 pub use pods::{
     kubectl, pod_from_template, restricted_container_security, wait_pod_finished, wait_pod_ready,
 };

@@ -61,14 +61,16 @@ impl Drop for TestPolicy {
     }
 }
 
-/// The admission policy the chart ships
-/// (charts/plugin-operator/files/plugin-policy-admission.yaml) and its binding, renamed
-/// for one namespace and bound to it alone, so nobody else's Plugins are refused.
+/// An admission policy the chart ships (charts/plugin-operator/files/) and a binding
+/// like the chart's, renamed for one namespace and bound to it alone, so nobody else's
+/// Plugins are refused.
 pub struct ShippedAdmission {
     name: String,
 }
 
 impl ShippedAdmission {
+    /// The PluginPolicy admission policy (plugin-policy-admission.yaml, which holds its
+    /// binding too).
     pub async fn install(client: &Client, namespace: &str) -> Self {
         let path = repo_path("charts/plugin-operator/files/plugin-policy-admission.yaml");
         let text = std::fs::read_to_string(&path).expect("the shipped admission policy");
@@ -76,8 +78,44 @@ impl ShippedAdmission {
             let value: serde_norway::Value = serde::Deserialize::deserialize(document).unwrap();
             serde_norway::from_value::<Value>(value).unwrap()
         });
-        let (mut policy, mut binding) = (documents.next().unwrap(), documents.next().unwrap());
-        let name = format!("plugin-policies-{namespace}");
+        let (policy, binding) = (documents.next().unwrap(), documents.next().unwrap());
+        Self::create(
+            client,
+            format!("plugin-policies-{namespace}"),
+            namespace,
+            policy,
+            binding,
+        )
+        .await
+    }
+
+    /// The ScopeCatalog admission policy (scope-catalog-admission.yaml), with a binding
+    /// that names `catalog` as templates/scope-catalog.yaml does.
+    pub async fn install_scope_catalog(client: &Client, namespace: &str, catalog: &str) -> Self {
+        let path = repo_path("charts/plugin-operator/files/scope-catalog-admission.yaml");
+        let text = std::fs::read_to_string(&path).expect("the shipped scope admission policy");
+        let policy: Value = serde_norway::from_str(&text).expect("one YAML document");
+        let binding = json!({"spec": {
+            "validationActions": ["Deny"],
+            "paramRef": {"name": catalog, "parameterNotFoundAction": "Allow"}
+        }});
+        Self::create(
+            client,
+            format!("scope-catalog-{namespace}"),
+            namespace,
+            policy,
+            binding,
+        )
+        .await
+    }
+
+    async fn create(
+        client: &Client,
+        name: String,
+        namespace: &str,
+        mut policy: Value,
+        mut binding: Value,
+    ) -> Self {
         policy["metadata"]["name"] = json!(name);
         binding["metadata"]["name"] = json!(name);
         binding["spec"]["policyName"] = json!(name);
@@ -93,7 +131,7 @@ impl ShippedAdmission {
         Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
             .create(&PostParams::default(), &binding)
             .await
-            .expect("the shipped binding is accepted");
+            .expect("its binding is accepted");
         Self { name }
     }
 }
@@ -153,60 +191,6 @@ impl Drop for TestCatalog {
         clean_up_from_drop(|client| async move {
             let _ = Api::<ScopeCatalog>::all(client)
                 .delete(&name, &DeleteParams::default())
-                .await;
-        });
-    }
-}
-
-/// The scope admission policy the chart ships
-/// (charts/plugin-operator/files/scope-catalog-admission.yaml), renamed for one namespace,
-/// with a binding like the chart's that names `catalog` and matches that namespace alone.
-pub struct ShippedScopeAdmission {
-    name: String,
-}
-
-impl ShippedScopeAdmission {
-    pub async fn install(client: &Client, namespace: &str, catalog: &str) -> Self {
-        let path = repo_path("charts/plugin-operator/files/scope-catalog-admission.yaml");
-        let text = std::fs::read_to_string(&path).expect("the shipped scope admission policy");
-        let mut policy: Value = serde_norway::from_str(&text).expect("one YAML document");
-        let name = format!("scope-catalog-{namespace}");
-        policy["metadata"]["name"] = json!(name);
-        let binding = json!({
-            "metadata": {"name": name},
-            "spec": {
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "paramRef": {"name": catalog, "parameterNotFoundAction": "Allow"},
-                "matchResources": {"namespaceSelector": {"matchLabels": {
-                    "kubernetes.io/metadata.name": namespace
-                }}}
-            }
-        });
-        let policy: ValidatingAdmissionPolicy = serde_json::from_value(policy).unwrap();
-        let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(binding).unwrap();
-        Api::<ValidatingAdmissionPolicy>::all(client.clone())
-            .create(&PostParams::default(), &policy)
-            .await
-            .expect("the shipped scope admission policy is accepted");
-        Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-            .create(&PostParams::default(), &binding)
-            .await
-            .expect("its binding is accepted");
-        Self { name }
-    }
-}
-
-impl Drop for ShippedScopeAdmission {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        clean_up_from_drop(|client| async move {
-            let params = DeleteParams::default();
-            let _ = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-                .delete(&name, &params)
-                .await;
-            let _ = Api::<ValidatingAdmissionPolicy>::all(client)
-                .delete(&name, &params)
                 .await;
         });
     }
