@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::config::{ChatApiCa, DEFAULT_SCOPE_CATALOG, OperatorConfig, PodPeer};
+use super::config::{ChatApiCa, DEFAULT_SCOPE_CATALOG, OperatorConfig, PodPeer, is_object_name};
 use super::leader::LeaderElection;
 use super::rollout::DEFAULT_MAX_CONCURRENT_ROLLOUTS;
 use crate::telemetry::LogFormat;
@@ -226,20 +226,6 @@ impl ControllerArgs {
             }
         })
     }
-}
-
-/// A DNS subdomain, as Kubernetes object names are.
-fn is_object_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 fn default_identity() -> String {

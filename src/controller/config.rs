@@ -47,16 +47,7 @@ impl ChatApiCa {
     /// Checks the names as the API server would: a ConfigMap name (a DNS subdomain) and
     /// a ConfigMap key.
     pub fn new(config_map: &str, key: &str) -> Result<Self, String> {
-        let label = |part: &str| {
-            !part.is_empty()
-                && part.len() <= 63
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !part.starts_with('-')
-                && !part.ends_with('-')
-        };
-        if config_map.len() > 253 || !config_map.split('.').all(label) {
+        if !is_object_name(config_map) {
             return Err(format!(
                 "{config_map:?} is not a ConfigMap name (lower-case letters, digits, '-' and '.')"
             ));
@@ -124,6 +115,21 @@ impl OperatorConfig {
             chat_api_ca: None,
         }
     }
+}
+
+/// A DNS subdomain, as most Kubernetes object names are (ConfigMaps, ScopeCatalogs):
+/// dot-separated labels of lower-case letters, digits and '-', 253 characters at most.
+pub fn is_object_name(name: &str) -> bool {
+    let label = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 63
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !part.starts_with('-')
+            && !part.ends_with('-')
+    };
+    name.len() <= 253 && name.split('.').all(label)
 }
 
 #[cfg(test)]

@@ -6,9 +6,8 @@
 //! (cluster/lib.sh, `ensure_prometheus`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -16,8 +15,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::Api;
 
 use plugin_operator_test_support::cluster::{
-    TestNamespace, assert_success, client, eventually, kubectl, prometheus_operator_crds,
-    prometheus_tools, random_suffix, repo_path,
+    TestNamespace, assert_success, client, eventually, kubectl, kubectl_with_input,
+    prometheus_operator_crds, prometheus_tools, random_suffix, repo_path,
 };
 use serde_json::{Value, json};
 
@@ -280,29 +279,16 @@ async fn monitors_and_rule_are_accepted_by_the_prometheus_operator_crds() {
 /// `kubectl apply --server-side --dry-run=server` of one object, with strict field
 /// validation: whether the API server accepted it, and what kubectl said.
 fn dry_run_apply(object: &Value) -> (bool, String) {
-    let mut child = kubectl()
-        .args([
+    kubectl_with_input(
+        &[
             "apply",
             "--server-side",
             "--dry-run=server",
             "--validate=strict",
-        ])
-        .args(["--field-manager", "plugin-operator-tests", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(object).unwrap().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!("{}{}", text(&out.stdout), text(&out.stderr)),
+            "--field-manager",
+            "plugin-operator-tests",
+        ],
+        &serde_json::to_string(object).unwrap(),
     )
 }
 

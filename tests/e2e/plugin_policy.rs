@@ -10,37 +10,14 @@ use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 use plugin_operator_test_support::cluster::{
-    ShippedAdmission, TEST_POLICY_LABEL, TestPolicy, clean_up_from_drop, random_suffix,
+    ShippedAdmission, TEST_POLICY_LABEL, TestPolicy, clean_up_from_drop, kubectl_with_input,
+    random_suffix,
 };
 use serde_json::json;
 
 use crate::support::{
     Scene, TestNamespace, eventually, exec_json, kubectl, sample_plugin_image, world,
 };
-
-/// `kubectl <args> -f -` with `input` on stdin: whether it succeeded, and what it said.
-fn kubectl_with_input(args: &[&str], input: &str) -> (bool, String) {
-    use std::io::Write;
-    use std::process::Stdio;
-    let out = kubectl()
-        .args(args)
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child.stdin.take().unwrap().write_all(input.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("kubectl runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 fn restarts(pod: &Pod) -> i32 {
     let status = pod.status.clone().unwrap();

@@ -16,18 +16,19 @@
 //! the pods labelled as the operator's plugin pods as job `plugin-broker`, the Plugin's
 //! name as label `plugin`.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use plugin_operator_test_support::cluster::{
-    TEST_SCOPE_CATALOG, api_server_endpoints, assert_success, helm_binary, http_get, random_suffix,
+    TEST_SCOPE_CATALOG, api_server_endpoints, assert_success, helm_binary, http_get,
+    kubectl_with_input, random_suffix,
 };
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestNamespace, eventually, exec, exec_json, helper_pod, ip, kubectl, pod_with_label, repo_path,
+    TestNamespace, eventually, exec, exec_json, helper_pod, ip, pod_with_label, repo_path,
     sample_plugin_image, test_image, world,
 };
 
@@ -370,28 +371,16 @@ async fn run_prometheus(
                         {"name": "data", "emptyDir": {}}]
         }}));
     let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
-    let mut child = kubectl()
-        .args([
+    let (ok, out) = kubectl_with_input(
+        &[
             "apply",
             "--server-side",
             "--field-manager",
             "plugin-operator-tests",
-            "-f",
-            "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(list.to_string().as_bytes())
-        .unwrap();
-    assert_success(&child.wait_with_output().unwrap(), "creating Prometheus");
+        ],
+        &list.to_string(),
+    );
+    assert!(ok, "creating Prometheus: {out}");
     let pods: Api<Pod> = Api::namespaced(client.clone(), monitoring_ns);
     let pod = pods.get("prometheus").await.expect("the Prometheus pod");
     wait_ready(client, &pod).await

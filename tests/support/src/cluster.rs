@@ -27,7 +27,8 @@ pub use namespace::{TestNamespace, alone, clean_up_from_drop, together};
 pub use operator::{Operator, http_get, test_image};
 pub use plugin_policy::{ShippedAdmission, TestCatalog, TestPolicy};
 pub use pods::{
-    kubectl, pod_from_template, restricted_container_security, wait_pod_finished, wait_pod_ready,
+    kubectl, kubectl_with_input, pod_from_template, restricted_container_security,
+    wait_pod_finished, wait_pod_ready,
 };
 pub use tools::{
     api_server_endpoints, helm_binary, lib_sh, prometheus_operator_crds, prometheus_tools,

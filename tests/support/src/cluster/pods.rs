@@ -84,6 +84,31 @@ async fn wait_pod(
     }
 }
 
+/// `kubectl <args> -f -` with `input` on stdin: whether it succeeded, and what it said
+/// (stdout, then stderr).
+pub fn kubectl_with_input(args: &[&str], input: &str) -> (bool, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let out = kubectl()
+        .args(args)
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(input.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("kubectl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// kubectl: $KUBECTL, else the one the local cluster links into build/cluster/bin, else
 /// the one it built into the cache, else the one on PATH.
 pub fn kubectl() -> Command {
