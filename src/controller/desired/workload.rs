@@ -71,6 +71,10 @@ pub fn service(names: &ChildNames) -> Service {
     Service {
         metadata: names.metadata(names.workload()),
         spec: Some(ServiceSpec {
+            // Written although it is the default, so that a Service turned into a
+            // NodePort or LoadBalancer by hand is drift: it would reach the plugin from
+            // outside the cluster.
+            type_: Some("ClusterIP".into()),
             selector: Some(names.selector()),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),

@@ -6,7 +6,7 @@
 //! | NetworkPolicy | anything in `spec`: a rule, a peer, a port range, a selector term |
 //! | ConfigMap | a key in `data`, `binaryData`, `immutable` |
 //! | Deployment | `spec.paused`; a selector term; a pod label or annotation (but `kubectl rollout restart`'s); host namespaces, user namespaces, a runtime class, a container, a volume; in a container anything the API server does not default (a command, `envFrom`, a hook, a probe, a mount, a port, a variable, a security setting, a resource) |
-//! | Service | a selector term |
+//! | Service | a selector term; `externalIPs`, `externalName`, a load balancer's IP or source ranges (its `type` is written, so a NodePort or LoadBalancer is a change) |
 //! | ServiceAccount | nothing (it holds no secrets the pod mounts) |
 //!
 //! Left to other writers: scheduling (node selectors, tolerations, affinity, priority),
@@ -71,8 +71,21 @@ fn config_map(field: &str) -> Option<Extras> {
     matches!(field, "" | "data").then_some(NONE)
 }
 
+/// Ways to reach the Service's pods from outside the cluster; its `type` is written by
+/// the operator (`ClusterIP`), so a change of it is drift already.
+const SERVICE_EXPOSURE: &[&str] = &[
+    "externalIPs",
+    "externalName",
+    "loadBalancerIP",
+    "loadBalancerSourceRanges",
+];
+
 fn service(field: &str) -> Option<Extras> {
-    (field == "spec.selector").then_some(NONE)
+    match field {
+        "spec" => Some(Extras::RefusedOnly(SERVICE_EXPOSURE)),
+        "spec.selector" => Some(NONE),
+        _ => None,
+    }
 }
 
 const POD_SPEC_REFUSED: &[&str] = &[

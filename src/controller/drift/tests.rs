@@ -345,6 +345,35 @@ fn a_changed_service_selector_drifts_and_a_cluster_ip_does_not() {
 }
 
 #[test]
+fn a_service_opened_to_outside_the_cluster_drifts() {
+    let desired: Service = children(MINIMAL).service;
+    let node_port = drift_of(&desired, |s| {
+        s["spec"]["type"] = json!("NodePort");
+        s["spec"]["ports"][0]["nodePort"] = json!(30080);
+    });
+    assert_eq!(node_port.as_deref(), Some("spec.type changed"));
+    let load_balancer = drift_of(&desired, |s| s["spec"]["type"] = json!("LoadBalancer"));
+    assert_eq!(load_balancer.as_deref(), Some("spec.type changed"));
+    let external = drift_of(&desired, |s| {
+        s["spec"]["externalIPs"] = json!(["198.51.100.7"])
+    });
+    assert_eq!(external.as_deref(), Some("spec.externalIPs added"));
+    let ranges = drift_of(&desired, |s| {
+        s["spec"]["loadBalancerSourceRanges"] = json!(["0.0.0.0/0"])
+    });
+    assert_eq!(
+        ranges.as_deref(),
+        Some("spec.loadBalancerSourceRanges added")
+    );
+    let defaults = drift_of(&desired, |s| {
+        s["spec"]["sessionAffinity"] = json!("None");
+        s["spec"]["internalTrafficPolicy"] = json!("Cluster");
+        s["spec"]["ipFamilies"] = json!(["IPv4"]);
+    });
+    assert_eq!(defaults, None, "what the API server defaults is not drift");
+}
+
+#[test]
 fn the_operators_labels_and_owner_must_stay() {
     let desired = children(MINIMAL).service_account;
     let label = drift_of(&desired, |s| {
