@@ -13,6 +13,8 @@
 //!   merge by name and maps (a ConfigMap's `data`, labels) by key. `kubectl set env`
 //!   adds an `env` item owned by `kubectl-set`; only a replace removes it. After an
 //!   apply the result is checked the same way and replaced if it still drifts.
+//! - **Made immutable** (a ConfigMap with `immutable: true`, which refuses every change
+//!   to its content): deleted, at the version found, and created anew.
 //!
 //! Each drift put back is counted (`plugin_operator_drift_corrections_total{kind}`) and
 //! written as a Warning Event on the Plugin naming the kind and the field.
@@ -32,7 +34,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
@@ -102,6 +104,12 @@ pub async fn apply_children(
     let deployment_admitted = ctx
         .rollouts
         .admit(&stores.deployments, &children.deployment);
+    let cached_deployment = ObjectRef::from_obj(&children.deployment);
+    let deployment = cached_deployment.to_string();
+    // A Deployment held back before it was ever created is missing later because it
+    // was never written, not because someone deleted it.
+    let deployment_applied_before =
+        applied_before && !ctx.unwritten_deployments.contains(&deployment);
     let outcomes = futures::try_join!(
         apply(
             ctx,
@@ -118,21 +126,25 @@ pub async fn apply_children(
         async {
             // A held Plugin keeps its Deployment; a rollout may have to wait its turn.
             let name = children.deployment.name_any();
-            match (workload, deployment_admitted) {
-                (Workload::Hold, _) => Ok(("Deployment".to_string(), name, Outcome::Unchanged)),
-                (Workload::Apply, Admission::Later) => {
-                    Ok(("Deployment".to_string(), name, Outcome::HeldBack))
-                }
+            let outcome = match (workload, deployment_admitted) {
+                (Workload::Hold, _) => Outcome::Unchanged,
+                (Workload::Apply, Admission::Later) => Outcome::HeldBack,
                 (Workload::Apply, Admission::Now) => {
-                    apply(
+                    let applied = apply(
                         ctx,
-                        applied_before,
+                        deployment_applied_before,
                         &stores.deployments,
                         children.deployment,
                     )
-                    .await
+                    .await;
+                    ctx.unwritten_deployments.remove(&deployment);
+                    return applied;
                 }
+            };
+            if stores.deployments.get(&cached_deployment).is_none() {
+                ctx.unwritten_deployments.insert(deployment.clone());
             }
+            Ok(("Deployment".to_string(), name, outcome))
         },
         apply(ctx, applied_before, &stores.services, children.service),
         apply(
@@ -226,6 +238,14 @@ where
             }
         }
         _ if ctx.recent_applies.written_moments_ago(&key, &hash) => Outcome::WrittenMomentsAgo,
+        // No apply can change its content, whatever the hash says.
+        (Some(current), _) if is_immutable(current) => {
+            let drift = find_drift(&desired, current).unwrap_or(Drift {
+                field: "immutable".into(),
+                change: Change::Added,
+            });
+            writer.recreate(drift, current.clone()).await?
+        }
         // Written before, so deleted since, or only the cache is behind: the server says.
         (None, _) if applied_before => writer.write_as_found(&hash).await?,
         (None, _) => writer.apply(None).await?,
@@ -260,13 +280,7 @@ where
     /// it drift. `drift` is why, when the child was found drifted.
     async fn apply(&self, drift: Option<Corrected>) -> Result<Outcome, Error> {
         let name = self.desired.name_any();
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        self.ctx.metrics.count_write(self.kind);
-        let applied = self
-            .api
-            .patch(&name, &params, &Patch::Apply(self.desired))
-            .await
-            .map_err(|source| self.failed(source))?;
+        let applied = self.server_side_apply().await?;
         let Some(left) = find_drift(self.desired, &applied) else {
             return Ok(Outcome::Written(drift));
         };
@@ -310,6 +324,9 @@ where
             let Some(drift) = find_drift(self.desired, &current) else {
                 return Ok(Outcome::Unchanged);
             };
+            if is_immutable(&current) {
+                return self.recreate(drift, current).await;
+            }
             self.ctx.metrics.count_write(self.kind);
             match self
                 .api
@@ -336,6 +353,46 @@ where
         })
     }
 
+    /// Deletes `current` and creates the child anew: an object made `immutable` (a
+    /// ConfigMap) refuses every change to its content, so a replace cannot put it back.
+    /// The delete names the version found, so a newer change is read first. The pod's
+    /// mounted policy keeps its last content while the ConfigMap is gone (the kubelet
+    /// does not empty a volume whose source disappeared) and gets the new one after.
+    async fn recreate(&self, drift: Drift, current: K) -> Result<Outcome, Error> {
+        let name = self.desired.name_any();
+        let preconditions = Preconditions {
+            uid: current.uid(),
+            resource_version: current.resource_version(),
+        };
+        info!(kind = self.kind, %name, %drift, "immutable; deleting it to create it anew");
+        self.ctx.metrics.count_write(self.kind);
+        match self
+            .api
+            .delete(&name, &DeleteParams::default().preconditions(preconditions))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(source) => return Err(self.failed(source)),
+        }
+        self.server_side_apply().await?;
+        Ok(Outcome::Written(Some(Corrected::of(drift, &current))))
+    }
+
+    /// The desired child, server-side applied under the operator's field manager, forced.
+    async fn server_side_apply(&self) -> Result<K, Error> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        self.ctx.metrics.count_write(self.kind);
+        self.api
+            .patch(
+                &self.desired.name_any(),
+                &params,
+                &Patch::Apply(self.desired),
+            )
+            .await
+            .map_err(|source| self.failed(source))
+    }
+
     async fn get(&self, name: &str) -> Result<Option<K>, Error> {
         self.api
             .get_opt(name)
@@ -350,6 +407,11 @@ where
             source,
         }
     }
+}
+
+/// Whether `object` was made `immutable` (a ConfigMap or Secret field).
+fn is_immutable<K: Serialize>(object: &K) -> bool {
+    serde_json::to_value(object).is_ok_and(|value| value["immutable"] == true)
 }
 
 /// A drift put back, and the child as it was found.
@@ -406,6 +468,33 @@ pub struct ChildKey {
     kind: String,
     namespace: String,
     name: String,
+}
+
+/// The Deployments a reconcile did not create: held back by the
+/// rollout pace or by a PluginPolicy while none existed. Kept in memory only: after a
+/// restart a Deployment still missing is taken for a deleted one (put back all the same,
+/// with a `DriftCorrected` Event).
+#[derive(Debug, Default)]
+pub struct UnwrittenDeployments(Mutex<std::collections::HashSet<String>>);
+
+impl UnwrittenDeployments {
+    fn insert(&self, key: String) {
+        self.lock().insert(key);
+    }
+
+    fn remove(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.lock().contains(key)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// The hashes written in the last [`TRUSTED_FOR`], per child.

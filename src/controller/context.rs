@@ -14,7 +14,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use super::apply::RecentApplies;
+use super::apply::{RecentApplies, UnwrittenDeployments};
 use super::config::OperatorConfig;
 use super::metrics::Metrics;
 use super::rollout::Rollouts;
@@ -68,6 +68,8 @@ pub struct Context {
     pub recent_applies: RecentApplies,
     /// Deployments rolling, so that only a few roll at once.
     pub rollouts: Rollouts,
+    /// Deployments held back before their creation, so not missing by deletion.
+    pub unwritten_deployments: UnwrittenDeployments,
 }
 
 impl Context {

@@ -352,6 +352,7 @@ async fn controller_for(
         failures: Mutex::new(HashMap::new()),
         written_statuses: Default::default(),
         recent_applies: Default::default(),
+        unwritten_deployments: Default::default(),
         rollouts: Rollouts::new(shared.max_concurrent_rollouts),
     });
 

@@ -279,6 +279,21 @@ async fn a_widened_or_extended_policy_config_map_is_put_back() {
     ]);
     f.assert_put_back(edited, before, POLICY, "data.override.json added", same)
         .await;
+
+    // Widened and made immutable, so that no update can put it back: it is created anew.
+    let before = f.corrections("ConfigMap").await;
+    let mut locked = widened(&original);
+    locked["immutable"] = json!(true);
+    let edited = Instant::now();
+    f.kubectl_with(&["replace"], &locked);
+    f.assert_put_back(
+        edited,
+        before,
+        POLICY,
+        "data.policy.json changed",
+        |cm: &ConfigMap| same(cm) && cm.immutable != Some(true),
+    )
+    .await;
 }
 
 /// The policy ConfigMap, for `kubectl replace`, with every scope of the catalog granted
@@ -299,6 +314,31 @@ fn widened(original: &ConfigMap) -> Value {
     metadata.remove("managedFields");
     metadata.remove("resourceVersion");
     widened
+}
+
+#[tokio::test]
+async fn a_service_opened_to_outside_the_cluster_is_put_back() {
+    let _cluster = together().await;
+    let f = Fixture::start("op-drift-svc").await;
+    let internal = |svc: &Service| {
+        let spec = svc.spec.as_ref().unwrap();
+        spec.type_.as_deref() == Some("ClusterIP")
+            && spec.external_ips.is_none()
+            && spec.ports.iter().flatten().all(|p| p.node_port.is_none())
+    };
+    for (patch, field) in [
+        (r#"{"spec": {"type": "NodePort"}}"#, "spec.type changed"),
+        (
+            r#"{"spec": {"externalIPs": ["198.51.100.7"]}}"#,
+            "spec.externalIPs added",
+        ),
+    ] {
+        let before = f.corrections("Service").await;
+        let edited = Instant::now();
+        f.kubectl(&["patch", "service", WORKLOAD, "--type=merge", "-p", patch]);
+        f.assert_put_back(edited, before, WORKLOAD, field, internal)
+            .await;
+    }
 }
 
 #[tokio::test]

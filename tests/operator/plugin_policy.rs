@@ -200,7 +200,7 @@ async fn a_namespace_no_policy_selects_gets_nothing_until_one_does() {
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-policy-none", &[(TEST_POLICY_LABEL.0, "none")]).await;
-    let _operator = Operator::start(OPERATOR, &ns.name, &[]).await;
+    let operator = Operator::start(OPERATOR, &ns.name, &[]).await;
     let plugins: Api<Plugin> = ns.api();
     plugins
         .create(
@@ -239,6 +239,13 @@ async fn a_namespace_no_policy_selects_gets_nothing_until_one_does() {
             .await
             .unwrap()
             .is_some()
+    );
+    assert_eq!(
+        operator
+            .metric("plugin_operator_drift_corrections_total")
+            .await,
+        0.0,
+        "a Deployment created on release was never deleted: it is no drift"
     );
 }
 
