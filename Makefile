@@ -65,7 +65,7 @@ test: ## Every test: unit, integration (real API server), end-to-end (real pods)
 	@$(MAKE) --no-print-directory images
 	@$(MAKE) --no-print-directory prometheus
 	@echo "== [4/4] cargo test against the local cluster (KUBECONFIG=$(KUBECONFIG_PATH))"
-	KUBECONFIG=$(KUBECONFIG_PATH) cargo test
+	KUBECONFIG=$(KUBECONFIG_PATH) cargo test --workspace
 
 # The images' binaries: static, with the `image` profile (Cargo.toml: release settings,
 # thin LTO) so a cold build stays short; the benchmarks build with --release.

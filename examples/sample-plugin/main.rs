@@ -16,6 +16,7 @@
 
 mod chat;
 mod hostile;
+mod sockets;
 mod stand_in;
 
 use std::convert::Infallible;

@@ -5,8 +5,9 @@
 //! - `GET /api/v1/files/stalled`: 200 promising 1 MiB, then 1 KiB and nothing more;
 //! - `GET /stats`: connections open now and the most at once, as this server counts
 //!   them (it notices a close only when it next runs) and as the kernel does
-//!   (`established`, sampled every 10 ms from /proc/net/tcp{,6}); requests served and
-//!   how many carried a method or path override (a header or `_method`);
+//!   (`established`: from peers off this pod, every 10 ms, with a socket dump as `ss`
+//!   takes it, see `sockets.rs`); requests served and how many carried a method or path
+//!   override (a header or `_method`);
 //! - anything else: 200 with a small JSON body.
 
 use std::convert::Infallible;
@@ -48,13 +49,18 @@ pub async fn serve() {
         .await
         .expect("the port is free");
     println!("{{\"msg\":\"chat stand-in listening\",\"port\":{port}}}");
-    let local = format!(":{:04X}", port.parse::<u16>().unwrap_or(8080));
-    tokio::spawn(async move {
+    let number = port.parse::<u16>().unwrap_or(8080);
+    let mut counter = crate::sockets::Counter::new().expect("a socket-diagnostics socket");
+    std::thread::spawn(move || {
         loop {
-            let now = established(&local);
-            ESTABLISHED.store(now, Ordering::Relaxed);
-            PEAK_ESTABLISHED.fetch_max(now, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            match counter.established_from_elsewhere(number) {
+                Ok(now) => {
+                    ESTABLISHED.store(now, Ordering::Relaxed);
+                    PEAK_ESTABLISHED.fetch_max(now, Ordering::Relaxed);
+                }
+                Err(error) => eprintln!("counting connections: {error}"),
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     });
     loop {
@@ -119,32 +125,6 @@ fn handle(request: Request<Incoming>) -> Response<Body> {
         }
         _ => small(json!({"standIn": true, "path": path})),
     }
-}
-
-/// Connections to this server in the kernel's ESTABLISHED state: lines of
-/// /proc/net/tcp and tcp6 whose local address ends in `local` (`:1F90`) and whose state
-/// is `01`, each address pair counted once (the kernel may list a socket twice when
-/// connections come and go during the read). A connection the peer closed is CLOSE_WAIT
-/// at once, whenever this server gets to notice it.
-fn established(local: &str) -> u64 {
-    let mut pairs = std::collections::HashSet::new();
-    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(table) = std::fs::read_to_string(path) else {
-            continue;
-        };
-        for line in table.lines().skip(1) {
-            let mut fields = line.split_whitespace().skip(1);
-            let (local_address, remote_address, state) = (
-                fields.next().unwrap_or_default(),
-                fields.next().unwrap_or_default(),
-                fields.next().unwrap_or_default(),
-            );
-            if local_address.ends_with(local) && state == "01" {
-                pairs.insert((local_address.to_string(), remote_address.to_string()));
-            }
-        }
-    }
-    pairs.len() as u64
 }
 
 fn small(value: serde_json::Value) -> Response<Body> {
