@@ -105,8 +105,8 @@ wait_port() {
 
 # The https upstream's certificate, made for this run: a CA and a server certificate
 # for localhost (and 127.0.0.1), EC P-256.
-TLS_DIR=$(dirname "$OUT")/tls
-mkdir -p "$TLS_DIR"
+mkdir -p "$(dirname "$OUT")/tls"
+TLS_DIR=$(cd "$(dirname "$OUT")/tls" && pwd)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj "/CN=plugin-operator bench CA" -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.crt" 2> /dev/null
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
