@@ -45,8 +45,9 @@ def per_cpu(r):
 def broker_section(rows):
     """Medians over the rounds; ratios are taken within each round, then their median."""
     out = []
-    runs = [r for r in rows if r.get("variant") != "broker-memory"]
+    runs = [r for r in rows if "load" in r]
     memory = next((r for r in rows if r.get("variant") == "broker-memory"), None)
+    idle = [r for r in rows if r.get("variant", "").startswith("broker-idle")]
     if not runs:
         return out, []
     rounds = {}
@@ -120,6 +121,9 @@ def broker_section(rows):
                         f"{added / 1000:.3f} ms, median of {count} (each round: "
                         f"{', '.join(f'{a:.3f}' for a in all_added)} ms){peers_text}",
                         added / 1000 < 0.5))
+    tls_load = next((load for load in loads if load.endswith(" https")), None)
+    if tls_load:
+        targets += tls_targets(tls_load, rounds, paired, count)
     rps_ratio = paired("max", "haproxy", lambda b, o: b["rps"] / o["rps"] if o["rps"] else None)
     cpu_ratio = paired("max", "haproxy", lambda b, o: (per_cpu(b) or 0) / per_cpu(o) if per_cpu(o) else None)
     if rps_ratio is not None:
@@ -138,6 +142,76 @@ def broker_section(rows):
         )
         out.append("")
         targets.append(("Broker resident set < 20 MiB", f"VmHWM {hwm_mib:.1f} MiB", hwm_mib < 20))
+    if idle:
+        lines, idle_targets = idle_section(idle)
+        out += lines
+        targets += idle_targets
+    return out, targets
+
+
+def tls_targets(load, rounds, paired, count):
+    """The broker's added p99 with an https chat API against HAProxy's doing TLS to the
+    same upstream: the ratio of the two added p99s within each round, median over rounds."""
+    def added(run, direct):
+        return run["p99_us"] - direct["p99_us"]
+
+    broker_added = paired(load, "direct", added)
+    haproxy_added = paired(load, "direct", added, variant="haproxy")
+    if broker_added is None or haproxy_added is None:
+        return []
+    directs = {r.get("round", 1): r for r in rounds.get((load, "direct"), [])}
+    proxies = {r.get("round", 1): r for r in rounds.get((load, "haproxy"), [])}
+    ratios = []
+    for b in sorted(rounds.get((load, "broker"), []), key=lambda r: r.get("round", 1)):
+        d, h = directs.get(b.get("round", 1)), proxies.get(b.get("round", 1))
+        if d and h and added(h, d) > 0:
+            ratios.append(added(b, d) / added(h, d))
+    ratio = median(ratios)
+    if ratio is None:
+        return [("Broker p99 added with an https chat API ≤ 1.0× HAProxy's (TLS to the same upstream)",
+                 "HAProxy added no p99 in any round; no ratio", False)]
+    return [("Broker p99 added with an https chat API ≤ 1.0× HAProxy's (TLS to the same upstream), "
+             f"{load.split()[0]}",
+             f"median of per-round ratios {ratio:.2f}× (rounds: {', '.join(f'{r:.2f}' for r in ratios)}); "
+             f"added p99 broker {broker_added / 1000:.3f} ms, HAProxy {haproxy_added / 1000:.3f} ms, "
+             f"median of {count}",
+             ratio <= 1.0)]
+
+
+def idle_section(idle):
+    """Idle keep-alive plugin connections held open: the broker's VmRSS before and with
+    them, the cost per connection, against the container's memory limit."""
+    out = ["Idle keep-alive plugin connections, each after one completed request, held open "
+           "(VmRSS of the broker while they are held, 2 s after the last one opened):", "",
+           "| chat API | broker flags | served / opened | ESTABLISHED plugin side / to chat API | "
+           "VmRSS before MiB | VmRSS with them MiB | per connection KiB | still open after | "
+           "container limit MiB |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    targets = []
+    for r in idle:
+        served = r["completed"]
+        per = (r["rss_with_kib"] - r["rss_before_kib"]) / served if served else None
+        flags = (f"`--max-outbound-connections {r['max_outbound_connections']} "
+                 f"--header-read-timeout {r['header_read_timeout_s']}s`"
+                 + (" (defaults)" if r["variant"] == "broker-idle-default" else ""))
+        out.append(
+            f"| {r['chat_api']} | {flags} | {served:,} / {r['opened']:,} of {r['requested']:,} "
+            f"| {r['established_plugin_side']:,} / {r['established_upstream_side']:,} "
+            f"| {r['rss_before_kib'] / 1024:.1f} | {r['rss_with_kib'] / 1024:.1f} "
+            f"| {'—' if per is None else f'{per:.1f}'} | {r['still_open']:,} after "
+            f"{r['still_open_after_seconds']} s | {r['limit_kib'] / 1024:.0f} |")
+        if r["variant"] == "broker-idle":
+            all_open = served == r["requested"] and r["established_upstream_side"] >= served
+            with_mib, limit_mib = r["rss_with_kib"] / 1024, r["limit_kib"] / 1024
+            targets.append((
+                f"Broker memory with {r['requested']:,} idle keep-alive plugin connections "
+                f"< its container limit ({limit_mib:.0f} MiB), chat API {r['chat_api']}",
+                f"VmRSS {with_mib:.1f} MiB with {served:,} held (before {r['rss_before_kib'] / 1024:.1f} MiB), "
+                f"{'—' if per is None else f'{per:.1f}'} KiB per connection (its connection to the chat API "
+                f"included); cap raised to {r['max_outbound_connections']:,}"
+                + ("" if all_open else "; not all connections were open"),
+                all_open and with_mib < limit_mib))
+    out.append("")
     return out, targets
 
 

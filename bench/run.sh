@@ -3,7 +3,8 @@
 #
 #   1. tools: haproxy, nginx, wrk (apt), oha (cargo install), if missing
 #   2. release build of plugin-operator and the benchmark programs
-#   3. broker: direct vs broker vs HAProxy vs nginx (bench/broker.sh)
+#   3. broker: direct vs broker vs HAProxy vs nginx; direct vs broker vs HAProxy with the
+#      chat API over https; the broker with 2,000 idle plugin connections (bench/broker.sh)
 #   4. operator: the floor (bench/convergence/floor.rs), then the operator
 #      (bench/convergence/operator.rs) on the local cluster, 1,000 Plugins each, in rounds
 #   5. drift: a NetworkPolicy opened by hand 20 times, each timed until the operator has
@@ -61,8 +62,13 @@ fi
 export OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
 echo "   $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $("$OHA" --version)" >&2
 
-step "release build (plugin-operator; bench/convergence as examples bench-operator, bench-floor, bench-drift)"
-cargo build --release --bin plugin-operator --example bench-operator --example bench-floor --example bench-drift
+if [[ $ONLY == broker ]]; then
+  step "release build (plugin-operator)"
+  cargo build --release --bin plugin-operator
+else
+  step "release build (plugin-operator; bench/convergence as examples bench-operator, bench-floor, bench-drift)"
+  cargo build --release --bin plugin-operator --example bench-operator --example bench-floor --example bench-drift
+fi
 
 # The local cluster, started (and stopped at the end) when none answers.
 ensure_cluster() {
@@ -75,7 +81,7 @@ ensure_cluster() {
 }
 
 if [[ $ONLY == all || $ONLY == broker ]]; then
-  step "broker: direct, broker, HAProxy, nginx; ${BENCH_RATES:-1000 5000}/s fixed and closed-loop max"
+  step "broker: direct, broker, HAProxy, nginx; ${BENCH_RATES:-1000 5000}/s fixed and closed-loop max; https chat API; idle connections"
   BROKER_BIN=$RELEASE/plugin-operator BENCH_OUT=$OUT/broker.jsonl bench/broker.sh
 else
   step "broker: skipped (BENCH_ONLY=$ONLY)"
