@@ -6,14 +6,17 @@
 #   3. broker: direct vs broker vs HAProxy vs nginx; direct vs broker vs HAProxy with the
 #      chat API over https; the broker with 2,000 idle plugin connections (bench/broker.sh)
 #   4. operator: the floor (bench/convergence/floor.rs), then the operator
-#      (bench/convergence/operator.rs) on the local cluster, 1,000 Plugins each, in rounds
+#      (bench/convergence/operator.rs) on the local cluster, 1,000 Plugins each, in rounds;
+#      the kube-controller-manager's client limit in force is read and reported
 #   5. drift: a NetworkPolicy opened by hand 20 times, each timed until the operator has
 #      put it back (bench/convergence/drift.rs)
 #   6. the tables (bench/report.py) into build/bench/latest.md
 #
 # BENCH_ONLY=broker|operator|drift runs one part; BENCH_PLUGINS (1000), BENCH_SECONDS (10),
 # BENCH_STEADY_SECONDS (60), BENCH_ROUNDS (broker, 3) and BENCH_OPERATOR_ROUNDS (2)
-# change the sizes. Repeated rounds take turns, and the report gives medians.
+# change the sizes. Repeated rounds take turns, and the report gives medians. The
+# operator's results go to build/bench/plugins-N/, so a run at 1,000 and one at 10,000
+# (BENCH_PLUGINS=10000 BENCH_STEADY_SECONDS=120) both show in the report.
 # BROKER_BASELINE_BIN=<a broker binary> adds it as a fifth variant, "baseline" (before
 # and after a change, in the same rounds). If step 4 has to start the local cluster, the
 # cluster is stopped again at the end (BENCH_KEEP_CLUSTER=1 keeps it).
@@ -90,15 +93,22 @@ fi
 if [[ $ONLY == all || $ONLY == operator ]]; then
   step "operator: $PLUGINS Plugins, floor then operator (KUBECONFIG=$KUBECONFIG)"
   ensure_cluster
-  rm -f "$OUT"/floor-*.json "$OUT"/operator-*.json
+  # The deployment controller's client limit decides when the Plugins can be Ready;
+  # docs/local-cluster.md says how the local cluster gets 100/200.
+  kcm=$(pgrep -x kube-controller || true)
+  limit=$( [[ -n $kcm ]] && tr '\0' '\n' < "/proc/${kcm%%$'\n'*}/cmdline" | grep -E '^--kube-api-(qps|burst)=' | tr '\n' ' ' )
+  echo "   kube-controller-manager client limit: ${limit:-the defaults (qps 20, burst 30)}" >&2
+  PLUGINS_OUT=$OUT/plugins-$PLUGINS
+  mkdir -p "$PLUGINS_OUT"
+  rm -f "$PLUGINS_OUT"/floor-*.json "$PLUGINS_OUT"/operator-*.json
   for round in $(seq 1 "$OPERATOR_ROUNDS"); do
     echo "   round $round/$OPERATOR_ROUNDS, floor: $PLUGINS Plugins and their children written directly, 8 at a time" >&2
-    "$RELEASE/examples/bench-floor" --plugins "$PLUGINS" > "$OUT/floor-$round.json"
+    "$RELEASE/examples/bench-floor" --plugins "$PLUGINS" > "$PLUGINS_OUT/floor-$round.json"
     # The steady-state window is counted once, in the last round.
     steady=$( ((round == OPERATOR_ROUNDS)) && echo "$STEADY" || echo 0 )
     echo "   round $round/$OPERATOR_ROUNDS, operator (release build), --max-concurrent-reconciles 8" >&2
     "$RELEASE/examples/bench-operator" --binary "$RELEASE/plugin-operator" --plugins "$PLUGINS" \
-      --steady-seconds "$steady" > "$OUT/operator-$round.json"
+      --steady-seconds "$steady" > "$PLUGINS_OUT/operator-$round.json"
   done
 else
   step "operator: skipped (BENCH_ONLY=$ONLY)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cluster/restart.sh [--kill] [--down SECONDS] <component>...
+# cluster/restart.sh [--kill] [--down SECONDS] [--set --FLAG=VALUE]... <component>...
 #
 # Stops recorded cluster processes (SIGTERM, or SIGKILL with --kill), waits --down
 # seconds (default 0), and starts each again exactly as it ran: the same command line,
@@ -8,16 +8,19 @@
 # build/cluster/pids: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 # containerd, kubelet, kube-proxy, network-policies. Used by the fault-injection suite
 # (chaos/, docs/reliability.md); prints one line per component with the time it was
-# down (stop to healthy).
+# down (stop to healthy). --set replaces (or adds) one flag of the recorded command
+# line, e.g. to give a running cluster a flag cluster/up.sh has gained since it started:
+#   cluster/restart.sh --set --kube-api-qps=100 --set --kube-api-burst=200 kube-controller-manager
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap - ERR
 CTR_SOCK="$B/node/containerd/run/containerd.sock"
-signal=TERM down=0 components=()
+signal=TERM down=0 components=() overrides=()
 while (($#)); do
   case "$1" in
     --kill) signal=KILL ;;
     --down) down="$2"; shift ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --set) [[ ${2:-} == --*=* ]] || die "--set takes --FLAG=VALUE (got '${2:-}')"; overrides+=("$2"); shift ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown flag $1 (see --help)" ;;
     *) components+=("$1") ;;
   esac
@@ -70,6 +73,11 @@ sleep "$down"
 status=0
 for name in "${components[@]}"; do
   mapfile -t argv < <(base64 -d <<< "${argv_of[$name]}")
+  for flag in "${overrides[@]}"; do
+    kept=()
+    for arg in "${argv[@]}"; do [[ $arg == "${flag%%=*}="* ]] || kept+=("$arg"); done
+    argv=("${kept[@]}" "$flag")
+  done
   mapfile -t envs < <(base64 -d <<< "${env_of[$name]}")
   prefix=(env -i "${envs[@]}")
   [[ -n "${netns_of[$name]}" ]] && prefix=(nsenter --net="${netns_of[$name]}" -- "${prefix[@]}")

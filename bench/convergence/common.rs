@@ -16,6 +16,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
+use plugin_operator::api::status::condition;
 use plugin_operator::api::{Plugin, PluginSpec};
 use plugin_operator::controller::desired::PLUGIN_LABEL;
 use plugin_operator_test_support::cluster::TestNamespace;
@@ -35,12 +36,19 @@ pub async fn create_namespace(client: &Client, what: &str) -> TestNamespace {
     TestNamespace::new(client, &format!("bench-{what}"), &[(BENCH_LABEL, "yes")]).await
 }
 
-/// Waits (up to `limit`) until no benchmark namespace but `own` exists: a namespace
+/// The namespace prefixes of the convergence benchmarks' own runs (floor and operator);
+/// others with the benchmark label (another checkout's benchmarks on the shared
+/// cluster) are not waited for.
+const CONVERGENCE_PREFIXES: [&str; 2] = ["bench-floor-", "bench-op-"];
+
+/// Waits (up to `limit`) until no floor or operator namespace but `own` exists: a namespace
 /// still being deleted makes API server writes of its own (garbage collection), which
-/// the steady-state count must not see.
+/// the steady-state count must not see, and which would load the API server during the
+/// next run's clock (at 10,000 Plugins the deletion of the last run takes minutes).
 pub async fn wait_for_other_bench_namespaces_gone(client: &Client, own: &str, limit: Duration) {
     let namespaces = Api::<Namespace>::all(client.clone());
     let deadline = Instant::now() + limit;
+    let mut last_report = Instant::now();
     loop {
         let others: Vec<String> = namespaces
             .list_metadata(&ListParams::default().labels(&format!("{BENCH_LABEL}=yes")))
@@ -50,13 +58,18 @@ pub async fn wait_for_other_bench_namespaces_gone(client: &Client, own: &str, li
             .into_iter()
             .filter_map(|namespace| namespace.metadata.name)
             .filter(|name| name != own)
+            .filter(|name| CONVERGENCE_PREFIXES.iter().any(|p| name.starts_with(p)))
             .collect();
         if others.is_empty() {
             return;
         }
         if Instant::now() > deadline {
-            progress(&format!("still terminating, counted anyway: {others:?}"));
+            progress(&format!("still terminating, going on anyway: {others:?}"));
             return;
+        }
+        if last_report.elapsed() >= Duration::from_secs(30) {
+            progress(&format!("waiting for {others:?} to be deleted"));
+            last_report = Instant::now();
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -96,12 +109,27 @@ pub async fn create_plugins(api: &Api<Plugin>, count: usize) {
         .await;
 }
 
-/// How far the namespace is: Plugins whose status is at their generation, and Plugins
-/// having all five children.
+/// How far the namespace is: Plugins whose status is at their generation, Plugins Ready
+/// at their generation, and Plugins having all five children.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
     pub with_status: usize,
+    pub ready: usize,
     pub with_children: usize,
+}
+
+/// Whether the Plugin's status is at its generation and says Ready=True, with the Ready
+/// condition's `observedGeneration` at that generation too.
+pub fn ready_at_generation(plugin: &Plugin) -> bool {
+    let generation = plugin.metadata.generation;
+    let Some(status) = plugin.status.as_ref() else {
+        return false;
+    };
+    generation.is_some()
+        && status.observed_generation == generation
+        && status.conditions.iter().any(|c| {
+            c.type_ == condition::READY && c.status == "True" && c.observed_generation == generation
+        })
 }
 
 /// Watches of the namespace's Plugins and of their children's metadata, started before
@@ -210,12 +238,14 @@ impl ConvergenceWatch {
             .count();
         Progress {
             with_status,
+            ready: plugins.iter().filter(|p| ready_at_generation(p)).count(),
             with_children,
         }
     }
 
     /// Checks the watched state every 50 ms until `count` Plugins have all children and
-    /// a current status. Returns the time from `started`, or None on timeout.
+    /// are Ready at their generation. Returns the time from `started`, or None on
+    /// timeout.
     pub async fn wait_converged(
         &self,
         count: usize,
@@ -225,13 +255,13 @@ impl ConvergenceWatch {
         let mut last_report = Instant::now();
         loop {
             let now = self.progress();
-            if now.with_status == count && now.with_children == count {
+            if now.ready == count && now.with_children == count {
                 return Some(started.elapsed());
             }
             if last_report.elapsed() > Duration::from_secs(5) {
                 progress(&format!(
-                    "{} / {count} with children, {} / {count} with status",
-                    now.with_children, now.with_status
+                    "{} / {count} with children, {} / {count} with status, {} / {count} Ready",
+                    now.with_children, now.with_status, now.ready
                 ));
                 last_report = Instant::now();
             }
@@ -315,12 +345,38 @@ fn clock_ticks_per_second() -> f64 {
 
 /// The pid of the local cluster's kube-apiserver, if it runs on this machine.
 pub fn apiserver_pid() -> Option<u32> {
+    pid_of("kube-apiserver")
+}
+
+/// The pid of the first process whose `comm` (the name, cut to 15 bytes) is `comm`.
+fn pid_of(comm: &str) -> Option<u32> {
     std::fs::read_dir("/proc")
         .ok()?
         .flatten()
         .find_map(|entry| {
             let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-            (comm.trim() == "kube-apiserver").then_some(pid)
+            let found = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            (found.trim() == comm).then_some(pid)
         })
+}
+
+/// The client limit of the local kube-controller-manager, read from its command line:
+/// `{"qps": .., "burst": ..}`, the defaults (20, 30) for a flag not given; null when no
+/// kube-controller-manager runs on this machine. The deployment controller reports a
+/// Deployment's status at this rate, and a Plugin's Ready follows that report.
+pub fn controller_manager_client_limit() -> serde_json::Value {
+    let Some(pid) = pid_of("kube-controller") else {
+        return serde_json::Value::Null;
+    };
+    let command_line = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let flag = |name: &str, default: f64| {
+        command_line
+            .split(|byte| *byte == 0)
+            .filter_map(|arg| std::str::from_utf8(arg).ok())
+            .filter_map(|arg| arg.strip_prefix(name)?.strip_prefix('='))
+            .filter_map(|value| value.parse::<f64>().ok())
+            .next_back()
+            .unwrap_or(default)
+    };
+    json!({"qps": flag("--kube-api-qps", 20.0), "burst": flag("--kube-api-burst", 30.0)})
 }

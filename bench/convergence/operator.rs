@@ -1,7 +1,7 @@
 //! Convergence, memory and steady-state writes of the operator with many Plugins.
 //!
 //! Starts `plugin-operator controller` on a fresh `bench-` namespace, creates the
-//! Plugins (8 at a time), times until every Plugin has its five children and a status
+//! Plugins (8 at a time), times until every Plugin has its five children and is Ready
 //! at its generation, then counts writes over a quiet window. Prints one JSON line.
 //!
 //! cargo run --release --example bench-operator -- --binary target/release/plugin-operator \
@@ -39,13 +39,18 @@ async fn main() {
         .parse()
         .expect("--plugins is a number");
     let steady = Duration::from_secs(arg("--steady-seconds", "60").parse().expect("seconds"));
-    let timeout = Duration::from_secs(arg("--timeout-seconds", "600").parse().expect("seconds"));
+    let timeout = Duration::from_secs(arg("--timeout-seconds", "1800").parse().expect("seconds"));
+    let client_limit = common::controller_manager_client_limit();
 
     let client = client().await;
     install_crd(&client).await;
+    // The previous run's namespace, still being deleted, would load the API server.
+    common::wait_for_other_bench_namespaces_gone(&client, "", Duration::from_secs(1200)).await;
     let ns = common::create_namespace(&client, "op").await;
     let namespace = ns.name.clone();
-    progress(&format!("namespace {namespace}; starting {binary}"));
+    progress(&format!(
+        "namespace {namespace}; starting {binary}; kube-controller-manager client limit {client_limit}"
+    ));
 
     let mut command = Operator::command(&binary, &namespace);
     command.args([
@@ -180,6 +185,7 @@ async fn main() {
         "steady_reconciles": reconciles_after - reconciles_before,
         "steady_objects_changed_in_namespace": changed_objects,
         "steady_apiserver_writes_cluster_wide": server_after.saturating_sub(server_before),
+        "controller_manager_client_limit": client_limit,
     });
     println!("{result}");
     if converged.is_none() {
