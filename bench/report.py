@@ -253,8 +253,13 @@ def ready_section(ready):
     lines.append(row(f"one at a time ({one['tries']} tries), operator", one["operator"], "median_plugin_ready_ms"))
     lines.append("")
     r50, r99 = at_once.get("ratio_p50"), at_once.get("ratio_p99")
+    by_round = {}
+    for r in at_once["rounds"]:
+        by_round.setdefault(r["round"], {})[r["side"]] = r["result"].get("p50_ms")
+    per_round = [o / f for o, f in ((r.get("operator"), r.get("floor")) for r in by_round.values()) if o and f]
     lines.append(f"Operator/floor at {n} at once: p50 {fmt(r50, '.2f')}×, p99 {fmt(r99, '.2f')}×; "
-                 f"absolute p99 {fmt(at_once['operator'].get('p99_ms'))} ms (floor {fmt(at_once['floor'].get('p99_ms'))} ms).")
+                 f"absolute p99 {fmt(at_once['operator'].get('p99_ms'))} ms (floor {fmt(at_once['floor'].get('p99_ms'))} ms); "
+                 f"p50 ratio per round: {', '.join(f'{x:.2f}×' for x in per_round) or '—'}.")
     lines.append("")
     samples = ", ".join(f"{v:.0f}" for v in one["operator"].get("samples_ms", []))
     lines.append(f"One Plugin, samples (ms): {samples}.")
