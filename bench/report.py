@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Renders the benchmark results as Markdown tables with ratios and target verdicts.
 
-usage: report.py RESULTS_DIR (build/bench)   (reads broker.jsonl, drift.json and
+usage: report.py RESULTS_DIR (build/bench)   (reads broker.jsonl, drift.json, ready.json and
 plugins-N/{floor,operator}-R.json if present)
 """
 
@@ -333,6 +333,64 @@ def drift_section(drift):
     return lines, [target]
 
 
+def ready_section(ready):
+    """Apply → Ready with real pods: the operator against bare Deployments of the same pod."""
+    if not ready:
+        return [], []
+    at_once, one = ready["at_once"], ready["one"]
+    n = ready["plugins"]
+    fmt = lambda v, spec=".0f": "—" if v is None else format(v, spec)
+
+    def row(what, result, end_key):
+        return (f"| {what} | {fmt(result.get('p50_ms'))} | {fmt(result.get('p99_ms'))} "
+                f"| {fmt(result.get('median_deployment_seen_ms'))} | {fmt(result.get('median_pod_ready_ms'))} "
+                f"| {fmt(result.get('median_deployment_available_ms'))} | {fmt(result.get(end_key))} "
+                f"| {result.get('missing', 0)} |")
+
+    lines = [
+        f"{n} at once, {ready['rounds']} round(s), each the floor ({n} Deployments of the operator's pod "
+        f"template, written directly) then the operator ({n} Plugins); then {one['tries']} single tries, "
+        "each a floor Deployment then one Plugin. Milliseconds from just before the first write; "
+        "milestones are medians, from watches.",
+        "",
+        "| run | p50 | p99 (nearest rank) | Deployment exists | pod Ready | Deployment Available | Plugin Ready | not done |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in at_once["rounds"]:
+        lines.append(row(f"{n} at once, round {r['round']}, {r['side']}", r["result"], "median_plugin_ready_ms"))
+    lines.append(row(f"{n} at once, all rounds, floor", at_once["floor"], "median_plugin_ready_ms"))
+    lines.append(row(f"{n} at once, all rounds, operator", at_once["operator"], "median_plugin_ready_ms"))
+    lines.append(row(f"one at a time ({one['tries']} tries), floor", one["floor"], "median_plugin_ready_ms"))
+    lines.append(row(f"one at a time ({one['tries']} tries), operator", one["operator"], "median_plugin_ready_ms"))
+    lines.append("")
+    r50, r99 = at_once.get("ratio_p50"), at_once.get("ratio_p99")
+    by_round = {}
+    for r in at_once["rounds"]:
+        by_round.setdefault(r["round"], {})[r["side"]] = r["result"].get("p50_ms")
+    per_round = [o / f for o, f in ((r.get("operator"), r.get("floor")) for r in by_round.values()) if o and f]
+    lines.append(f"Operator/floor at {n} at once: p50 {fmt(r50, '.2f')}×, p99 {fmt(r99, '.2f')}×; "
+                 f"absolute p99 {fmt(at_once['operator'].get('p99_ms'))} ms (floor {fmt(at_once['floor'].get('p99_ms'))} ms); "
+                 f"p50 ratio per round: {', '.join(f'{x:.2f}×' for x in per_round) or '—'}.")
+    lines.append("")
+    samples = ", ".join(f"{v:.0f}" for v in one["operator"].get("samples_ms", []))
+    lines.append(f"One Plugin, samples (ms): {samples}.")
+    lines.append("")
+    targets = []
+    if r50 is not None and r99 is not None:
+        targets.append((f"Apply → Ready, {n} Plugins at once with real pods, p50 / p99 ≤ 1.25× the floor",
+                        f"p50 {r50:.2f}×, p99 {r99:.2f}× ({fmt(at_once['operator']['p50_ms'])} / "
+                        f"{fmt(at_once['operator']['p99_ms'])} ms vs {fmt(at_once['floor']['p50_ms'])} / "
+                        f"{fmt(at_once['floor']['p99_ms'])} ms); absolute p99 {at_once['operator']['p99_ms'] / 1000:.2f} s",
+                        r50 <= 1.25 and r99 <= 1.25 and not at_once["operator"].get("missing")))
+    p99 = one["operator"].get("p99_ms")
+    if p99 is not None:
+        targets.append((f"Apply → Ready, one Plugin on a quiet cluster, p99 over {one['tries']} tries < 3 s",
+                        f"{p99 / 1000:.2f} s (p50 {one['operator']['p50_ms'] / 1000:.2f} s; "
+                        f"floor p99 {fmt(one['floor'].get('p99_ms'))} ms)",
+                        p99 < 3000 and not one["operator"].get("missing")))
+    return lines, targets
+
+
 def load_rounds(results, name):
     """name-1.json, name-2.json, ... in round order, or name.json alone."""
     rounds = sorted((f for f in os.listdir(results) if f.startswith(f"{name}-") and f.endswith(".json")),
@@ -358,7 +416,10 @@ def main():
     drift, t3 = drift_section(load_json(os.path.join(results, "drift.json")))
     if drift:
         lines += ["### Drift put back", ""] + drift
-    targets = t1 + t2 + t3
+    ready, t4 = ready_section(load_json(os.path.join(results, "ready.json")))
+    if ready:
+        lines += ["### Apply → Ready with real pods", ""] + ready
+    targets = t1 + t2 + t3 + t4
     if targets:
         lines += ["### Targets", "", "| target | measured | verdict |", "| --- | --- | --- |"]
         lines += [f"| {name} | {value} | {verdict(ok)} |" for name, value, ok in targets]

@@ -10,11 +10,17 @@
 #      the kube-controller-manager's client limit in force is read and reported
 #   5. drift: a NetworkPolicy opened by hand 20 times, each timed until the operator has
 #      put it back (bench/convergence/drift.rs)
-#   6. the tables (bench/report.py) into build/bench/latest.md
+#   6. ready: apply → Ready with real pods (bench/convergence/ready.rs): 50 bare
+#      Deployments of the operator's pod template (the floor) and 50 Plugins, at once, in
+#      rounds; then 20 single Plugins one after another. The broker and sample plugin
+#      images are built statically and loaded into the node as
+#      localhost/{plugin-operator,sample-plugin}:$BENCH_IMAGE_TAG (default bench) first.
+#   7. the tables (bench/report.py) into build/bench/latest.md
 #
-# BENCH_ONLY=broker|operator|drift runs one part; BENCH_PLUGINS (1000), BENCH_SECONDS (10),
+# BENCH_ONLY=broker|operator|drift|ready runs one part; BENCH_PLUGINS (1000), BENCH_SECONDS (10),
 # BENCH_STEADY_SECONDS (60), BENCH_ROUNDS (broker, 3) and BENCH_OPERATOR_ROUNDS (2)
-# change the sizes. Repeated rounds take turns, and the report gives medians. The
+# change the sizes (the ready part: BENCH_READY_PLUGINS (50), BENCH_READY_ROUNDS (2),
+# BENCH_READY_TRIES (20)). Repeated rounds take turns, and the report gives medians. The
 # operator's results go to build/bench/plugins-N/, so a run at 1,000 and one at 10,000
 # (BENCH_PLUGINS=10000 BENCH_STEADY_SECONDS=120) both show in the report.
 # BROKER_BASELINE_BIN=<a broker binary> adds it as a fifth variant, "baseline" (before
@@ -33,7 +39,7 @@ export KUBECONFIG=${KUBECONFIG:-$ROOT/build/cluster/kubeconfig}
 mkdir -p "$OUT"
 
 source "$ROOT/scripts/steps.sh"
-STEP_TOTAL=6
+STEP_TOTAL=7
 STEP_OUTER=1
 
 # A cluster this script starts is stopped again when it ends, on success or failure;
@@ -69,8 +75,9 @@ if [[ $ONLY == broker ]]; then
   step "release build (plugin-operator)"
   cargo build --release --bin plugin-operator
 else
-  step "release build (plugin-operator; bench/convergence as examples bench-operator, bench-floor, bench-drift)"
-  cargo build --release --bin plugin-operator --example bench-operator --example bench-floor --example bench-drift
+  step "release build (plugin-operator; bench/convergence as examples bench-operator, bench-floor, bench-drift, bench-ready)"
+  cargo build --release --bin plugin-operator --example bench-operator --example bench-floor --example bench-drift \
+    --example bench-ready
 fi
 
 # The local cluster, started (and stopped at the end) when none answers.
@@ -121,6 +128,28 @@ if [[ $ONLY == all || $ONLY == drift ]]; then
     --edits "${BENCH_DRIFT_EDITS:-20}" > "$OUT/drift.json"
 else
   step "drift: skipped (BENCH_ONLY=$ONLY)"
+fi
+
+if [[ $ONLY == all || $ONLY == ready ]]; then
+  READY_PLUGINS=${BENCH_READY_PLUGINS:-50}
+  TAG=${BENCH_IMAGE_TAG:-bench}
+  step "ready: apply → Ready with real pods, $READY_PLUGINS at once in ${BENCH_READY_ROUNDS:-2} rounds (floor, operator), then ${BENCH_READY_TRIES:-20} one at a time"
+  ensure_cluster
+  # Pulling is not what is measured: the images are in the node before the clock starts.
+  echo "   images localhost/plugin-operator:$TAG and localhost/sample-plugin:$TAG (static build, loaded into the node)" >&2
+  RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile image --target x86_64-unknown-linux-gnu \
+    --package plugin-operator --bin plugin-operator --package plugin-operator-samples --bin sample-plugin
+  IMAGE_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/x86_64-unknown-linux-gnu/image
+  cluster/image.sh --binary "$IMAGE_DIR/plugin-operator" --name "localhost/plugin-operator:$TAG" \
+    --entrypoint /plugin-operator > /dev/null
+  cluster/image.sh --binary "$IMAGE_DIR/sample-plugin" --name "localhost/sample-plugin:$TAG" \
+    --entrypoint /sample-plugin > /dev/null
+  "$RELEASE/examples/bench-ready" --binary "$RELEASE/plugin-operator" \
+    --broker-image "localhost/plugin-operator:$TAG" --plugin-image "localhost/sample-plugin:$TAG" \
+    --plugins "$READY_PLUGINS" --rounds "${BENCH_READY_ROUNDS:-2}" --tries "${BENCH_READY_TRIES:-20}" \
+    > "$OUT/ready.json"
+else
+  step "ready: skipped (BENCH_ONLY=$ONLY)"
 fi
 
 step "report: $OUT/latest.md"
