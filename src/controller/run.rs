@@ -430,7 +430,12 @@ async fn controller_for(
         api::<DeserializeGuard<Plugin>>(client, &namespace),
         watcher::Config::default().any_semantic(),
     )
-    .modify(|guarded| guarded.managed_fields_mut().clear())
+    // The operator reads no annotation of a Plugin; `kubectl apply`'s
+    // last-applied-configuration alone is as large as the spec.
+    .modify(|guarded| {
+        guarded.managed_fields_mut().clear();
+        guarded.annotations_mut().clear();
+    })
     .default_backoff()
     .inspect(report_to(admin.clone(), "plugins".into()))
     .reflect(plugin_writer)
