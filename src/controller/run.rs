@@ -123,6 +123,13 @@ pub async fn run(args: ControllerArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// How many objects one list request of a Plugin or child watch asks for. A list at
+/// "any" resourceVersion (served from the API server's cache) ignores the limit and
+/// comes whole: at 10,000 Plugins, 10,000 Deployments with their managedFields are about
+/// 145 MB of JSON, read and decoded at once before the caches trim them. Pages of 500
+/// (consistent reads) keep a (re)list's peak to one page.
+const LIST_PAGE: u32 = 500;
+
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -153,7 +160,7 @@ where
     let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
     let stream = watcher(
         api,
-        watcher::Config::default().labels(&selector).any_semantic(),
+        watcher::Config::default().labels(&selector).page_size(LIST_PAGE),
     )
     .modify(move |object| {
         object.meta_mut().managed_fields = None;
@@ -428,7 +435,7 @@ async fn controller_for(
     let (plugin_reader, plugin_writer) = reflector::store::<DeserializeGuard<Plugin>>();
     let plugin_stream = watcher(
         api::<DeserializeGuard<Plugin>>(client, &namespace),
-        watcher::Config::default().any_semantic(),
+        watcher::Config::default().page_size(LIST_PAGE),
     )
     // The operator reads no annotation of a Plugin; `kubectl apply`'s
     // last-applied-configuration alone is as large as the spec.
