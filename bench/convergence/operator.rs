@@ -195,12 +195,14 @@ async fn main() {
     }
 }
 
-/// The operator's reconciles, children read and writes so far.
+/// The operator's reconciles, children read and writes so far (0, not -0, for a
+/// counter with no series yet: an empty sum of floats is -0).
 async fn activity(operator: &Operator) -> (f64, f64, f64) {
+    let value = async |name| operator.metric(name).await + 0.0;
     (
-        operator.metric("plugin_operator_reconciles_total").await,
-        operator.metric("plugin_operator_child_reads_total").await,
-        operator.metric("plugin_operator_api_writes_total").await,
+        value("plugin_operator_reconciles_total").await,
+        value("plugin_operator_child_reads_total").await,
+        value("plugin_operator_api_writes_total").await,
     )
 }
 
