@@ -160,7 +160,9 @@ where
     let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
     let stream = watcher(
         api,
-        watcher::Config::default().labels(&selector).page_size(LIST_PAGE),
+        watcher::Config::default()
+            .labels(&selector)
+            .page_size(LIST_PAGE),
     )
     .modify(move |object| {
         object.meta_mut().managed_fields = None;
