@@ -279,6 +279,12 @@ def operator_section(ops, floors):
         out.append(f"| steady state: objects of the namespace whose resourceVersion changed (any writer, incl. Deployment status by the deployment controller) | {op['steady_objects_changed_in_namespace']} | | |")
         out.append(f"| steady state: API server APPLY/PATCH/POST/PUT on plugin kinds, whole cluster | {op['steady_apiserver_writes_cluster_wide']} | | |")
         out.append(f"| steady state: reconciles meanwhile | {op['steady_reconciles']:.0f} | | |")
+        restart = op.get("restart")
+        if restart:
+            settled = restart.get("settled_seconds")
+            out.append(f"| a new operator process among the {n} Plugins: every one reconciled, then 3 s quiet (s) | {fmt(settled)} | | |")
+            out.append(f"| of which children read (content digest new to the process) / writes | {restart['children_read']:.0f} / {restart['writes']:.0f} | | |")
+            out.append(f"| the new process's VmHWM (MiB) | {restart['hwm_kib'] / 1024:.1f} | | |")
         out.append("")
         bound, memory_bound = operator_targets(n)
         if ratio is not None:
@@ -298,6 +304,11 @@ def operator_section(ops, floors):
         hwm = op["hwm_kib"] / 1024
         targets.append((f"Operator < {memory_bound} MiB resident at {n:,} Plugins", f"VmHWM {hwm:.1f} MiB",
                         hwm < memory_bound))
+        if restart:
+            restart_hwm = restart["hwm_kib"] / 1024
+            targets.append((f"Operator < {memory_bound} MiB resident when it restarts among {n:,} Plugins",
+                            f"VmHWM {restart_hwm:.1f} MiB; {restart['writes']:.0f} writes",
+                            restart_hwm < memory_bound and restart["writes"] == 0))
         targets.append((f"No writes in steady state ({n:,} Plugins, {op['steady_seconds']} s)",
                         f"operator counter {op['steady_operator_writes']:.0f}, namespace objects changed "
                         f"{op['steady_objects_changed_in_namespace']} (API server, whole shared cluster: "

@@ -16,6 +16,12 @@
 //! - **Made immutable** (a ConfigMap with `immutable: true`, which refuses every change
 //!   to its content): deleted, at the version found, and created anew.
 //!
+//! The caches keep a child's content digest, not its content ([`super::verified`]): a
+//! child whose digest was seen without drift at the hash it carries is unchanged; any
+//! other is read from the API server and compared in full, then remembered clean or
+//! put back. So an edit by another writer costs a read, and so does each child once
+//! after a restart.
+//!
 //! Each drift put back is counted (`plugin_operator_drift_corrections_total{kind}`) and
 //! written as a Warning Event on the Plugin naming the kind and the field.
 //!
@@ -47,6 +53,7 @@ use super::desired::{Children, FIELD_MANAGER};
 use super::drift::{Change, Drift, find_drift, restored};
 use super::error::Error;
 use super::rollout::Admission;
+use super::verified::{Child, cached_digest, content_digest};
 use crate::api::Plugin;
 use crate::api::status::{condition, reason};
 
@@ -226,36 +233,30 @@ where
         api: Api::namespaced(ctx.client.clone(), &namespace),
         desired: &desired,
         kind: &kind,
+        hash: &hash,
     };
     let written_hash = current
         .as_deref()
         .map(|current| current.annotations().get(APPLIED_HASH_ANNOTATION));
+    // The cache holds a child's content digest, not its content: a digest seen clean
+    // at this hash is the same content, anything else is read and compared in full.
     let outcome = match (current.as_deref(), written_hash) {
         (Some(current), Some(Some(written))) if *written == hash => {
-            match find_drift(&desired, current) {
-                None => Outcome::Unchanged,
-                Some(_) => writer.write_as_found(&hash).await?,
+            let seen_clean = cached_digest(current)
+                .is_some_and(|digest| ctx.verified_children.holds(writer.child(), &hash, digest));
+            if seen_clean {
+                Outcome::Unchanged
+            } else {
+                writer.write_as_found(&hash).await?
             }
         }
         _ if ctx.recent_applies.written_moments_ago(&key, &hash) => Outcome::WrittenMomentsAgo,
         // No apply can change its content, whatever the hash says.
-        (Some(current), _) if is_immutable(current) => {
-            let drift = find_drift(&desired, current).unwrap_or(Drift {
-                field: "immutable".into(),
-                change: Change::Added,
-            });
-            writer.recreate(drift, current.clone()).await?
-        }
+        (Some(_), _) if is_immutable(current.as_deref()) => writer.recreate_as_found().await?,
         // Written before, so deleted since, or only the cache is behind: the server says.
         (None, _) if applied_before => writer.write_as_found(&hash).await?,
         (None, _) => writer.apply(None).await?,
-        (Some(current), Some(None)) => {
-            let drift = find_drift(&desired, current).unwrap_or(Drift {
-                field: format!("metadata.annotations.{APPLIED_HASH_ANNOTATION}"),
-                change: Change::Removed,
-            });
-            writer.apply(Some(Corrected::of(drift, current))).await?
-        }
+        (Some(current), Some(None)) => writer.apply_unannotated(current).await?,
         (Some(_), _) => writer.apply(None).await?,
     };
     if matches!(outcome, Outcome::Written(_)) {
@@ -270,6 +271,8 @@ struct Writer<'a, K> {
     api: Api<K>,
     desired: &'a K,
     kind: &'a str,
+    /// The desired child's applied hash.
+    hash: &'a str,
 }
 
 impl<K> Writer<'_, K>
@@ -282,6 +285,7 @@ where
         let name = self.desired.name_any();
         let applied = self.server_side_apply().await?;
         let Some(left) = find_drift(self.desired, &applied) else {
+            self.seen_clean(&applied);
             return Ok(Outcome::Written(drift));
         };
         info!(kind = self.kind, %name, drift = %left, "apply left other writers' fields; replacing");
@@ -322,9 +326,10 @@ where
         };
         for _ in 0..REPLACE_ATTEMPTS {
             let Some(drift) = find_drift(self.desired, &current) else {
+                self.seen_clean(&current);
                 return Ok(Outcome::Unchanged);
             };
-            if is_immutable(&current) {
+            if is_immutable(Some(&current)) {
                 return self.recreate(drift, current).await;
             }
             self.ctx.metrics.count_write(self.kind);
@@ -333,7 +338,12 @@ where
                 .replace(&name, &params, &restored(self.desired, &current))
                 .await
             {
-                Ok(_) => return Ok(Outcome::Written(Some(Corrected::of(drift, &current)))),
+                Ok(replaced) => {
+                    if find_drift(self.desired, &replaced).is_none() {
+                        self.seen_clean(&replaced);
+                    }
+                    return Ok(Outcome::Written(Some(Corrected::of(drift, &current))));
+                }
                 Err(kube::Error::Api(status)) if status.is_conflict() => {}
                 Err(source) => return Err(self.failed(source)),
             }
@@ -375,8 +385,45 @@ where
             Err(kube::Error::Api(status)) if status.is_not_found() => {}
             Err(source) => return Err(self.failed(source)),
         }
-        self.server_side_apply().await?;
+        let created = self.server_side_apply().await?;
+        if find_drift(self.desired, &created).is_none() {
+            self.seen_clean(&created);
+        }
         Ok(Outcome::Written(Some(Corrected::of(drift, &current))))
+    }
+
+    /// Reads a child the cache shows `immutable` and replaces it, which deletes and
+    /// creates it while it is still immutable and drifts.
+    async fn recreate_as_found(&self) -> Result<Outcome, Error> {
+        match self.get(&self.desired.name_any()).await? {
+            Some(current) => self.replace(current).await,
+            None => self.apply(None).await,
+        }
+    }
+
+    /// Applies a child whose applied-hash annotation was removed, naming what else
+    /// drifted in it as read from the server (the cache keeps no content).
+    async fn apply_unannotated(&self, cached: &K) -> Result<Outcome, Error> {
+        let found = self.get(&self.desired.name_any()).await?;
+        let found = found.as_ref().unwrap_or(cached);
+        let drift = find_drift(self.desired, found).unwrap_or(Drift {
+            field: format!("metadata.annotations.{APPLIED_HASH_ANNOTATION}"),
+            change: Change::Removed,
+        });
+        self.apply(Some(Corrected::of(drift, found))).await
+    }
+
+    /// This child, as the verified children know it.
+    fn child(&self) -> Child<'_> {
+        Child::of(self.kind, self.desired)
+    }
+
+    /// `object`, as read from or written to the server, has no drift: its content digest
+    /// is remembered so the cache's copy is trusted without a read.
+    fn seen_clean(&self, object: &K) {
+        self.ctx
+            .verified_children
+            .remember(self.child(), self.hash, &content_digest(object));
     }
 
     /// The desired child, server-side applied under the operator's field manager, forced.
@@ -394,6 +441,7 @@ where
     }
 
     async fn get(&self, name: &str) -> Result<Option<K>, Error> {
+        self.ctx.metrics.count_child_read(self.kind);
         self.api
             .get_opt(name)
             .await
@@ -410,8 +458,10 @@ where
 }
 
 /// Whether `object` was made `immutable` (a ConfigMap or Secret field).
-fn is_immutable<K: Serialize>(object: &K) -> bool {
-    serde_json::to_value(object).is_ok_and(|value| value["immutable"] == true)
+fn is_immutable<K: Serialize>(object: Option<&K>) -> bool {
+    object.is_some_and(|object| {
+        serde_json::to_value(object).is_ok_and(|value| value["immutable"] == true)
+    })
 }
 
 /// A drift put back, and the child as it was found.

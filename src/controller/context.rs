@@ -19,11 +19,13 @@ use super::config::OperatorConfig;
 use super::metrics::Metrics;
 use super::rollout::Rollouts;
 use super::status::written::WrittenStatuses;
+use super::verified::VerifiedChildren;
 use crate::api::{Plugin, PluginPolicy, ScopeCatalog};
 
-/// Read-only caches of everything the operator manages, kept by watches. The apply
-/// step compares each child's content with what it would write, so children are
-/// cached whole (without managedFields); pods only as far as the status reads them.
+/// Read-only caches of everything the operator manages, kept by watches. Children are
+/// cached as metadata, status and a digest of their content (`run::trim`): the apply
+/// step reads a child whose digest it has not seen clean; pods only as far as the
+/// status reads them.
 #[derive(Clone)]
 pub struct ChildStores {
     pub service_accounts: Store<ServiceAccount>,
@@ -70,6 +72,8 @@ pub struct Context {
     pub rollouts: Rollouts,
     /// Deployments held back before their creation, so not missing by deletion.
     pub unwritten_deployments: UnwrittenDeployments,
+    /// Children seen without drift, by content digest: the caches keep no content.
+    pub verified_children: Arc<VerifiedChildren>,
 }
 
 impl Context {

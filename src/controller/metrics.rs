@@ -39,6 +39,7 @@ pub struct Metrics {
     pub duration: Histogram,
     pub writes: Family<KindLabels, Counter>,
     pub drift_corrections: Family<KindLabels, Counter>,
+    pub child_reads: Family<KindLabels, Counter>,
     pub plugins: Family<ConditionLabels, Gauge>,
     /// 1 for each Plugin whose Degraded condition is True; no series for the others.
     pub degraded: Family<DegradedLabels, Gauge>,
@@ -55,6 +56,7 @@ impl Default for Metrics {
         let duration = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
         let writes = Family::<KindLabels, Counter>::default();
         let drift_corrections = Family::<KindLabels, Counter>::default();
+        let child_reads = Family::<KindLabels, Counter>::default();
         let plugins = Family::<ConditionLabels, Gauge>::default();
         let leader = Gauge::default();
         let degraded = Family::<DegradedLabels, Gauge>::default();
@@ -86,6 +88,11 @@ impl Default for Metrics {
             drift_corrections.clone(),
         );
         registry.register(
+            "child_reads",
+            "Children read from the API server to compare them in full, by kind: one whose content digest the operator had not seen without drift",
+            child_reads.clone(),
+        );
+        registry.register(
             "plugins",
             "Plugins by condition and status",
             plugins.clone(),
@@ -102,6 +109,7 @@ impl Default for Metrics {
             duration,
             writes,
             drift_corrections,
+            child_reads,
             plugins,
             degraded,
             leader,
@@ -118,6 +126,12 @@ impl Metrics {
 
     pub fn count_drift_correction(&self, kind: &str) {
         self.drift_corrections
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    pub fn count_child_read(&self, kind: &str) {
+        self.child_reads
             .get_or_create(&KindLabels { kind: kind.into() })
             .inc();
     }
@@ -169,6 +183,7 @@ mod tests {
         metrics.count_error("ApplyFailed");
         metrics.count_write("Deployment");
         metrics.count_drift_correction("Service");
+        metrics.count_child_read("ConfigMap");
         // A family is exposed once it has a label set.
         metrics
             .plugins
@@ -188,7 +203,7 @@ mod tests {
         let exported = in_exposition(&metrics.encode());
         assert_eq!(
             exported.len(),
-            9,
+            10,
             "a metric was added or removed: {exported:?}"
         );
         assert_eq!(in_docs("plugin_operator_"), exported);
@@ -201,6 +216,7 @@ mod tests {
         metrics.count_error("ApplyFailed");
         metrics.count_write("Deployment");
         metrics.count_drift_correction("Service");
+        metrics.count_child_read("ConfigMap");
         metrics.duration.observe(0.1);
         let text = metrics.encode();
         for line in [
@@ -209,6 +225,7 @@ mod tests {
             "plugin_operator_reconcile_errors_total{reason=\"ApplyFailed\"} 1",
             "plugin_operator_api_writes_total{kind=\"Deployment\"} 1",
             "plugin_operator_drift_corrections_total{kind=\"Service\"} 1",
+            "plugin_operator_child_reads_total{kind=\"ConfigMap\"} 1",
             "plugin_operator_reconcile_duration_seconds_bucket{le=\"0.25\"} 1",
         ] {
             assert!(text.contains(line), "{line} in:\n{text}");

@@ -2,11 +2,12 @@
 //!
 //! The pipeline is [`validate`] -> [`bounds`] -> [`desired`] -> [`apply`] -> [`status`],
 //! one module per step, driven by `reconcile`; [`drift`] is how `apply` compares a child
-//! with what it would write. `validate`, `bounds`, `desired` and the status's computation
-//! are pure and hold most of the logic; `apply`, `status::report` and `reconcile` are the
-//! thin layer that talks to the API server; `run` wires watches, leader election,
-//! metrics and shutdown. `rollout` paces Deployments whose pods a change replaces.
-//! `check` is what the chart's `helm test` runs against an installed operator.
+//! with what it would write, and [`verified`] which children it has seen clean.
+//! `validate`, `bounds`, `desired` and the status's computation are pure and hold most
+//! of the logic; `apply`, `status::report` and `reconcile` are the thin layer that talks
+//! to the API server; `run` wires watches, leader election, metrics and shutdown.
+//! `rollout` paces Deployments whose pods a change replaces. `check` is what the chart's
+//! `helm test` runs against an installed operator.
 
 mod admin;
 pub mod apply;
@@ -25,6 +26,7 @@ pub mod rollout;
 mod run;
 pub mod status;
 pub mod validate;
+pub mod verified;
 
 pub use args::ControllerArgs;
 pub use check::{CheckArgs, check};

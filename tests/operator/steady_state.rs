@@ -130,6 +130,7 @@ async fn unchanged_plugins_cause_no_writes_in_steady_state() {
         .await
         .expect("the API server serves /metrics");
     let operator_before = operator.metric("plugin_operator_api_writes_total").await;
+    let reads_before = operator.metric("plugin_operator_child_reads_total").await;
     let reconciles_before = operator.metric("plugin_operator_reconciles_total").await;
     // Make the operator look at every Plugin again without changing any spec: an
     // annotation is a watch event, but not a new generation.
@@ -157,6 +158,7 @@ async fn unchanged_plugins_cause_no_writes_in_steady_state() {
         .await
         .expect("the API server serves /metrics");
     let operator_after = operator.metric("plugin_operator_api_writes_total").await;
+    let reads_after = operator.metric("plugin_operator_child_reads_total").await;
 
     assert!(
         operator_before >= (PLUGINS * 6) as f64,
@@ -166,6 +168,11 @@ async fn unchanged_plugins_cause_no_writes_in_steady_state() {
     assert_eq!(
         operator_after, operator_before,
         "the operator counted writes during 30 s of steady state"
+    );
+    // The caches keep each child's content digest: children seen clean are not read.
+    assert_eq!(
+        reads_after, reads_before,
+        "the operator read children it had seen clean"
     );
     let versions_after = resource_versions(&client, &ns.name).await.unwrap();
     let changed: Vec<_> = versions_after

@@ -11,9 +11,11 @@
 //! every reconcile. [`rules`] says, per kind and field, which additions count.
 
 mod compare;
+mod digest;
 mod restore;
 mod rules;
 
+pub use digest::content_digest;
 pub use restore::restored;
 
 use std::fmt;

@@ -435,3 +435,31 @@ fn a_config_map_restored_loses_the_keys_another_writer_added() {
     assert_eq!(body["data"].as_object().unwrap().len(), 1);
     assert_eq!(body.get("binaryData"), None);
 }
+
+#[test]
+fn the_content_digest_ignores_what_the_comparison_does_not_read() {
+    let desired = deployment();
+    let digest = content_digest(&desired);
+    let served = edit(&desired, |value| {
+        value["metadata"]["resourceVersion"] = json!("42");
+        value["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("1");
+        value["status"] = json!({"observedGeneration": 1, "replicas": 1});
+    });
+    assert_eq!(content_digest(&served), digest);
+}
+
+#[test]
+fn any_change_the_comparison_reads_gives_another_digest() {
+    let desired = deployment();
+    let digest = content_digest(&desired);
+    let changes: [fn(&mut Value); 4] = [
+        |value| value["metadata"]["labels"]["extra"] = json!("x"),
+        |value| value["metadata"]["ownerReferences"] = json!([]),
+        |value| value["spec"]["replicas"] = json!(3),
+        |value| container(value, "plugin")["env"] = json!([{"name": "INJECTED", "value": "1"}]),
+    ];
+    for change in changes {
+        let changed = edit(&desired, change);
+        assert_ne!(content_digest(&changed), digest, "{changed:?}");
+    }
+}
