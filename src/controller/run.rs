@@ -140,45 +140,60 @@ where
     }
 }
 
-/// A cache of the objects the operator manages (by label), without managedFields
-/// (None, not an empty list) and as `trim` leaves them. A failing watch is reported to
-/// `admin` (log and `/readyz`) until it answers again; a deleted child leaves
-/// `verified`.
-fn reflect<K>(
-    api: Api<K>,
-    trim: fn(&mut K),
-    admin: Arc<AdminState>,
-    verified: Arc<VerifiedChildren>,
-) -> (
-    Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send,
-)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
-    let stream = watcher(
-        api,
-        watcher::Config::default()
-            .labels(&selector)
-            .page_size(LIST_PAGE),
+/// The watches of the objects the operator manages (by label) in one controller's
+/// namespace (or all).
+struct ManagedWatches<'a> {
+    client: &'a Client,
+    namespace: &'a Option<String>,
+    admin: &'a Arc<AdminState>,
+    verified: &'a Arc<VerifiedChildren>,
+}
+
+impl ManagedWatches<'_> {
+    /// A cache of one kind, without managedFields (None, not an empty list) and as
+    /// `trim` leaves each object. A failing watch is reported to `admin` (log and
+    /// `/readyz`) until it answers again; a deleted child leaves `verified`.
+    fn reflect<K>(
+        &self,
+        trim: fn(&mut K),
+    ) -> (
+        Store<K>,
+        impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>,
     )
-    .modify(move |object| {
-        object.meta_mut().managed_fields = None;
-        trim(object);
-    })
-    .default_backoff()
-    .inspect(report_to(admin, K::plural(&()).to_string()))
-    .inspect(move |event| {
-        if let Ok(watcher::Event::Delete(object)) = event {
-            verified.forget(Child::of(&K::kind(&()), object));
-        }
-    })
-    .reflect(writer)
-    .touched_objects()
-    .filter(only_events);
-    (reader, stream)
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let (reader, writer) = reflector::store();
+        let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+        let verified = self.verified.clone();
+        let stream = watcher(
+            api::<K>(self.client, self.namespace),
+            watcher::Config::default()
+                .labels(&selector)
+                .page_size(LIST_PAGE),
+        )
+        .modify(move |object| {
+            object.meta_mut().managed_fields = None;
+            trim(object);
+        })
+        .default_backoff()
+        .inspect(report_to(self.admin.clone(), K::plural(&()).to_string()))
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Delete(object)) = event {
+                verified.forget(Child::of(&K::kind(&()), object));
+            }
+        })
+        .reflect(writer)
+        .touched_objects()
+        .filter(only_events);
+        (reader, stream)
+    }
 }
 
 /// A cache of every object of a kind (not only the operator's), and a stream of each
@@ -325,42 +340,18 @@ async fn controller_for(
 ) {
     let (client, admin) = (&shared.client, &shared.admin);
     let verified = Arc::new(VerifiedChildren::default());
-    let (service_accounts, sa_stream) = reflect(
-        api(client, &namespace),
-        trim::service_account,
-        admin.clone(),
-        verified.clone(),
-    );
-    let (config_maps, cm_stream) = reflect(
-        api(client, &namespace),
-        trim::config_map,
-        admin.clone(),
-        verified.clone(),
-    );
-    let (deployments, deploy_stream) = reflect(
-        api(client, &namespace),
-        trim::deployment,
-        admin.clone(),
-        verified.clone(),
-    );
-    let (services, svc_stream) = reflect(
-        api(client, &namespace),
-        trim::service,
-        admin.clone(),
-        verified.clone(),
-    );
-    let (network_policies, np_stream) = reflect(
-        api(client, &namespace),
-        trim::network_policy,
-        admin.clone(),
-        verified.clone(),
-    );
-    let (pods, pod_stream) = reflect::<Pod>(
-        api(client, &namespace),
-        trim::pod,
-        admin.clone(),
-        verified.clone(),
-    );
+    let managed = ManagedWatches {
+        client,
+        namespace: &namespace,
+        admin,
+        verified: &verified,
+    };
+    let (service_accounts, sa_stream) = managed.reflect(trim::service_account);
+    let (config_maps, cm_stream) = managed.reflect(trim::config_map);
+    let (deployments, deploy_stream) = managed.reflect(trim::deployment);
+    let (services, svc_stream) = managed.reflect(trim::service);
+    let (network_policies, np_stream) = managed.reflect(trim::network_policy);
+    let (pods, pod_stream) = managed.reflect::<Pod>(trim::pod);
     let (policies, policy_stream) = reflect_all(
         Api::<PluginPolicy>::all(client.clone()),
         watcher::Config::default().any_semantic(),
