@@ -432,22 +432,9 @@ impl Bench {
         loop {
             let _ = pods.delete_collection(&quick, &all).await;
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let left = |n: Option<usize>| n.unwrap_or(1);
-            let pods_left = left(pods.list_metadata(&all).await.ok().map(|l| l.items.len()));
-            let plugins_left = left(
-                plugins
-                    .list_metadata(&all)
-                    .await
-                    .ok()
-                    .map(|l| l.items.len()),
-            );
-            let deployments_left = left(
-                deployments
-                    .list_metadata(&all)
-                    .await
-                    .ok()
-                    .map(|l| l.items.len()),
-            );
+            let pods_left = objects_left(&pods, &all).await;
+            let plugins_left = objects_left(&plugins, &all).await;
+            let deployments_left = objects_left(&deployments, &all).await;
             if pods_left + plugins_left + deployments_left == 0 {
                 return;
             }
@@ -589,4 +576,15 @@ async fn main() {
     drop(operator_watch);
     common::clean_up(&client, floor_ns).await;
     common::clean_up(&client, operator_ns).await;
+}
+
+/// How many objects `api` still lists; 1 when the list fails, so a failing list never
+/// counts as empty.
+async fn objects_left<K>(api: &Api<K>, params: &ListParams) -> usize
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list_metadata(params)
+        .await
+        .map_or(1, |list| list.items.len())
 }
