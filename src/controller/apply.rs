@@ -16,7 +16,7 @@
 //! - **Made immutable** (a ConfigMap with `immutable: true`, which refuses every change
 //!   to its content): deleted, at the version found, and created anew.
 //!
-//! The caches keep a child's content digest, not its content ([`super::verified`]): a
+//! The caches keep a child's content digest, not its content ([`super::cached`]): a
 //! child whose digest was seen without drift at the hash it carries is unchanged; any
 //! other is read from the API server and compared in full, then remembered clean or
 //! put back. So an edit by another writer costs a read, and so does each child once
@@ -44,16 +44,17 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use super::cached::{Cached, Keeps};
 use super::context::Context;
 use super::desired::{Children, FIELD_MANAGER};
 use super::drift::{Change, Drift, find_drift, restored};
 use super::error::Error;
 use super::rollout::Admission;
-use super::verified::{Child, cached_digest, content_digest};
+use super::verified::{Child, content_digest};
 use crate::api::Plugin;
 use crate::api::status::{condition, reason};
 
@@ -111,8 +112,9 @@ pub async fn apply_children(
     let deployment_admitted = ctx
         .rollouts
         .admit(&stores.deployments, &children.deployment);
-    let cached_deployment = ObjectRef::from_obj(&children.deployment);
-    let deployment = cached_deployment.to_string();
+    let deployment = ObjectRef::from_obj(&children.deployment).to_string();
+    let cached_deployment = ObjectRef::<Cached<_>>::new(&children.deployment.name_any())
+        .within(&children.deployment.namespace().unwrap_or_default());
     // A Deployment held back before it was ever created is missing later because it
     // was never written, not because someone deleted it.
     let deployment_applied_before =
@@ -203,19 +205,12 @@ fn children_were_applied(plugin: &Plugin) -> bool {
 /// ago); see the module's comment for how. `applied_before`: whether the Plugin's
 /// children were all written before, so a missing one was deleted. Returns the child's
 /// kind and name with what happened.
-async fn apply<K>(
+async fn apply<K: Keeps>(
     ctx: &Context,
     applied_before: bool,
-    cache: &Store<K>,
+    cache: &Store<Cached<K>>,
     mut desired: K,
-) -> Result<(String, String, Outcome), Error>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
+) -> Result<(String, String, Outcome), Error> {
     let hash = applied_hash(&desired);
     desired
         .annotations_mut()
@@ -237,14 +232,15 @@ where
     };
     let written_hash = current
         .as_deref()
-        .map(|current| current.annotations().get(APPLIED_HASH_ANNOTATION));
+        .map(|current| current.applied_hash.as_deref());
     // The cache holds a child's content digest, not its content: a digest seen clean
     // at this hash is the same content, anything else is read and compared in full.
     let outcome = match (current.as_deref(), written_hash) {
-        (Some(current), Some(Some(written))) if *written == hash => {
-            let seen_clean = cached_digest(current)
-                .is_some_and(|digest| ctx.verified_children.holds(writer.child(), &hash, digest));
-            if seen_clean {
+        (Some(current), Some(Some(written))) if written == hash => {
+            if ctx
+                .verified_children
+                .holds(writer.child(), &hash, &current.digest)
+            {
                 Outcome::Unchanged
             } else {
                 writer.write_as_found(&hash).await?
@@ -252,7 +248,7 @@ where
         }
         _ if ctx.recent_applies.written_moments_ago(&key, &hash) => Outcome::WrittenMomentsAgo,
         // No apply can change its content, whatever the hash says.
-        (Some(_), _) if is_immutable(current.as_deref()) => writer.recreate_as_found().await?,
+        (Some(current), _) if current.immutable() => writer.recreate_as_found().await?,
         // Written before, so deleted since, or only the cache is behind: the server says.
         (None, _) if applied_before => writer.write_as_found(&hash).await?,
         (None, _) => writer.apply(None).await?,
@@ -275,10 +271,7 @@ struct Writer<'a, K> {
     hash: &'a str,
 }
 
-impl<K> Writer<'_, K>
-where
-    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
-{
+impl<K: Keeps> Writer<'_, K> {
     /// Server-side apply, forced; then replaced if what other managers own still makes
     /// it drift. `drift` is why, when the child was found drifted.
     async fn apply(&self, drift: Option<Corrected>) -> Result<Outcome, Error> {
@@ -329,7 +322,7 @@ where
                 self.seen_clean(&current);
                 return Ok(Outcome::Unchanged);
             };
-            if is_immutable(Some(&current)) {
+            if is_immutable(&current) {
                 return self.recreate(drift, current).await;
             }
             self.ctx.metrics.count_write(self.kind);
@@ -403,14 +396,20 @@ where
 
     /// Applies a child whose applied-hash annotation was removed, naming what else
     /// drifted in it as read from the server (the cache keeps no content).
-    async fn apply_unannotated(&self, cached: &K) -> Result<Outcome, Error> {
+    async fn apply_unannotated(&self, cached: &Cached<K>) -> Result<Outcome, Error> {
         let found = self.get(&self.desired.name_any()).await?;
-        let found = found.as_ref().unwrap_or(cached);
-        let drift = find_drift(self.desired, found).unwrap_or(Drift {
-            field: format!("metadata.annotations.{APPLIED_HASH_ANNOTATION}"),
-            change: Change::Removed,
-        });
-        self.apply(Some(Corrected::of(drift, found))).await
+        let drift = found
+            .as_ref()
+            .and_then(|found| find_drift(self.desired, found))
+            .unwrap_or(Drift {
+                field: format!("metadata.annotations.{APPLIED_HASH_ANNOTATION}"),
+                change: Change::Removed,
+            });
+        let corrected = match &found {
+            Some(found) => Corrected::of(drift, found),
+            None => Corrected::of(drift, cached),
+        };
+        self.apply(Some(corrected)).await
     }
 
     /// This child, as the verified children know it.
@@ -458,10 +457,8 @@ where
 }
 
 /// Whether `object` was made `immutable` (a ConfigMap or Secret field).
-fn is_immutable<K: Serialize>(object: Option<&K>) -> bool {
-    object.is_some_and(|object| {
-        serde_json::to_value(object).is_ok_and(|value| value["immutable"] == true)
-    })
+fn is_immutable<K: Serialize>(object: &K) -> bool {
+    serde_json::to_value(object).is_ok_and(|value| value["immutable"] == true)
 }
 
 /// A drift put back, and the child as it was found.

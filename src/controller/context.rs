@@ -15,6 +15,7 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::apply::{RecentApplies, UnwrittenDeployments};
+use super::cached::Cached;
 use super::config::OperatorConfig;
 use super::metrics::Metrics;
 use super::rollout::Rollouts;
@@ -23,16 +24,16 @@ use super::verified::VerifiedChildren;
 use crate::api::{Plugin, PluginPolicy, ScopeCatalog};
 
 /// Read-only caches of everything the operator manages, kept by watches. Children are
-/// cached as metadata, status and a digest of their content (`run::trim`): the apply
-/// step reads a child whose digest it has not seen clean; pods only as far as the
+/// cached as metadata, applied hash and a digest of their content ([`Cached`]): the
+/// apply step reads a child whose digest it has not seen clean; pods only as far as the
 /// status reads them.
 #[derive(Clone)]
 pub struct ChildStores {
-    pub service_accounts: Store<ServiceAccount>,
-    pub config_maps: Store<ConfigMap>,
-    pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
-    pub network_policies: Store<NetworkPolicy>,
+    pub service_accounts: Store<Cached<ServiceAccount>>,
+    pub config_maps: Store<Cached<ConfigMap>>,
+    pub deployments: Store<Cached<Deployment>>,
+    pub services: Store<Cached<Service>>,
+    pub network_policies: Store<Cached<NetworkPolicy>>,
     pub pods: Store<Pod>,
     /// Every PluginPolicy (cluster-scoped, few).
     pub policies: Store<PluginPolicy>,

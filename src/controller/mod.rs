@@ -13,6 +13,7 @@ mod admin;
 pub mod apply;
 mod args;
 pub mod bounds;
+pub mod cached;
 mod check;
 pub mod config;
 mod context;

@@ -139,7 +139,7 @@ async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Erro
         let setup = chat_api_ca.as_ref().and_then(Option::as_ref);
         let mut status = plugin_status(
             &desired,
-            deployment.as_deref(),
+            deployment.as_ref().map(|d| d.to_deployment()).as_ref(),
             &pods,
             setup,
             previous,

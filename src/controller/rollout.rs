@@ -8,7 +8,7 @@
 //!
 //! The live template is not cached (the Deployment cache drops it to keep memory flat),
 //! so the desired Deployment carries the hash of its template in an annotation, which
-//! the cache keeps.
+//! the cache keeps ([`Cached`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -21,6 +21,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::apply::applied_hash;
+use super::cached::Cached;
 
 /// Annotation on the Deployment: the hash of its pod template.
 pub const TEMPLATE_HASH_ANNOTATION: &str = "plugins.chat.dev/template-hash";
@@ -37,31 +38,37 @@ pub fn template_hash(template: &PodTemplateSpec) -> String {
     applied_hash(template)
 }
 
-fn annotated_hash(deployment: &Deployment) -> Option<&String> {
-    deployment.annotations().get(TEMPLATE_HASH_ANNOTATION)
+/// The template hash the desired Deployment carries.
+fn desired_hash(desired: &Deployment) -> Option<&str> {
+    desired
+        .annotations()
+        .get(TEMPLATE_HASH_ANNOTATION)
+        .map(String::as_str)
 }
 
-fn replicas(deployment: &Deployment) -> i32 {
-    deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1)
+fn desired_replicas(desired: &Deployment) -> i32 {
+    desired.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+}
+
+fn replicas(live: &Cached<Deployment>) -> i32 {
+    live.kept.replicas.unwrap_or(1)
 }
 
 /// Whether applying `desired` over `live` replaces running pods.
-pub fn starts_rollout(live: Option<&Deployment>, desired: &Deployment) -> bool {
+pub fn starts_rollout(live: Option<&Cached<Deployment>>, desired: &Deployment) -> bool {
     let Some(live) = live else {
         return false;
     };
-    replicas(desired) > 0 && replicas(live) > 0 && annotated_hash(live) != annotated_hash(desired)
+    desired_replicas(desired) > 0
+        && replicas(live) > 0
+        && live.kept.template_hash.as_deref() != desired_hash(desired)
 }
 
 /// Whether the Deployment's pods are still being replaced: the test of
 /// `kubectl rollout status`. A rollout past its progress deadline no longer counts; it
 /// shows on the Plugin's status instead.
-pub fn rolling(deployment: &Deployment) -> bool {
-    let Some(status) = &deployment.status else {
+pub fn rolling(deployment: &Cached<Deployment>) -> bool {
+    let Some(status) = &deployment.kept.status else {
         return replicas(deployment) > 0;
     };
     let gave_up = status.conditions.iter().flatten().any(|c| {
@@ -105,7 +112,7 @@ impl Rollouts {
     /// cache has its first full list every Deployment waits: a Deployment missing from
     /// it may only not be listed yet (right after an operator upgrade, the case this
     /// module is for, every reconcile would otherwise start its rollout at once).
-    pub fn admit(&self, cache: &Store<Deployment>, desired: &Deployment) -> Admission {
+    pub fn admit(&self, cache: &Store<Cached<Deployment>>, desired: &Deployment) -> Admission {
         let synced = cache
             .wait_until_ready()
             .now_or_never()
@@ -126,7 +133,7 @@ impl Rollouts {
     fn admit_among<'a>(
         &self,
         desired: &Deployment,
-        cached: impl Iterator<Item = &'a Deployment>,
+        cached: impl Iterator<Item = &'a Cached<Deployment>>,
         now: Instant,
     ) -> Admission {
         let own = key(desired);
@@ -138,7 +145,7 @@ impl Rollouts {
             if rolling(deployment) {
                 busy.insert(this);
             } else if let Some((hash, _)) = started.get(&this)
-                && annotated_hash(deployment) == Some(hash)
+                && deployment.kept.template_hash.as_deref() == Some(hash.as_str())
             {
                 finished.insert(this);
             }
@@ -149,13 +156,13 @@ impl Rollouts {
         if busy.len() >= self.max {
             return Admission::Later;
         }
-        let hash = annotated_hash(desired).cloned().unwrap_or_default();
+        let hash = desired_hash(desired).unwrap_or_default().to_string();
         started.insert(own, (hash, now));
         Admission::Now
     }
 }
 
-fn key(deployment: &Deployment) -> String {
+fn key(deployment: &impl ResourceExt) -> String {
     format!(
         "{}/{}",
         deployment.namespace().unwrap_or_default(),
@@ -191,7 +198,11 @@ mod tests {
     }
 
     /// A Deployment as the cache shows it once the deployment controller is done.
-    fn settled(name: &str, hash: &str) -> Deployment {
+    fn settled(name: &str, hash: &str) -> Cached<Deployment> {
+        Cached::new(settled_deployment(name, hash))
+    }
+
+    fn settled_deployment(name: &str, hash: &str) -> Deployment {
         let mut d = deployment(name, hash, 1);
         d.status = Some(DeploymentStatus {
             observed_generation: Some(2),
@@ -205,10 +216,10 @@ mod tests {
     }
 
     /// Halfway: one new pod, the old one still there.
-    fn halfway(name: &str, hash: &str) -> Deployment {
-        let mut d = settled(name, hash);
+    fn halfway(name: &str, hash: &str) -> Cached<Deployment> {
+        let mut d = settled_deployment(name, hash);
         d.status.as_mut().unwrap().replicas = Some(2);
-        d
+        Cached::new(d)
     }
 
     #[test]
@@ -227,7 +238,7 @@ mod tests {
             Some(&live),
             &deployment("plugin-a", "new", 0)
         ));
-        let paused = deployment("plugin-a", "old", 0);
+        let paused = Cached::new(deployment("plugin-a", "old", 0));
         assert!(!starts_rollout(
             Some(&paused),
             &deployment("plugin-a", "new", 1)
@@ -241,10 +252,10 @@ mod tests {
         let mut unobserved = settled("a", "h");
         unobserved.metadata.generation = Some(3);
         assert!(rolling(&unobserved));
-        let mut unavailable = settled("a", "h");
+        let mut unavailable = settled_deployment("a", "h");
         unavailable.status.as_mut().unwrap().available_replicas = Some(0);
-        assert!(rolling(&unavailable));
-        let mut stuck = unavailable.clone();
+        assert!(rolling(&Cached::new(unavailable.clone())));
+        let mut stuck = unavailable;
         stuck.status.as_mut().unwrap().conditions =
             Some(vec![k8s_openapi::api::apps::v1::DeploymentCondition {
                 type_: "Progressing".into(),
@@ -252,7 +263,10 @@ mod tests {
                 reason: Some("ProgressDeadlineExceeded".into()),
                 ..Default::default()
             }]);
-        assert!(!rolling(&stuck), "a stuck rollout does not hold a slot");
+        assert!(
+            !rolling(&Cached::new(stuck)),
+            "a stuck rollout does not hold a slot"
+        );
     }
 
     #[test]

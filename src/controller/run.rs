@@ -7,12 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::{
-    apps::v1::Deployment,
     coordination::v1::Lease,
-    core::v1::{ConfigMap, Namespace, Pod, Service, ServiceAccount},
-    networking::v1::NetworkPolicy,
+    core::v1::{ConfigMap, Namespace, Pod},
 };
 use kube::api::Api;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
@@ -27,6 +25,7 @@ use tracing::{error, info, warn};
 
 use super::admin::{self, AdminState};
 use super::args::ControllerArgs;
+use super::cached::{Cached, Keeps, cached_event};
 use super::config::OperatorConfig;
 use super::context::{ChildStores, Context};
 use super::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PLUGIN_LABEL};
@@ -126,9 +125,11 @@ pub async fn run(args: ControllerArgs) -> Result<(), BoxError> {
 /// How many objects one list request of a Plugin or child watch asks for. A list at
 /// "any" resourceVersion (served from the API server's cache) ignores the limit and
 /// comes whole: at 10,000 Plugins, 10,000 Deployments with their managedFields are about
-/// 145 MB of JSON, read and decoded at once before the caches trim them. Pages of 500
-/// (consistent reads) keep a (re)list's peak to one page.
-const LIST_PAGE: u32 = 500;
+/// 145 MB of JSON, read and decoded at once before the caches trim them. Pages (consistent
+/// reads) keep a (re)list's peak to one page per watch, and a new process lists its six
+/// watches at once: a page of 100 Deployments is about 1.5 MB of JSON and twice that
+/// decoded.
+const LIST_PAGE: u32 = 100;
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
 where
@@ -150,49 +151,72 @@ struct ManagedWatches<'a> {
 }
 
 impl ManagedWatches<'_> {
-    /// A cache of one kind, without managedFields (None, not an empty list) and as
-    /// `trim` leaves each object. A failing watch is reported to `admin` (log and
-    /// `/readyz`) until it answers again; a deleted child leaves `verified`.
-    fn reflect<K>(
+    /// A cache of the children of one kind, as [`Cached`] keeps them. A failing watch
+    /// is reported to `admin` (log and `/readyz`) until it answers again; a deleted
+    /// child leaves `verified`.
+    fn reflect_children<K: Keeps>(
         &self,
-        trim: fn(&mut K),
     ) -> (
-        Store<K>,
-        impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>,
-    )
+        Store<Cached<K>>,
+        impl Stream<Item = Result<Cached<K>, watcher::Error>> + Send + use<K>,
+    ) {
+        let (reader, writer) = reflector::store();
+        let verified = self.verified.clone();
+        let stream = self
+            .watch::<K>()
+            .map_ok(cached_event)
+            .inspect(report_to(self.admin.clone(), K::plural(&()).to_string()))
+            .inspect(move |event| {
+                if let Ok(watcher::Event::Delete(object)) = event {
+                    verified.forget(Child::of(&K::kind(&()), object));
+                }
+            })
+            .reflect(writer)
+            .touched_objects()
+            .filter(only_events);
+        (reader, stream)
+    }
+
+    /// A cache of the operator's pods, without their spec: the status step reads a
+    /// pod's labels and status only.
+    fn reflect_pods(
+        &self,
+    ) -> (
+        Store<Pod>,
+        impl Stream<Item = Result<Pod, watcher::Error>> + Send + use<>,
+    ) {
+        let (reader, writer) = reflector::store();
+        let stream = self
+            .watch::<Pod>()
+            .modify(|pod| {
+                pod.metadata.managed_fields = None;
+                pod.spec = None;
+            })
+            .inspect(report_to(self.admin.clone(), "pods".into()))
+            .reflect(writer)
+            .touched_objects()
+            .filter(only_events);
+        (reader, stream)
+    }
+
+    /// The watch of one kind, by the operator's label, in pages.
+    fn watch<K>(&self) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + use<K>
     where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
             + DeserializeOwned
             + Debug
             + Send
-            + Sync
             + 'static,
     {
-        let (reader, writer) = reflector::store();
         let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
-        let verified = self.verified.clone();
-        let stream = watcher(
+        watcher(
             api::<K>(self.client, self.namespace),
             watcher::Config::default()
                 .labels(&selector)
                 .page_size(LIST_PAGE),
         )
-        .modify(move |object| {
-            object.meta_mut().managed_fields = None;
-            trim(object);
-        })
         .default_backoff()
-        .inspect(report_to(self.admin.clone(), K::plural(&()).to_string()))
-        .inspect(move |event| {
-            if let Ok(watcher::Event::Delete(object)) = event {
-                verified.forget(Child::of(&K::kind(&()), object));
-            }
-        })
-        .reflect(writer)
-        .touched_objects()
-        .filter(only_events);
-        (reader, stream)
     }
 }
 
@@ -255,52 +279,11 @@ fn only_events<T, E>(item: &Result<T, E>) -> std::future::Ready<bool> {
     std::future::ready(item.is_ok())
 }
 
-/// What the caches keep of each child: its metadata (no labels, only the operator's
-/// annotations), its status, what `rollout` reads of a Deployment, and the digest of its
-/// content, which `apply` trusts for a child it has seen clean (`super::verified`); the
-/// content itself is read from the API server when the digest is new. The status step
-/// reads a pod's labels and status only, so a pod's spec is dropped.
+/// What the caches keep of the objects that are not children ([`Cached`] keeps those).
 mod trim {
     use super::*;
-    use crate::controller::verified::keep_digest;
 
     pub fn nothing<K>(_: &mut K) {}
-
-    pub fn pod(pod: &mut Pod) {
-        pod.spec = None;
-    }
-
-    /// Its replicas and selector stay, for the rollout pace; the pod template goes.
-    pub fn deployment(deployment: &mut Deployment) {
-        keep_digest(deployment);
-        if let Some(spec) = deployment.spec.as_mut() {
-            spec.template = Default::default();
-        }
-    }
-
-    /// `immutable` stays: no apply can change such a ConfigMap, so the apply step
-    /// recreates it.
-    pub fn config_map(config_map: &mut ConfigMap) {
-        keep_digest(config_map);
-        config_map.data = None;
-        config_map.binary_data = None;
-    }
-
-    pub fn service(service: &mut Service) {
-        keep_digest(service);
-        service.spec = None;
-    }
-
-    pub fn network_policy(network_policy: &mut NetworkPolicy) {
-        keep_digest(network_policy);
-        network_policy.spec = None;
-    }
-
-    pub fn service_account(service_account: &mut ServiceAccount) {
-        keep_digest(service_account);
-        service_account.secrets = None;
-        service_account.image_pull_secrets = None;
-    }
 
     /// A CA bundle's keys: the status step asks only whether its key is there.
     pub fn keys_only(config_map: &mut ConfigMap) {
@@ -346,12 +329,12 @@ async fn controller_for(
         admin,
         verified: &verified,
     };
-    let (service_accounts, sa_stream) = managed.reflect(trim::service_account);
-    let (config_maps, cm_stream) = managed.reflect(trim::config_map);
-    let (deployments, deploy_stream) = managed.reflect(trim::deployment);
-    let (services, svc_stream) = managed.reflect(trim::service);
-    let (network_policies, np_stream) = managed.reflect(trim::network_policy);
-    let (pods, pod_stream) = managed.reflect::<Pod>(trim::pod);
+    let (service_accounts, sa_stream) = managed.reflect_children();
+    let (config_maps, cm_stream) = managed.reflect_children();
+    let (deployments, deploy_stream) = managed.reflect_children();
+    let (services, svc_stream) = managed.reflect_children();
+    let (network_policies, np_stream) = managed.reflect_children();
+    let (pods, pod_stream) = managed.reflect_pods();
     let (policies, policy_stream) = reflect_all(
         Api::<PluginPolicy>::all(client.clone()),
         watcher::Config::default().any_semantic(),

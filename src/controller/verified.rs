@@ -1,7 +1,7 @@
 //! Children seen to be what the operator would write. The caches keep each child's
-//! metadata, status and content digest ([`content_digest`]), not its content, which is
-//! most of a Plugin's memory (a Deployment's pod template alone is about 17 KB as typed
-//! objects). A child is read from the API server and compared in full when its digest
+//! metadata, applied hash and content digest ([`content_digest`]), not its content,
+//! which is most of a Plugin's memory (a Deployment's pod template alone is about 17 KB
+//! as typed objects; [`super::cached`]). A child is read from the API server and compared in full when its digest
 //! is one the operator has not seen clean for the configuration it applies: after an
 //! edit by another writer, or once after a restart; then its digest is remembered here.
 //!
@@ -14,40 +14,10 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
-use kube::{Resource, ResourceExt};
-use serde::Serialize;
+use kube::Resource;
 use sha2::{Digest, Sha256};
 
 pub use super::drift::content_digest;
-
-/// Where a cached child carries its content digest. Set by the caches on their copies
-/// only (over any value the object has); never written to the API server.
-pub const CONTENT_DIGEST_ANNOTATION: &str = "plugins.chat.dev/cached-content-digest";
-
-/// The annotations a cached child keeps, beside its digest.
-const KEPT_ANNOTATIONS: &[&str] = &[
-    super::apply::APPLIED_HASH_ANNOTATION,
-    super::rollout::TEMPLATE_HASH_ANNOTATION,
-];
-
-/// What the caches keep of a child's metadata: name, namespace, uid, versions, owners,
-/// the operator's hashes and the content digest, which is taken here before the rest
-/// goes. The kind's own trim then drops its content.
-pub fn keep_digest<K: Resource + Serialize>(object: &mut K) {
-    let digest = content_digest(object);
-    let meta = object.meta_mut();
-    meta.labels = None;
-    meta.managed_fields = None;
-    let mut annotations = meta.annotations.take().unwrap_or_default();
-    annotations.retain(|key, _| KEPT_ANNOTATIONS.contains(&key.as_str()));
-    annotations.insert(CONTENT_DIGEST_ANNOTATION.into(), digest);
-    meta.annotations = Some(annotations);
-}
-
-/// The digest a cached child carries.
-pub fn cached_digest<K: Resource>(object: &K) -> Option<&String> {
-    object.annotations().get(CONTENT_DIGEST_ANNOTATION)
-}
 
 /// One child, by kind, namespace and name.
 #[derive(Clone, Copy, Debug)]
@@ -121,8 +91,6 @@ impl VerifiedChildren {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::ConfigMap;
-    use kube::api::ObjectMeta;
 
     fn child(name: &str) -> Child<'_> {
         Child {
@@ -146,41 +114,5 @@ mod tests {
         verified.forget(child("plugin-a"));
         assert!(!verified.holds(child("plugin-a"), "h1", "d2"));
         assert!(verified.is_empty());
-    }
-
-    #[test]
-    fn the_cache_keeps_the_hashes_and_the_digest_of_what_it_drops() {
-        let mut config_map = ConfigMap {
-            metadata: ObjectMeta {
-                name: Some("plugin-a".into()),
-                labels: Some([("app".to_string(), "a".to_string())].into()),
-                annotations: Some(
-                    [
-                        (
-                            super::super::apply::APPLIED_HASH_ANNOTATION.to_string(),
-                            "h1".to_string(),
-                        ),
-                        ("note".to_string(), "x".to_string()),
-                        (CONTENT_DIGEST_ANNOTATION.to_string(), "forged".to_string()),
-                    ]
-                    .into(),
-                ),
-                ..Default::default()
-            },
-            data: Some([("policy.json".to_string(), "{}".to_string())].into()),
-            ..Default::default()
-        };
-        let digest = content_digest(&config_map);
-        keep_digest(&mut config_map);
-        assert_eq!(cached_digest(&config_map), Some(&digest));
-        let kept: Vec<_> = config_map.annotations().keys().cloned().collect();
-        assert_eq!(
-            kept,
-            [
-                super::super::apply::APPLIED_HASH_ANNOTATION,
-                CONTENT_DIGEST_ANNOTATION
-            ]
-        );
-        assert_eq!(config_map.metadata.labels, None);
     }
 }
