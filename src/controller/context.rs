@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use futures::FutureExt;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, Namespace, Pod, Service, ServiceAccount},
@@ -11,12 +12,12 @@ use k8s_openapi::api::{
 };
 use kube::Client;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::apply::{RecentApplies, UnwrittenDeployments};
 use super::cached::Cached;
 use super::config::OperatorConfig;
+use super::events::Recorder;
 use super::metrics::Metrics;
 use super::rollout::Rollouts;
 use super::status::written::WrittenStatuses;
@@ -47,6 +48,25 @@ pub struct ChildStores {
 }
 
 impl ChildStores {
+    /// Whether every child cache has its first full list. Before that a child looks
+    /// missing and the Plugin not ready: a new process would write statuses (and
+    /// Events) that say so, and take them back a moment later.
+    pub fn children_listed(&self) -> bool {
+        fn listed<K>(store: &Store<K>) -> bool
+        where
+            K: kube::Resource + Clone + 'static,
+            K::DynamicType: Eq + std::hash::Hash + Clone,
+        {
+            matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+        }
+        listed(&self.service_accounts)
+            && listed(&self.config_maps)
+            && listed(&self.deployments)
+            && listed(&self.services)
+            && listed(&self.network_policies)
+            && listed(&self.pods)
+    }
+
     /// The labels of `namespace`, or None while its watch has not shown it.
     pub fn namespace_labels(
         &self,
@@ -62,7 +82,7 @@ pub struct Context {
     pub config: OperatorConfig,
     pub stores: ChildStores,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    pub recorder: Arc<Recorder>,
     /// Consecutive failures per Plugin, for exponential backoff.
     pub failures: Mutex<HashMap<ObjectRef<Plugin>, u32>>,
     /// Statuses written that the Plugin cache may not show yet.

@@ -28,6 +28,9 @@ use crate::policy::validate_catalog;
 /// Nothing is written unless something differs.
 const RESYNC: Duration = Duration::from_secs(300);
 
+/// How long a reconcile waits for the child caches' first lists before it is queued again.
+const LISTING_WAIT: Duration = Duration::from_secs(10);
+
 pub async fn reconcile(
     guarded: Arc<DeserializeGuard<Plugin>>,
     ctx: Arc<Context>,
@@ -56,6 +59,16 @@ pub async fn reconcile(
 }
 
 async fn reconcile_plugin(plugin: &Plugin, ctx: &Context) -> Result<Action, Error> {
+    // Right after a start the child caches may still be listing; nothing is written
+    // meanwhile. The few reconciles running wait here rather than the whole queue
+    // coming round every second.
+    let listing_since = Instant::now();
+    while !ctx.stores.children_listed() {
+        if listing_since.elapsed() > LISTING_WAIT {
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let Some(catalog) = scope_catalog(ctx) else {
         // The catalog's watch has not listed yet; nothing is written meanwhile.
         return Ok(Action::requeue(Duration::from_secs(1)));
