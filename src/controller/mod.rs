@@ -20,6 +20,7 @@ mod context;
 pub mod desired;
 pub mod drift;
 pub mod error;
+pub mod events;
 pub mod leader;
 mod metrics;
 mod reconcile;

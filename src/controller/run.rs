@@ -15,7 +15,7 @@ use k8s_openapi::api::{
 use kube::api::Api;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -29,6 +29,7 @@ use super::cached::{Cached, Keeps, cached_event};
 use super::config::OperatorConfig;
 use super::context::{ChildStores, Context};
 use super::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PLUGIN_LABEL};
+use super::events::Recorder;
 use super::metrics::{ConditionLabels, DegradedLabels, Metrics};
 use super::reconcile::{error_policy, reconcile};
 use super::rollout::Rollouts;
@@ -104,7 +105,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), BoxError> {
         client: client.clone(),
         config,
         metrics,
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Arc::new(Recorder::new(client.clone(), reporter)),
         plugin_stores,
         admin: state.clone(),
         max_concurrent_reconciles: args.max_concurrent_reconciles,
@@ -309,7 +310,7 @@ struct Shared {
     client: Client,
     config: OperatorConfig,
     metrics: Arc<Metrics>,
-    recorder: Recorder,
+    recorder: Arc<Recorder>,
     plugin_stores: Arc<Mutex<Vec<Store<DeserializeGuard<Plugin>>>>>,
     admin: Arc<AdminState>,
     max_concurrent_reconciles: u16,

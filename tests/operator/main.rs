@@ -1,6 +1,6 @@
 //! The operator against a real API server (`make cluster-up`, KUBECONFIG exported): its
 //! children, drift put back, leader election, malformed objects, steady state, writes at convergence,
-//! failures on the status, values read as the API server reads them, and the CRD's own
+//! failures on the status, Events folded into series, values read as the API server reads them, and the CRD's own
 //! validation. One module per concern.
 //!
 //! The tests run side by side; the two that need the cluster to themselves (the
@@ -14,6 +14,7 @@ mod children;
 mod crd_drift;
 mod crd_validation;
 mod drift;
+mod events;
 mod images;
 mod leader_election;
 mod malformed;
