@@ -1,4 +1,5 @@
-//! The one binary: `plugin-operator controller | broker | crd | sample-scope-catalog | check`.
+//! The one binary: `plugin-operator controller | broker | wait-for-broker | crd |
+//! sample-scope-catalog | check`.
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,8 @@ enum Command {
     Controller(plugin_operator::controller::ControllerArgs),
     /// Run the broker sidecar inside a plugin pod.
     Broker(plugin_operator::broker::BrokerArgs),
+    /// Wait until the broker in this pod is ready (the broker container's postStart hook).
+    WaitForBroker(plugin_operator::broker::WaitArgs),
     /// Print a CustomResourceDefinition as YAML (the Plugin's unless --kind says otherwise).
     Crd {
         /// Plugin, PluginPolicy or ScopeCatalog.
@@ -36,6 +39,9 @@ fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Command::Controller(args) => runtime().block_on(plugin_operator::controller::run(args)),
         Command::Broker(args) => runtime().block_on(plugin_operator::broker::run(args)),
+        Command::WaitForBroker(args) => {
+            plugin_operator::broker::wait_for_broker(&args).map_err(Into::into)
+        }
         Command::Crd { kind } => plugin_operator::api::print_crd_yaml(&kind),
         Command::SampleScopeCatalog => {
             print!("{}", plugin_operator::api::sample_scope_catalog_yaml());

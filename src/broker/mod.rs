@@ -16,6 +16,8 @@
 //! - `audit/`: decision ids and the audit log.
 //! - `reload/`: the policy and token files, watched and swapped in.
 //! - `run.rs`: the wiring; `args.rs`: the flags; `metrics.rs`: the Prometheus metrics.
+//! - `wait.rs`: `wait-for-broker`, the broker container's postStart hook: the plugin
+//!   container starts once the broker is ready.
 
 mod args;
 mod audit;
@@ -25,6 +27,7 @@ mod limits;
 mod metrics;
 mod reload;
 mod run;
+mod wait;
 
 pub use args::BrokerArgs;
 pub use audit::AuditDestination;
@@ -32,5 +35,6 @@ pub use decide::{Call, CompiledPolicy, Decision, Denial, Verdict, check_path, de
 pub use http::headers::override_in;
 pub use reload::load_policy;
 pub use run::{BrokerError, Listeners, RunningBroker, run, start};
+pub use wait::{NotReady, WaitArgs, wait_for_broker};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

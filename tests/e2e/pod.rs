@@ -1,6 +1,6 @@
-//! The pod around the plugin: the broker serves before the plugin starts (native sidecar
-//! with a startup probe), and a /scratch filled beyond its size gets the pod evicted and
-//! the Plugin says so.
+//! The pod around the plugin: the broker serves before the plugin starts (a native
+//! sidecar whose postStart hook waits for its /readyz), and a /scratch filled beyond its
+//! size gets the pod evicted and the Plugin says so.
 
 use std::time::Duration;
 

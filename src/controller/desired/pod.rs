@@ -4,10 +4,10 @@
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
-    EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, SeccompProfile, SecretKeySelector,
-    SecurityContext, ServiceAccountTokenProjection, TCPSocketAction, Volume, VolumeMount,
-    VolumeProjection,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, Lifecycle,
+    LifecycleHandler, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource,
+    SeccompProfile, SecretKeySelector, SecurityContext, ServiceAccountTokenProjection,
+    TCPSocketAction, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -24,6 +24,8 @@ pub const BROKER_UID: i64 = 10001;
 pub const PLUGIN_UID: i64 = 10002;
 
 pub const PLUGIN_CONTAINER: &str = "plugin";
+/// The one binary in the broker's image (Containerfile, cluster/image.sh).
+pub const BROKER_BINARY: &str = "/plugin-operator";
 pub const BROKER_CONTAINER: &str = "broker";
 pub const POLICY_DIR: &str = "/etc/plugin-broker";
 pub const TOKEN_DIR: &str = "/var/run/secrets/chat-api";
@@ -132,13 +134,23 @@ fn broker_container(plugin: &Plugin, names: &ChildNames, config: &OperatorConfig
             limits: Some(amounts(BROKER_LIMITS)),
             ..Default::default()
         }),
-        // The kubelet starts the plugin container only once this succeeds, so the
+        // The kubelet starts the plugin container only once this hook returns, so the
         // plugin's first call finds the broker serving, with its policy and token
-        // loaded (/readyz); up to 30 s.
-        startup_probe: Some(Probe {
-            period_seconds: Some(1),
-            failure_threshold: Some(30),
-            ..admin_probe("/readyz")
+        // loaded (/readyz); up to 30 s. A startup probe would do the same a second at a
+        // time (src/broker/wait.rs).
+        lifecycle: Some(Lifecycle {
+            post_start: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec![
+                        BROKER_BINARY.into(),
+                        "wait-for-broker".into(),
+                        format!("--admin=127.0.0.1:{}", ports::ADMIN),
+                        "--timeout=30s".into(),
+                    ]),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
         }),
         readiness_probe: Some(admin_probe("/readyz")),
         liveness_probe: Some(admin_probe("/healthz")),

@@ -378,19 +378,29 @@ fn scratch_gets_its_size_limit_and_room_in_the_plugin_containers_limit() {
 }
 
 #[test]
-fn the_plugin_starts_only_once_the_brokers_startup_probe_sees_it_ready() {
+fn the_plugin_starts_only_once_the_brokers_post_start_hook_sees_it_ready() {
     let spec = pod("");
-    let probe = broker(&spec)
-        .startup_probe
+    let hook = broker(&spec)
+        .lifecycle
         .as_ref()
-        .expect("a startup probe");
-    let get = probe.http_get.as_ref().unwrap();
-    assert_eq!(get.path.as_deref(), Some("/readyz"));
-    assert_eq!(get.port, IntOrString::String("admin".into()));
-    assert_eq!(probe.period_seconds, Some(1));
-    assert_eq!(probe.failure_threshold, Some(30));
-    // Only a sidecar's startup probe holds back the containers after it.
+        .and_then(|lifecycle| lifecycle.post_start.as_ref())
+        .expect("a postStart hook");
+    assert_eq!(
+        hook.exec.as_ref().unwrap().command.as_deref(),
+        Some(
+            &[
+                "/plugin-operator",
+                "wait-for-broker",
+                "--admin=127.0.0.1:9090",
+                "--timeout=30s"
+            ]
+            .map(String::from)[..]
+        )
+    );
+    // Only a sidecar's start (its postStart hook returned, its startup probe passed)
+    // holds back the containers after it; a startup probe would be asked once a second.
     assert_eq!(broker(&spec).restart_policy.as_deref(), Some("Always"));
+    assert!(broker(&spec).startup_probe.is_none());
     assert!(plugin_of(&spec).startup_probe.is_none());
 }
 
