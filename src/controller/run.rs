@@ -448,50 +448,51 @@ async fn controller_for(
     };
     tokio::spawn(readiness);
 
+    // Everything else that wakes a Plugin wakes it by name and namespace alone
+    // ([`plugin_ref`]). The controller's `owns_stream` and `watches_stream` would queue
+    // each wake-up with the waking object's whole reference (API group, version, kind,
+    // plural, name, namespace, uid, resourceVersion: about 600 bytes), and the queue
+    // holds each request twice: a new process among 10,000 Plugins has them all queued
+    // at once while it reads their children.
     let mut controller = Controller::for_stream(plugin_stream, plugin_reader.clone())
-        .owns_stream(sa_stream)
-        .owns_stream(cm_stream)
-        .owns_stream(deploy_stream)
-        .owns_stream(svc_stream)
-        .owns_stream(np_stream)
-        .watches_stream(pod_stream, |pod: Pod| {
-            let plugin = pod.labels().get(PLUGIN_LABEL)?.clone();
-            Some(ObjectRef::new(&plugin).within(&pod.namespace()?))
-        })
+        .reconcile_on(owners_of(sa_stream))
+        .reconcile_on(owners_of(cm_stream))
+        .reconcile_on(owners_of(deploy_stream))
+        .reconcile_on(owners_of(svc_stream))
+        .reconcile_on(owners_of(np_stream))
+        .reconcile_on(pod_stream.filter_map(|pod| {
+            let plugin = pod.ok().and_then(|pod| {
+                Some(plugin_ref(
+                    pod.labels().get(PLUGIN_LABEL)?,
+                    &pod.namespace()?,
+                ))
+            });
+            std::future::ready(plugin)
+        }))
         // A policy that changes or goes may hold or release any Plugin; a namespace's
         // labels decide which policies select it.
-        .watches_stream(policy_stream, {
-            let plugins = plugin_reader.clone();
-            move |_: PluginPolicy| {
-                plugins
-                    .state()
-                    .iter()
-                    .map(|p| ObjectRef::from_obj(p.as_ref()))
-                    .collect::<Vec<_>>()
-            }
-        })
+        .reconcile_on(policy_stream.flat_map(every_plugin(plugin_reader.clone())))
         // The catalog is compiled into every broker's policy and bounds every Plugin.
-        .watches_stream(catalog_stream, {
+        .reconcile_on(catalog_stream.flat_map(every_plugin(plugin_reader.clone())))
+        .reconcile_on(namespace_stream.flat_map({
             let plugins = plugin_reader.clone();
-            move |_: ScopeCatalog| {
-                plugins
-                    .state()
-                    .iter()
-                    .map(|p| ObjectRef::from_obj(p.as_ref()))
-                    .collect::<Vec<_>>()
+            move |namespace| {
+                let name = namespace.map(|namespace| namespace.name_any());
+                futures::stream::iter(match name {
+                    Ok(name) => plugins_in(&plugins, Some(&name)),
+                    Err(_) => Vec::new(),
+                })
             }
-        })
-        .watches_stream(namespace_stream, {
-            let plugins = plugin_reader.clone();
-            move |namespace: PartialObjectMeta<Namespace>| {
-                plugins_in(&plugins, &namespace.name_any())
-            }
-        });
+        }));
     if let Some(stream) = chat_api_ca_stream {
         let plugins = plugin_reader.clone();
-        controller = controller.watches_stream(stream, move |bundle: ConfigMap| {
-            plugins_in(&plugins, &bundle.namespace().unwrap_or_default())
-        });
+        controller = controller.reconcile_on(stream.flat_map(move |bundle| {
+            let namespace = bundle.map(|bundle| bundle.namespace().unwrap_or_default());
+            futures::stream::iter(match namespace {
+                Ok(namespace) => plugins_in(&plugins, Some(&namespace)),
+                Err(_) => Vec::new(),
+            })
+        }));
     }
     controller
         .with_config(ControllerConfig::default().concurrency(shared.max_concurrent_reconciles))
@@ -505,17 +506,55 @@ async fn controller_for(
         .await;
 }
 
-/// The Plugins in `namespace`: what a change to the namespace or its CA bundle wakes.
+type PluginRef = ObjectRef<DeserializeGuard<Plugin>>;
+
+/// A Plugin to wake, by name and namespace: the controller finds it in its cache.
+fn plugin_ref(name: &str, namespace: &str) -> PluginRef {
+    ObjectRef::new(name).within(namespace)
+}
+
+/// The Plugins in `namespace` (in every namespace for `None`): what a change to a
+/// policy, the catalog, a namespace or its CA bundle wakes.
 fn plugins_in(
     plugins: &Store<DeserializeGuard<Plugin>>,
-    namespace: &str,
-) -> Vec<ObjectRef<DeserializeGuard<Plugin>>> {
+    namespace: Option<&str>,
+) -> Vec<PluginRef> {
     plugins
         .state()
         .iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace))
-        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .filter_map(|plugin| {
+            let meta = plugin.meta();
+            let plugin_namespace = meta.namespace.as_deref()?;
+            if namespace.is_some_and(|namespace| namespace != plugin_namespace) {
+                return None;
+            }
+            Some(plugin_ref(meta.name.as_deref()?, plugin_namespace))
+        })
         .collect()
+}
+
+/// Wakes every Plugin at each item.
+fn every_plugin<T>(
+    plugins: Store<DeserializeGuard<Plugin>>,
+) -> impl FnMut(T) -> futures::stream::Iter<std::vec::IntoIter<PluginRef>> {
+    move |_| futures::stream::iter(plugins_in(&plugins, None))
+}
+
+/// The Plugins that own each changed child ([`Cached::owners`]).
+fn owners_of<K: Keeps>(
+    children: impl Stream<Item = Result<Cached<K>, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = PluginRef> + Send + 'static {
+    children.flat_map(|child| {
+        let owners = child.map(|child| {
+            let namespace = child.metadata.namespace.as_deref().unwrap_or_default();
+            child
+                .owners
+                .iter()
+                .map(|owner| plugin_ref(owner, namespace))
+                .collect::<Vec<_>>()
+        });
+        futures::stream::iter(owners.unwrap_or_default())
+    })
 }
 
 /// Waits until `store` has its first full list. The store's readiness wakes only the

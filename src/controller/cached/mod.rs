@@ -4,11 +4,12 @@
 //! pod template (2 KB even when empty), and a map allocated for the two or three
 //! annotations a child kept.
 //!
-//! A child is kept as its metadata (name, namespace, uid, versions, owners; no labels,
-//! annotations or managedFields), the operator's applied hash, the digest of its content
-//! ([`content_digest`]: `apply` reads a child in full when the digest is one it has not
-//! seen clean) and what its kind's steps read ([`Keeps::Kept`]): of a Deployment its
-//! replicas, template hash and status, of a ConfigMap whether it is immutable.
+//! A child is kept as its metadata (name, namespace, uid, versions; no labels,
+//! annotations, owner references or managedFields), the names of the Plugins among its
+//! owners (what a change to it wakes), the operator's applied hash, the digest of its
+//! content ([`content_digest`]: `apply` reads a child in full when the digest is one it
+//! has not seen clean) and what its kind's steps read ([`Keeps::Kept`]): of a Deployment
+//! its replicas, template hash and status, of a ConfigMap whether it is immutable.
 
 use std::borrow::Cow;
 use std::fmt::Debug;
@@ -28,11 +29,16 @@ use serde::de::DeserializeOwned;
 use super::apply::APPLIED_HASH_ANNOTATION;
 use super::drift::content_digest;
 use super::rollout::TEMPLATE_HASH_ANNOTATION;
+use crate::api::Plugin;
 
 /// One child as the caches keep it.
 #[derive(Clone, Debug)]
 pub struct Cached<K: Keeps> {
     pub metadata: ObjectMeta,
+    /// The names of the Plugins among the child's owner references (one, unless someone
+    /// added another), in its namespace: a change to the child wakes them. An owner
+    /// reference is about 250 bytes; a name is what the wake-up needs.
+    pub owners: Box<[Box<str>]>,
     /// The child's applied-hash annotation, if it has one.
     pub applied_hash: Option<Box<str>>,
     /// The digest of what the drift comparison reads of it.
@@ -73,6 +79,16 @@ impl<K: Keeps> Cached<K> {
             .as_mut()
             .and_then(|annotations| annotations.remove(APPLIED_HASH_ANNOTATION))
             .map(String::into_boxed_str);
+        let owners = meta
+            .owner_references
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|owner| {
+                owner.kind == Plugin::kind(&()) && owner.api_version == Plugin::api_version(&())
+            })
+            .map(|owner| owner.name.into_boxed_str())
+            .collect();
         let metadata = ObjectMeta {
             name: meta.name.take(),
             namespace: meta.namespace.take(),
@@ -81,11 +97,11 @@ impl<K: Keeps> Cached<K> {
             generation: meta.generation,
             creation_timestamp: meta.creation_timestamp.take(),
             deletion_timestamp: meta.deletion_timestamp.take(),
-            owner_references: meta.owner_references.take(),
             ..Default::default()
         };
         Self {
             metadata,
+            owners,
             applied_hash,
             digest,
             kept: object.kept(),
