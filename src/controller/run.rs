@@ -474,25 +474,15 @@ async fn controller_for(
         .reconcile_on(policy_stream.flat_map(every_plugin(plugin_reader.clone())))
         // The catalog is compiled into every broker's policy and bounds every Plugin.
         .reconcile_on(catalog_stream.flat_map(every_plugin(plugin_reader.clone())))
-        .reconcile_on(namespace_stream.flat_map({
-            let plugins = plugin_reader.clone();
-            move |namespace| {
-                let name = namespace.map(|namespace| namespace.name_any());
-                futures::stream::iter(match name {
-                    Ok(name) => plugins_in(&plugins, Some(&name)),
-                    Err(_) => Vec::new(),
-                })
-            }
-        }));
+        .reconcile_on(namespace_stream.flat_map(plugins_of_namespace(
+            plugin_reader.clone(),
+            |namespace: &PartialObjectMeta<Namespace>| namespace.name_any(),
+        )));
     if let Some(stream) = chat_api_ca_stream {
-        let plugins = plugin_reader.clone();
-        controller = controller.reconcile_on(stream.flat_map(move |bundle| {
-            let namespace = bundle.map(|bundle| bundle.namespace().unwrap_or_default());
-            futures::stream::iter(match namespace {
-                Ok(namespace) => plugins_in(&plugins, Some(&namespace)),
-                Err(_) => Vec::new(),
-            })
-        }));
+        controller = controller.reconcile_on(stream.flat_map(plugins_of_namespace(
+            plugin_reader.clone(),
+            |bundle: &ConfigMap| bundle.namespace().unwrap_or_default(),
+        )));
     }
     controller
         .with_config(ControllerConfig::default().concurrency(shared.max_concurrent_reconciles))
@@ -538,6 +528,17 @@ fn every_plugin<T>(
     plugins: Store<DeserializeGuard<Plugin>>,
 ) -> impl FnMut(T) -> futures::stream::Iter<std::vec::IntoIter<PluginRef>> {
     move |_| futures::stream::iter(plugins_in(&plugins, None))
+}
+
+/// Wakes the Plugins in the namespace `namespace_of` names, at each item.
+fn plugins_of_namespace<T>(
+    plugins: Store<DeserializeGuard<Plugin>>,
+    namespace_of: fn(&T) -> String,
+) -> impl FnMut(Result<T, watcher::Error>) -> futures::stream::Iter<std::vec::IntoIter<PluginRef>> {
+    move |item| {
+        let woken = item.map(|item| plugins_in(&plugins, Some(&namespace_of(&item))));
+        futures::stream::iter(woken.unwrap_or_default())
+    }
 }
 
 /// The Plugins that own each changed child ([`Cached::owners`]).
