@@ -20,9 +20,21 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::desired::FIELD_MANAGER;
+use super::status::report::truncate;
 
 /// How long an Event takes the same event again into its series.
 const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+
+/// An Event from a reconcile of a Plugin, its note cut to 1,000 bytes.
+pub fn reconcile_event(type_: EventType, reason: impl Into<String>, note: String) -> Event {
+    Event {
+        type_,
+        reason: reason.into(),
+        note: Some(truncate(note)),
+        action: "Reconcile".into(),
+        secondary: None,
+    }
+}
 
 /// Publishes Events, folding repeats into series.
 pub struct Recorder {
@@ -225,12 +237,10 @@ mod tests {
     }
 
     fn event(reason: &str, note: &str, secondary: Option<ObjectReference>) -> Event {
+        let warning = reconcile_event(EventType::Warning, reason, note.into());
         Event {
-            type_: EventType::Warning,
-            reason: reason.into(),
-            note: Some(note.into()),
-            action: "Reconcile".into(),
             secondary,
+            ..warning
         }
     }
 

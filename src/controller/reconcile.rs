@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
@@ -18,6 +18,7 @@ use super::bounds::{Catalog, EnvObjects, Review, permissions_status, review, sel
 use super::context::Context;
 use super::desired::{PLUGIN_LABEL, desired_children};
 use super::error::{Error, backoff_delay};
+use super::events::reconcile_event;
 use super::status::report::{now_to_the_second, report, report_failure, truncate};
 use super::status::{Desired, Problem, chat_api_ca_problem, failed_status, plugin_status};
 use super::validate::validate;
@@ -287,13 +288,7 @@ pub fn error_policy(
     let reference = ObjectRef::from_obj(guarded.as_ref());
     warn!(plugin = %reference, reason = error.reason(), %error, "reconcile failed");
     let object_ref = guarded.object_ref(&());
-    let event = Event {
-        type_: EventType::Warning,
-        reason: error.reason().into(),
-        note: Some(truncate(error.to_string())),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
+    let event = reconcile_event(EventType::Warning, error.reason(), error.to_string());
     let recorder = ctx.recorder.clone();
     tokio::spawn(async move {
         if let Err(error) = recorder.publish(&event, &object_ref).await {

@@ -7,16 +7,14 @@ use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::Resource;
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType, Reporter};
-use plugin_operator::controller::events::Recorder;
+use plugin_operator::controller::events::{Recorder, reconcile_event};
 use plugin_operator_test_support::cluster::{TestNamespace, client, together};
 
 fn event(reason: &str, note: &str, secondary: Option<ObjectReference>) -> Event {
+    let warning = reconcile_event(EventType::Warning, reason, note.into());
     Event {
-        type_: EventType::Warning,
-        reason: reason.into(),
-        note: Some(note.into()),
-        action: "Reconcile".into(),
         secondary,
+        ..warning
     }
 }
 

@@ -4,7 +4,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -17,6 +17,7 @@ use crate::api::{Plugin, PluginStatus};
 use crate::controller::context::Context;
 use crate::controller::desired::FIELD_MANAGER;
 use crate::controller::error::Error;
+use crate::controller::events::reconcile_event;
 
 /// Computes the status from the one the Plugin shows (or the one written last, while the
 /// cache is behind it) and writes it unless it is the same; then publishes the
@@ -148,13 +149,7 @@ pub async fn publish(
     reason: String,
     note: String,
 ) {
-    let event = Event {
-        type_,
-        reason,
-        note: Some(truncate(note)),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
+    let event = reconcile_event(type_, reason, note);
     ctx.metrics.count_write("Event");
     if let Err(error) = ctx.recorder.publish(&event, &plugin.object_ref(&())).await {
         warn!(%error, "could not publish an Event");
