@@ -118,6 +118,19 @@ pub struct Progress {
     pub with_children: usize,
 }
 
+/// How often a long wait says how far it has come.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+impl Progress {
+    /// One line on stderr: how many of `count` Plugins have children, status, Ready.
+    fn report(&self, count: usize) {
+        progress(&format!(
+            "{} / {count} with children, {} / {count} with status, {} / {count} Ready",
+            self.with_children, self.with_status, self.ready
+        ));
+    }
+}
+
 /// Whether the Plugin's status is at its generation and says Ready=True, with the Ready
 /// condition's `observedGeneration` at that generation too.
 pub fn ready_at_generation(plugin: &Plugin) -> bool {
@@ -243,6 +256,17 @@ impl ConvergenceWatch {
         }
     }
 
+    /// Runs `work`, saying every 5 s how far the Plugins have come.
+    pub async fn reporting<T>(&self, count: usize, work: impl Future<Output = T>) -> T {
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                () = tokio::time::sleep(REPORT_EVERY) => self.progress().report(count),
+            }
+        }
+    }
+
     /// Checks the watched state every 50 ms until `count` Plugins have all children and
     /// are Ready at their generation. Returns the time from `started`, or None on
     /// timeout.
@@ -258,11 +282,8 @@ impl ConvergenceWatch {
             if now.ready == count && now.with_children == count {
                 return Some(started.elapsed());
             }
-            if last_report.elapsed() > Duration::from_secs(5) {
-                progress(&format!(
-                    "{} / {count} with children, {} / {count} with status, {} / {count} Ready",
-                    now.with_children, now.with_status, now.ready
-                ));
+            if last_report.elapsed() > REPORT_EVERY {
+                now.report(count);
                 last_report = Instant::now();
             }
             if started.elapsed() > timeout {

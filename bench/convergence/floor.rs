@@ -301,11 +301,11 @@ async fn main() {
     let last_written = Mutex::new(Duration::ZERO);
     let mark_written = || *last_written.lock().unwrap() = started.elapsed();
     // Every Plugin's run is started at once; the slots keep 8 writing at a time.
-    stream::iter(0..count)
+    let writes = stream::iter(0..count)
         .map(|index| one_plugin(&run, index, mark_written))
         .buffer_unordered(count.max(1))
-        .for_each(|_| async {})
-        .await;
+        .for_each(|_| async {});
+    watch.reporting(count, writes).await;
     let written = *last_written.lock().unwrap();
     let converged = watch.wait_converged(count, started, timeout).await;
     drop(watch);

@@ -83,7 +83,9 @@ async fn main() {
     let apiserver_cpu_before = apiserver.map(common::cpu_seconds);
     let operator_cpu_before = common::cpu_seconds(pid);
     let started = Instant::now();
-    common::create_plugins(&plugins, count).await;
+    watch
+        .reporting(count, common::create_plugins(&plugins, count))
+        .await;
     let created = started.elapsed();
     progress(&format!(
         "created {count} Plugins in {:.1} s; waiting for convergence",
