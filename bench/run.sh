@@ -24,8 +24,9 @@
 # operator's results go to build/bench/plugins-N/, so a run at 1,000 and one at 10,000
 # (BENCH_PLUGINS=10000 BENCH_STEADY_SECONDS=120) both show in the report.
 # BROKER_BASELINE_BIN=<a broker binary> adds it as a fifth variant, "baseline" (before
-# and after a change, in the same rounds). If step 4 has to start the local cluster, the
-# cluster is stopped again at the end (BENCH_KEEP_CLUSTER=1 keeps it).
+# and after a change, in the same rounds). If a step has to start the local cluster, the
+# cluster is stopped again at the end (BENCH_KEEP_CLUSTER=1 keeps it); the ready part
+# adds the local node (real pods) to a cluster that has none.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -80,13 +81,19 @@ else
     --example bench-ready
 fi
 
-# The local cluster, started (and stopped at the end) when none answers.
+# The local cluster, started (and stopped at the end) when none answers. `ensure_cluster
+# node` (the ready part: real pods) also adds the local node to a cluster without one.
 ensure_cluster() {
+  local node=0
+  [[ ${1:-} == node ]] && node=1
   KUBECTL=$(ls "$HOME"/.cache/plugin-operator/k8s-*/bin/kubectl 2> /dev/null | tail -n 1 || true)
   if [[ ! -f $KUBECONFIG || -z $KUBECTL ]] || ! "$KUBECTL" get --raw /readyz > /dev/null 2>&1; then
-    echo "   no cluster kubeconfig; starting the local cluster (make cluster-up)" >&2
+    echo "   no cluster answers; starting the local cluster (make cluster-up NODE=$node)" >&2
     STARTED_CLUSTER=1
-    make --no-print-directory cluster-up
+    make --no-print-directory cluster-up NODE=$node
+  elif ((node)) && [[ -z $("$KUBECTL" get nodes -o name 2> /dev/null) ]]; then
+    echo "   the cluster has no node to run pods on; adding the local node (make cluster-up NODE=1)" >&2
+    make --no-print-directory cluster-up NODE=1
   fi
 }
 
@@ -134,7 +141,7 @@ if [[ $ONLY == all || $ONLY == ready ]]; then
   READY_PLUGINS=${BENCH_READY_PLUGINS:-50}
   TAG=${BENCH_IMAGE_TAG:-bench}
   step "ready: apply → Ready with real pods, $READY_PLUGINS at once in ${BENCH_READY_ROUNDS:-2} rounds (floor, operator), then ${BENCH_READY_TRIES:-20} one at a time"
-  ensure_cluster
+  ensure_cluster node
   # Pulling is not what is measured: the images are in the node before the clock starts.
   echo "   images localhost/plugin-operator:$TAG and localhost/sample-plugin:$TAG (static build, loaded into the node)" >&2
   RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile image --target x86_64-unknown-linux-gnu \
