@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::{
     coordination::v1::Lease,
     core::v1::{ConfigMap, Namespace, Pod},
@@ -56,11 +56,14 @@ pub async fn run(args: ControllerArgs) -> Result<(), BoxError> {
         }),
         waiting: Default::default(),
     });
+    // SIGTERM is handled from before the admin port answers: a stop at any moment after
+    // is graceful.
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(signal_shutdown(terminate, shutdown_tx));
     let admin_address = admin::serve(args.admin_address, state.clone()).await?;
     info!(%admin_address, "admin endpoints listening");
-
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    tokio::spawn(signal_shutdown(shutdown_tx));
 
     let election = args.leader_election();
     let leases: Option<Api<Lease>> = election.as_ref().map(|e| {
@@ -484,16 +487,29 @@ async fn controller_for(
             |bundle: &ConfigMap| bundle.namespace().unwrap_or_default(),
         )));
     }
-    controller
+    let run = controller
         .with_config(ControllerConfig::default().concurrency(shared.max_concurrent_reconciles))
-        .graceful_shutdown_on(wait_for(shutdown))
+        .graceful_shutdown_on(wait_for(shutdown.clone()))
         .run(reconcile, error_policy, ctx)
         .for_each(|outcome| async move {
             if let Err(error) = outcome {
                 warn!(%error, "controller stream error");
             }
-        })
-        .await;
+        });
+    // kube-runtime's runner starts no reconcile before the Plugin cache has listed, and
+    // after a shutdown it would wait for that list for ever. A stop that comes first
+    // (a SIGTERM right after the start) ends here: nothing can be in flight.
+    let stopped_before_listing = async {
+        wait_for(shutdown).await;
+        if plugin_reader.wait_until_ready().now_or_never().is_none() {
+            return;
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        () = run => {}
+        () = stopped_before_listing => info!("stopped before the Plugins were listed"),
+    }
 }
 
 type PluginRef = ObjectRef<DeserializeGuard<Plugin>>;
@@ -613,9 +629,10 @@ fn count_plugins_by_condition(metrics: &Metrics, stores: &[Store<DeserializeGuar
     }
 }
 
-async fn signal_shutdown(shutdown: watch::Sender<bool>) {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+async fn signal_shutdown(
+    mut terminate: tokio::signal::unix::Signal,
+    shutdown: watch::Sender<bool>,
+) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}

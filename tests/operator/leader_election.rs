@@ -140,3 +140,16 @@ async fn a_leader_that_stops_gracefully_releases_the_lease() {
         "the Lease is free for a standby at once"
     );
 }
+
+#[tokio::test]
+async fn a_sigterm_before_the_plugins_are_listed_ends_the_operator() {
+    let _cluster = together().await;
+    let (_client, ns) = namespace_with_crd("op-early-stop").await;
+    // Right after it logs its admin address the operator is still listing.
+    let mut operator = Operator::start(OPERATOR, &ns.name, &[]).await;
+    let exit = operator.terminate();
+    assert!(
+        exit.success(),
+        "SIGTERM during the first list ends the operator cleanly, got {exit}"
+    );
+}

@@ -86,12 +86,23 @@ impl Operator {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then wait for a clean exit.
+    /// SIGTERM, then wait (up to 20 s) for it to exit; an operator still running then
+    /// fails the test instead of hanging it.
     pub fn terminate(&mut self) -> ExitStatus {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        self.child.wait().expect("the operator exits")
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(exit) = self.child.try_wait().expect("the operator's status") {
+                return exit;
+            }
+            if std::time::Instant::now() > deadline {
+                self.kill();
+                panic!("the operator still ran 20 s after SIGTERM (killed it)");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// One metric's value from the admin port (summed over its label sets).
