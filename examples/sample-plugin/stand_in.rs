@@ -44,20 +44,21 @@ const OVERRIDE_HEADERS: [&str; 5] = [
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// `first`, as far as a second dump taken at once bears it out. One dump is one pass
-/// over the kernel's table, not a snapshot: a connection that closes behind the pass
-/// and its successor opening ahead of it are both counted, and a close that is still on
-/// its way to this pod (its FIN handled on another CPU) lets a connection opened after
-/// it show beside it for a few microseconds. A peak that two dumps in a row both see
-/// was held; a connection count that truly ran over stays over for the next dump.
-fn confirmed(counter: &mut crate::sockets::Counter, port: u16, first: u64) -> u64 {
-    match counter.established_from_elsewhere(port) {
-        Ok(second) => first.min(second),
-        Err(error) => {
-            eprintln!("counting connections: {error}");
-            0
-        }
+/// The kernel's count of established connections to `port`: the count now, and a new
+/// peak only when a second dump, taken at once, sees it too. One dump is one pass over
+/// the kernel's table, not a snapshot: a connection that closes behind the pass and its
+/// successor opening ahead of it are both counted, and a close that is still on its way
+/// to this pod (its FIN handled on another CPU) lets a connection opened after it show
+/// beside it for a few microseconds. A count that truly ran over stays over for the
+/// second dump.
+fn count_established(counter: &mut crate::sockets::Counter, port: u16) -> std::io::Result<()> {
+    let now = counter.established_from_elsewhere(port)?;
+    ESTABLISHED.store(now, Ordering::Relaxed);
+    if now > PEAK_ESTABLISHED.load(Ordering::Relaxed) {
+        let again = counter.established_from_elsewhere(port)?;
+        PEAK_ESTABLISHED.fetch_max(now.min(again), Ordering::Relaxed);
     }
+    Ok(())
 }
 
 pub async fn serve() {
@@ -70,15 +71,8 @@ pub async fn serve() {
     let mut counter = crate::sockets::Counter::new().expect("a socket-diagnostics socket");
     std::thread::spawn(move || {
         loop {
-            match counter.established_from_elsewhere(number) {
-                Ok(now) => {
-                    ESTABLISHED.store(now, Ordering::Relaxed);
-                    if now > PEAK_ESTABLISHED.load(Ordering::Relaxed) {
-                        let held = confirmed(&mut counter, number, now);
-                        PEAK_ESTABLISHED.fetch_max(held, Ordering::Relaxed);
-                    }
-                }
-                Err(error) => eprintln!("counting connections: {error}"),
+            if let Err(error) = count_established(&mut counter, number) {
+                eprintln!("counting connections: {error}");
             }
             std::thread::sleep(Duration::from_millis(10));
         }

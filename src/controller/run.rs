@@ -20,6 +20,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -58,8 +59,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), BoxError> {
     });
     // SIGTERM is handled from before the admin port answers: a stop at any moment after
     // is graceful.
-    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    let terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(signal_shutdown(terminate, shutdown_tx));
     let admin_address = admin::serve(args.admin_address, state.clone()).await?;
@@ -629,10 +629,7 @@ fn count_plugins_by_condition(metrics: &Metrics, stores: &[Store<DeserializeGuar
     }
 }
 
-async fn signal_shutdown(
-    mut terminate: tokio::signal::unix::Signal,
-    shutdown: watch::Sender<bool>,
-) {
+async fn signal_shutdown(mut terminate: Signal, shutdown: watch::Sender<bool>) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::crd::TEST_SCOPE_CATALOG;
 
@@ -92,12 +92,12 @@ impl Operator {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(exit) = self.child.try_wait().expect("the operator's status") {
                 return exit;
             }
-            if std::time::Instant::now() > deadline {
+            if Instant::now() > deadline {
                 self.kill();
                 panic!("the operator still ran 20 s after SIGTERM (killed it)");
             }
